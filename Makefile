@@ -1,0 +1,63 @@
+# spec2vol-bids developer commands. `make demo` and `make test` work on a fresh machine:
+# they create .venv, install system packages the tests need (when root), then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The local CPU torch wheel folder (pip.conf's find-links), so uv never pulls a CUDA build.
+WHEELS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null || echo /opt/wheels)
+TORCH_PIN := torch==2.13.0
+EXTRAS := test,napari,docs,bench
+STAMP := $(VENV)/.installed
+APT_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 graphviz
+XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
+export QT_QPA_PLATFORM ?= xcb
+export NIPYPE_NO_ET ?= 1
+export MPLBACKEND ?= Agg
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install system-deps test demo bench docs lint clean help
+
+help:
+	@echo "make demo    install, then simulate a tiny EEG-fMRI dataset and run the pipeline end to end"
+	@echo "make test    install, then run the test suite (headless, CPU only)"
+	@echo "make bench   run the benchmarks (results in benchmarks/results/)"
+	@echo "make docs    build the Sphinx documentation (warnings are errors)"
+	@echo "make lint    ruff + hadolint"
+
+install: system-deps $(STAMP)
+
+# Debian packages for the headless napari tests and graphviz (workflow graphs); only when missing and root.
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages ($$missing); GUI tests need them (run as root or install them)"; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { $(PYTHON) -m pip install -q uv && $(PYTHON) -m uv venv -q -p $(PYTHON) $(VENV); }
+	$(PYTHON) -m uv pip install -q --python $(BIN)/python --compile-bytecode \
+	  --find-links "$(WHEELS)" "$(TORCH_PIN)" -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+test: install
+	$(XVFB) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python -m spec2vol_bids.demo
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+lint: install
+	$(BIN)/ruff check spec2vol_bids napari_spec2vol tests benchmarks examples
+	@if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache build dist *.egg-info

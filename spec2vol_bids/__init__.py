@@ -1,0 +1,9 @@
+"""spec2vol-bids: Spec2VolCAMU-Net as a BIDS-App, nipype workflows and a napari plugin.
+
+Heavy dependencies (torch, nipype, nilearn) are imported lazily by the submodules that need them,
+so ``import spec2vol_bids`` and ``spec2vol_bids --help`` stay fast.
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__"]

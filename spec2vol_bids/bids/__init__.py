@@ -1,0 +1,1 @@
+"""spec2vol_bids.bids"""

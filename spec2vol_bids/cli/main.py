@@ -1,0 +1,70 @@
+"""Entry point of the ``spec2vol_bids`` / ``spec2vol-bids`` program.
+
+The program has one BIDS-App form and a few sub-commands::
+
+    spec2vol_bids BIDS_DIR OUT_DIR {participant,group} [options]   # the BIDS-App
+    spec2vol_bids simulate OUT_DIR [options]                       # synthetic EEG-fMRI BIDS dataset
+    spec2vol_bids train DERIV_DIR MODEL_DIR [options]              # train on participant derivatives
+
+Each sub-command lives in its own module (``spec2vol_bids.cli.<name>``) exposing ``build_parser(prog)`` and
+``run(args) -> int``; modules are imported only when their command is used, so ``--help`` and ``--version``
+never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import Spec2VolError
+
+PROG = "spec2vol_bids"
+
+#: sub-command name -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("spec2vol_bids.cli.simulate", "write a synthetic EEG-fMRI BIDS dataset with known ground truth"),
+    "train": ("spec2vol_bids.cli.train", "train and cross-validate models on participant-level derivatives"),
+}
+#: the BIDS-App form (positional BIDS_DIR OUT_DIR LEVEL)
+BIDSAPP_MODULE = "spec2vol_bids.cli.bidsapp"
+
+
+def commands_epilog() -> str:
+    lines = ["other commands (run `spec2vol_bids COMMAND --help`):"]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the program; returns the exit code (see :mod:`spec2vol_bids.errors`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        module_name, _ = COMMANDS[argv[0]]
+        prog = f"{PROG} {argv[0]}"
+        argv = argv[1:]
+    else:
+        module_name, prog = BIDSAPP_MODULE, PROG
+    module = importlib.import_module(module_name)
+    parser = module.build_parser(prog)
+    args = parser.parse_args(argv)  # argparse exits 2 on syntax errors, 0 on --help/--version
+    try:
+        return int(module.run(args) or 0)
+    except Spec2VolError as err:
+        logging.getLogger("spec2vol_bids").debug("error details", exc_info=True)
+        print(f"{PROG}: error: {err.one_line()}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; outputs already written are complete, partial ones were removed",
+              file=sys.stderr)
+        return 130
+
+
+def version_string() -> str:
+    return f"spec2vol-bids {__version__}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
