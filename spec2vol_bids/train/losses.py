@@ -1,0 +1,58 @@
+"""Training loss of Spec2VolCAMU-Net: ``0.5 (1 - SSIM) + 0.5 MSE``.
+
+SSIM is the published 2-D slices-as-channels definition of :mod:`spec2vol_bids.train.metrics` (torchmetrics
+>= 1.4.3, ``data_range=1``) averaged over the batch; MSE is the mean over all voxels (``torch.nn.MSELoss``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .metrics import ssim_per_sample
+
+__all__ = ["SSIMMSELoss", "ssim_mse_loss"]
+
+
+def ssim_mse_loss(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    ssim_weight: float = 0.5,
+    mse_weight: float = 0.5,
+    data_range: float = 1.0,
+    crop_border: bool = False,
+) -> torch.Tensor:
+    """Scalar loss ``ssim_weight * (1 - SSIM) + mse_weight * MSE``.
+
+    Parameters
+    ----------
+    preds, target : Tensor, shape (B, D, H, W)
+        Predicted and measured volumes, slices as channels.
+    ssim_weight, mse_weight : float
+        0.5 and 0.5 in the paper.
+    data_range, crop_border
+        Passed to :func:`spec2vol_bids.train.metrics.ssim_map`.
+    """
+    s = ssim_per_sample(preds, target, data_range=data_range, crop_border=crop_border).mean()
+    mse = torch.mean((preds - target.to(preds.dtype)) ** 2)
+    return ssim_weight * (1.0 - s) + mse_weight * mse
+
+
+class SSIMMSELoss(nn.Module):
+    """Module form of :func:`ssim_mse_loss` (the paper's ``0.5 (1 - SSIM) + 0.5 MSE``)."""
+
+    def __init__(self, ssim_weight: float = 0.5, mse_weight: float = 0.5, *, data_range: float = 1.0,
+                 crop_border: bool = False):
+        super().__init__()
+        self.ssim_weight = float(ssim_weight)
+        self.mse_weight = float(mse_weight)
+        self.data_range = float(data_range)
+        self.crop_border = bool(crop_border)
+
+    def forward(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return ssim_mse_loss(preds, target, ssim_weight=self.ssim_weight, mse_weight=self.mse_weight,
+                             data_range=self.data_range, crop_border=self.crop_border)
+
+    def extra_repr(self) -> str:
+        return f"ssim_weight={self.ssim_weight}, mse_weight={self.mse_weight}, data_range={self.data_range}"
