@@ -1,0 +1,240 @@
+"""Tests of napari_spec2vol._reader: layers, shapes, scale and metadata for every file kind."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_spec2vol._reader import napari_get_reader, read_paths
+from spec2vol_bids.errors import DataError, NoInputError
+
+
+def _bold(tmp_path, name, shape=(6, 5, 4, 7), affine=None, sidecar=None, tr=2.0):
+    rng = np.random.default_rng(0)
+    data = rng.random(shape, dtype=np.float32)
+    if affine is None:
+        # LPS-like: x flipped, anisotropic voxels 3 x 2 x 4 mm
+        affine = np.diag([-3.0, 2.0, 4.0, 1.0])
+        affine[:3, 3] = [10.0, -20.0, -30.0]
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    if len(shape) == 4:
+        img.header["pixdim"][4] = tr
+    path = tmp_path / name
+    nib.save(img, path)
+    if sidecar is not None:
+        (tmp_path / name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+    return path, data, affine
+
+
+def test_get_reader_dispatch(tmp_path):
+    assert napari_get_reader("image.png") is None
+    assert napari_get_reader(["a_bold.nii.gz", "b.txt"]) is None
+    for name in ("sub-01_task-rest_eeg.vhdr", "x_eeg.edf", "x_eeg.set", "x_desc-stft_spectrogram.h5", "a.nii.gz",
+                 "a.nii"):
+        assert callable(napari_get_reader(name)), name
+    assert napari_get_reader("plain.h5") is None
+
+
+def test_target_bold_canonical_orientation_scale_and_metadata(tmp_path):
+    sidecar = {"RepetitionTime": 1.5, "TaskName": "rest", "Scaling": "minmax"}
+    path, data, affine = _bold(tmp_path, "sub-01_task-rest_desc-target_bold.nii.gz", sidecar=sidecar)
+    (layer_data, kwargs, layer_type), = napari_get_reader(str(path))(str(path))
+    assert layer_type == "image"
+    # (x, y, z, t) = (6, 5, 4, 7) -> (t, z, y, x)
+    assert layer_data.shape == (7, 4, 5, 6)
+    assert kwargs["scale"] == [1.5, 4.0, 2.0, 3.0]  # TR from the sidecar wins over pixdim[4] = 2
+    # canonical: x axis flipped, so napari's last axis runs the other way and the origin moves
+    expected = data[::-1].transpose(3, 2, 1, 0)
+    np.testing.assert_array_equal(layer_data, expected)
+    canon = np.array(kwargs["metadata"]["affine"])
+    assert canon[0, 0] == 3.0
+    assert kwargs["translate"][1:] == [canon[2, 3], canon[1, 3], canon[0, 3]]
+    assert kwargs["translate"][0] == 0.0
+    assert np.allclose(kwargs["metadata"]["native_affine"], affine)
+    assert kwargs["metadata"]["kind"] == "bold-target"
+    assert kwargs["metadata"]["sidecar"]["TaskName"] == "rest"
+    assert kwargs["metadata"]["repetition_time"] == 1.5
+    assert kwargs["units"] == ("s", "mm", "mm", "mm")
+    lo, hi = kwargs["contrast_limits"]
+    assert 0.0 <= lo < hi <= 1.0
+    # world coordinate of voxel (i, j, k) equals the NIfTI affine applied to it
+    z, y, x = 1, 2, 3  # napari index (any time point)
+    world = np.array(kwargs["translate"][1:]) + np.array(kwargs["scale"][1:]) * [z, y, x]
+    ras = canon @ np.array([x, y, z, 1.0])
+    np.testing.assert_allclose(world, ras[2::-1])
+
+
+def test_tr_from_header_when_no_sidecar(tmp_path):
+    path, *_ = _bold(tmp_path, "sub-01_task-rest_bold.nii.gz", tr=2.5)
+    (_, kwargs, _), = read_paths(path)
+    assert kwargs["scale"][0] == 2.5
+    assert kwargs["metadata"]["kind"] == "image"
+
+
+def test_predicted_bold_translated_to_its_volume_indices(tmp_path):
+    sidecar = {"RepetitionTime": 2.0, "VolumeIndices": [26, 27, 28, 29, 30, 31, 32], "ModelName": "tiny"}
+    path, *_ = _bold(tmp_path, "sub-01_task-rest_desc-spec2vol_bold.nii.gz", sidecar=sidecar)
+    (data, kwargs, _), = read_paths(path)
+    assert data.shape[0] == 7
+    assert kwargs["translate"][0] == 52.0  # first predicted volume at 26 * TR
+    assert kwargs["metadata"]["volume_indices"][0] == 26
+    assert kwargs["metadata"]["kind"] == "bold-predicted"
+
+
+def test_predicted_bold_with_mismatched_sidecar_is_a_data_error(tmp_path):
+    sidecar = {"RepetitionTime": 2.0, "VolumeIndices": [1, 2]}
+    path, *_ = _bold(tmp_path, "sub-01_task-rest_desc-spec2vol_bold.nii.gz", sidecar=sidecar)
+    with pytest.raises(DataError, match="VolumeIndices"):
+        read_paths(path)
+
+
+def test_mask_is_a_labels_layer(tmp_path):
+    mask = np.zeros((6, 5, 4), np.uint8)
+    mask[1:4, 1:4, 1:3] = 1
+    path = tmp_path / "sub-01_task-rest_desc-brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask, np.diag([2.0, 2.0, 3.0, 1.0])), path)
+    (data, kwargs, layer_type), = read_paths(path)
+    assert layer_type == "labels"
+    assert data.shape == (4, 5, 6)
+    assert kwargs["scale"] == [3.0, 2.0, 2.0]
+    assert int(data.sum()) == int(mask.sum())
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(NoInputError):
+        read_paths(tmp_path / "nothere_bold.nii.gz")
+    bad = tmp_path / "bad_bold.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    with pytest.raises(DataError):
+        read_paths(bad)
+    bad_h5 = tmp_path / "x_desc-stft_spectrogram.h5"
+    bad_h5.write_bytes(b"junk")
+    with pytest.raises(DataError):
+        read_paths(bad_h5)
+
+
+def _spectrogram(tmp_path, n_vol=30, n_ch=4, n_f=9):
+    rng = np.random.default_rng(1)
+    spec = rng.random((n_vol, n_ch, n_f), dtype=np.float32)
+    valid = np.ones(n_vol, bool)
+    valid[-1] = False
+    spec[-1] = 0
+    freqs = np.linspace(1.0, 5.0, n_f)
+    path = tmp_path / "sub-01_task-rest_desc-stft_spectrogram.h5"
+    with h5py.File(path, "w") as f:
+        f["spectrogram"] = spec
+        f["valid"] = valid
+        f["frequencies"] = freqs
+        f["volume_onsets"] = np.arange(n_vol) * 2.0 + 0.5
+        f["pairs/windows"] = (np.arange(3)[:, None] + np.arange(20)[None]).astype(np.int32) + 6
+        f["pairs/targets"] = np.arange(3, dtype=np.int32) + 26
+        f.attrs["channels"] = json.dumps([f"E{i}" for i in range(n_ch)])
+        f.attrs["channel_types"] = json.dumps(["EEG"] * n_ch)
+        f.attrs["sfreq"] = 250.0
+        f.attrs["repetition_time"] = 2.0
+        f.attrs["window_length"] = 2.0
+        f.attrs["onset_source"] = "markers"
+        f.attrs["config"] = json.dumps({"eeg": {"fmax": 5}})
+    return path, spec, freqs
+
+
+def test_spectrogram_layer(tmp_path):
+    path, spec, freqs = _spectrogram(tmp_path)
+    (data, kwargs, layer_type), = napari_get_reader(str(path))(str(path))
+    assert layer_type == "image"
+    np.testing.assert_array_equal(data, spec)
+    assert kwargs["scale"] == [2.0, 1.0, 0.5]
+    assert kwargs["translate"] == [0.0, 0.0, 1.0]
+    meta = kwargs["metadata"]
+    assert meta["channels"] == ["E0", "E1", "E2", "E3"]
+    assert meta["config"] == {"eeg": {"fmax": 5}}
+    assert meta["onset_source"] == "markers"
+    assert meta["pairs_windows"].shape == (3, 20)
+    assert meta["pairs_targets"].tolist() == [26, 27, 28]
+    assert not meta["valid"][-1]
+    np.testing.assert_allclose(meta["frequencies"], freqs)
+    # the invalid all-zero row does not drag the contrast limits down to 0
+    assert kwargs["contrast_limits"][0] > 0.0
+
+
+def _raw(n_ch=3, sfreq=100.0, seconds=12.0, markers=True):
+    import mne
+
+    rng = np.random.default_rng(2)
+    n = int(sfreq * seconds)
+    data = rng.standard_normal((n_ch, n)) * 1e-5
+    data[0] *= 50  # a large channel: z-scoring puts it on the same scale
+    info = mne.create_info([f"Fp{i}" for i in range(n_ch)], sfreq, "eeg")
+    raw = mne.io.RawArray(data, info, verbose="error")
+    if markers:
+        onsets = 1.0 + 2.0 * np.arange(5)
+        raw.set_annotations(mne.Annotations(onsets, [0.0] * 5, ["Response/R128"] * 5))
+    return raw, data
+
+
+@pytest.mark.parametrize("fmt,ext", [("brainvision", "vhdr"), ("edf", "edf"), ("eeglab", "set")])
+def test_eeg_layers(tmp_path, fmt, ext):
+    import mne
+
+    raw, data = _raw()
+    path = tmp_path / f"sub-01_task-rest_eeg.{ext}"
+    mne.export.export_raw(path, raw, fmt=fmt, verbose="error")
+    layers = napari_get_reader(str(path))(str(path))
+    (image, kwargs, layer_type) = layers[0]
+    assert layer_type == "image"
+    assert image.shape == data.shape
+    assert kwargs["scale"] == [1.0, 1.0 / 100.0]
+    meta = kwargs["metadata"]
+    assert meta["channels"] == ["Fp0", "Fp1", "Fp2"]
+    assert meta["sfreq"] == 100.0
+    # robust z-score: every channel has median 0 and a comparable spread despite the 50x amplitude
+    np.testing.assert_allclose(np.median(image, axis=1), 0.0, atol=1e-4)
+    iqr = np.subtract(*np.percentile(image, [75, 25], axis=1))
+    assert np.all((iqr > 1.0) & (iqr < 1.7))
+    if fmt == "brainvision":  # R128 markers survive the BrainVision round trip
+        assert len(layers) == 2
+        lines, mkw, mtype = layers[1]
+        assert mtype == "shapes"
+        assert len(lines) == 5
+        np.testing.assert_allclose([ln[0, 1] for ln in lines], 1.0 + 2.0 * np.arange(5), atol=0.02)
+        assert meta["onset_source"] == "markers"
+
+
+def test_eeg_events_tsv_markers(tmp_path):
+    import mne
+
+    raw, _ = _raw(markers=False)
+    path = tmp_path / "sub-01_task-rest_eeg.vhdr"
+    mne.export.export_raw(path, raw, fmt="brainvision", verbose="error")
+    (tmp_path / "sub-01_task-rest_events.tsv").write_text(
+        "onset\tduration\ttrial_type\n0.5\t0\tR128\n2.5\t0\tR128\n4.0\t0\tstim\n")
+    layers = read_paths(path)
+    assert layers[0][1]["metadata"]["onset_source"] == "events.tsv"
+    assert [ln[0, 1] for ln in layers[1][0]] == [0.5, 2.5]
+
+
+def test_eeg_without_markers_has_one_layer(tmp_path):
+    import mne
+
+    raw, _ = _raw(markers=False)
+    path = tmp_path / "sub-01_task-rest_eeg.edf"
+    mne.export.export_raw(path, raw, fmt="edf", verbose="error")
+    layers = read_paths(path)
+    assert len(layers) == 1
+    assert layers[0][1]["metadata"]["onset_source"] == "none"
+
+
+def test_layers_load_in_a_viewer(make_napari_viewer, tmp_path):
+    """The tuples are valid napari layer arguments (the viewer accepts them all)."""
+    path, *_ = _bold(tmp_path, "sub-01_task-rest_desc-target_bold.nii.gz")
+    spec_path, *_ = _spectrogram(tmp_path)
+    viewer = make_napari_viewer()
+    for data, kwargs, layer_type in read_paths([path, spec_path]):
+        layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+        assert layer.ndim == data.ndim
+    assert len(viewer.layers) == 2
