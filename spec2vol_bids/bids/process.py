@@ -1,0 +1,373 @@
+"""One paired run from raw files to derivative files: the glue between reading, preprocessing and writing.
+
+These functions are what the nipype interfaces (:mod:`spec2vol_bids.interfaces`), the command line and the napari
+plugin call; each reads its inputs from files, runs the pure functions of :mod:`spec2vol_bids.preproc` and writes
+one derivative with :mod:`spec2vol_bids.bids.derivatives`:
+
+* :func:`compute_spectrogram`: EEG file -> ``*_desc-stft_spectrogram.h5`` (+ ``.json``), streamed window by window;
+* :func:`compute_target`: BOLD file -> ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz`` (+ ``.json``);
+* :func:`predict_run`: spectrogram + target grid + checkpoint -> ``*_desc-spec2vol_bold.nii.gz`` (+ ``.json``);
+* :func:`inspect_run`: cheap header-only checks of a run (used before any processing starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .derivatives import derivative_path, read_spectrogram, write_nifti, write_spectrogram
+from .eeg import EEGRecording, VolumeOnsets, volume_onsets
+from .layout import bids_uri, parse_entities
+
+__all__ = [
+    "RunInfo",
+    "inspect_run",
+    "compute_spectrogram",
+    "compute_target",
+    "predict_run",
+    "spectrogram_name",
+    "target_names",
+    "prediction_name",
+]
+
+LOGGER = logging.getLogger("spec2vol_bids.bids")
+
+
+def _config(config):
+    from ..config import PreprocConfig
+
+    if config is None:
+        return PreprocConfig()
+    if isinstance(config, PreprocConfig):
+        return config
+    return PreprocConfig.from_dict(dict(config))
+
+
+def _run_entities(path: str | os.PathLike) -> dict[str, str]:
+    ents = parse_entities(path)
+    return {k: v for k, v in ents.items() if k in ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo")}
+
+
+def spectrogram_name(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> Path:
+    """Path of the spectrogram derivative of a run (entities taken from ``source_file``)."""
+    return derivative_path(out_dir, _run_entities(source_file), desc="stft", suffix="spectrogram",
+                           extension=".h5", datatype="eeg")
+
+
+def target_names(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> tuple[Path, Path]:
+    """Paths of the target BOLD and brain-mask derivatives of a run."""
+    ents = _run_entities(source_file)
+    return (derivative_path(out_dir, ents, desc="target", suffix="bold", extension=".nii.gz", datatype="func"),
+            derivative_path(out_dir, ents, desc="brain", suffix="mask", extension=".nii.gz", datatype="func"))
+
+
+def prediction_name(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> Path:
+    """Path of the predicted BOLD derivative of a run."""
+    return derivative_path(out_dir, _run_entities(source_file), desc="spec2vol", suffix="bold",
+                           extension=".nii.gz", datatype="func")
+
+
+@dataclass
+class RunInfo:
+    """What :func:`inspect_run` learned from the headers of a run.
+
+    Attributes
+    ----------
+    channels, channel_types : list of str
+        The channels that enter the spectrogram (after selection), in row order, and their BIDS types.
+    sfreq : float
+        EEG sampling frequency (Hz).
+    onsets : VolumeOnsets
+        Volume onsets on the EEG clock and where they came from.
+    native_shape : tuple of int
+        BOLD image shape ``(X, Y, Z, T)``.
+    """
+
+    channels: list[str]
+    channel_types: list[str]
+    sfreq: float
+    onsets: VolumeOnsets
+    native_shape: tuple[int, ...]
+
+
+def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
+    from ..preproc.eeg import select_channels
+
+    rec = EEGRecording(eeg_file, channels_tsv)
+    picks = select_channels(rec.ch_names, rec.ch_types, cfg.eeg)
+    return rec, picks
+
+
+def _load_bold_header(bold_file: str | os.PathLike):
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(bold_file))
+        _ = img.header.get_data_shape()
+    except Exception as err:  # nibabel raises several types for corrupt files
+        raise DataError(f"cannot read the BOLD image {Path(bold_file).name} ({type(err).__name__}: {err})",
+                        hint="Replace the corrupt file, or exclude the run with --bids-filter-file") from None
+    if len(img.shape) != 4:
+        raise DataError(f"the BOLD image {Path(bold_file).name} is {len(img.shape)}-D, expected 4-D",
+                        hint="Exclude the run with --bids-filter-file")
+    return img
+
+
+def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, repetition_time: float,
+                config=None, channels_tsv: str | os.PathLike | None = None,
+                events_tsv: str | os.PathLike | None = None) -> RunInfo:
+    """Check a run from its headers only (no samples or voxels are read) and describe it.
+
+    Catches before any processing starts: unreadable EEG or BOLD headers, channel selections that do not
+    match the recording, missing volume markers (warning), EEG shorter than the BOLD run.
+
+    Raises
+    ------
+    DataError
+        Any of the above problems.
+    """
+    cfg = _config(config)
+    img = _load_bold_header(bold_file)
+    rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
+    onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
+                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
+                   sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape))
+
+
+def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
+                        out_file: str | os.PathLike, config=None, channels_tsv: str | os.PathLike | None = None,
+                        events_tsv: str | os.PathLike | None = None, bold_file: str | os.PathLike | None = None,
+                        progress: bool = False) -> tuple[Path, Path]:
+    """Compute and write the volume-locked spectrogram of one EEG run.
+
+    Parameters
+    ----------
+    eeg_file : path-like
+        Raw EEG data file of the run.
+    n_volumes : int
+        Number of volumes of the paired BOLD series (one spectrogram row per volume).
+    repetition_time : float
+        ``RepetitionTime`` of the BOLD series (s).
+    out_file : path-like
+        Destination ``..._desc-stft_spectrogram.h5`` (its ``.json`` sidecar is written next to it).
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (default: the official pipeline).
+    channels_tsv, events_tsv : path-like, optional
+        The run's ``channels.tsv`` (channel types) and ``events.tsv`` (volume markers when the raw file has
+        none).
+    bold_file : path-like, optional
+        The paired BOLD file, listed in ``Sources``.
+    progress : bool
+        Show a progress bar over the windows.
+
+    Returns
+    -------
+    h5_path, json_path : Path
+
+    Raises
+    ------
+    DataError
+        Unreadable EEG, NaN samples, EEG shorter than the BOLD run, run too short for one pair.
+    """
+    from ..preproc.eeg import spectrogram_from_reader
+    from ..preproc.pairs import pairs_for_config
+
+    cfg = _config(config)
+    rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
+    onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
+                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    names = [rec.ch_names[i] for i in picks]
+    spec, freqs, valid = spectrogram_from_reader(
+        rec.segment_reader(picks), onsets.onsets, rec.sfreq, rec.n_samples, cfg.eeg,
+        tr=float(repetition_time), channel_names=names, progress=progress)
+    # spec: [n_volumes, n_channels, n_freqs]; valid: [n_volumes]
+    windows, targets = pairs_for_config(int(n_volumes), valid, float(repetition_time), cfg.pairing)
+    core, total = cfg.eeg.window_seconds(float(repetition_time))
+    attrs: dict[str, Any] = {
+        "channels": names,
+        "channel_types": [rec.ch_types[i] for i in picks],
+        "sfreq": rec.sfreq,
+        "repetition_time": float(repetition_time),
+        "window_length": float(total),
+        "taper": cfg.eeg.taper,
+        "units": _units(cfg),
+        "onset_source": onsets.source,
+        "volume_marker": onsets.marker or "n/a",
+        "config": cfg.to_dict(),
+    }
+    sources = [bids_uri(eeg_file)] + ([bids_uri(bold_file)] if bold_file else [])
+    sidecar = {
+        "Description": "Volume-locked EEG spectrogram: one row per BOLD volume, the spectrum of the EEG window "
+                       "anchored at the volume's onset",
+        "Sources": sources,
+        "VolumeMarker": onsets.marker,
+        "NumberOfVolumeMarkers": onsets.n_markers,
+        "AlignmentWarnings": list(onsets.messages),
+    }
+    LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
+                int(valid.sum()), len(targets))
+    return write_spectrogram(out_file, spectrogram=spec, valid=valid, frequencies=freqs,
+                             volume_onsets=onsets.onsets, pair_windows=windows, pair_targets=targets,
+                             attrs=attrs, sidecar=sidecar)
+
+
+def _units(cfg) -> str:
+    base = "dB re 1 V^2" if cfg.eeg.log_power else "V"
+    if cfg.eeg.scaling != "none":
+        return f"z-score ({cfg.eeg.scaling}) of {base}"
+    return base
+
+
+def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike, mask_file: str | os.PathLike,
+                   repetition_time: float, config=None, task_name: str | None = None) -> tuple[Path, Path, Path, Path]:
+    """Resize and scale one BOLD series into the model's target grid and write it with its brain mask.
+
+    Parameters
+    ----------
+    bold_file : path-like
+        Raw BOLD image ``[X, Y, Z, T]``.
+    out_file, mask_file : path-like
+        Destinations of ``..._desc-target_bold.nii.gz`` and ``..._desc-brain_mask.nii.gz``.
+    repetition_time : float
+        Stored in ``pixdim[4]`` and the sidecar.
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (the ``bold`` section is used).
+    task_name : str, optional
+        ``TaskName`` for the sidecar (default: the ``task`` entity of the file name).
+
+    Returns
+    -------
+    target, target_json, mask, mask_json : Path
+
+    Raises
+    ------
+    DataError
+        The image cannot be read (corrupt, truncated) or is not 4-D.
+    """
+    from ..preproc import fmri
+
+    cfg = _config(config)
+    img = _load_bold_header(bold_file)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)  # [X, Y, Z, T]
+    except Exception as err:
+        raise DataError(f"cannot read the voxels of {Path(bold_file).name} ({type(err).__name__}: {err})",
+                        hint="The file is truncated or corrupt; replace it or exclude the run") from None
+    if not np.isfinite(data).all():
+        raise DataError(f"the BOLD image {Path(bold_file).name} holds NaN or infinite voxels",
+                        hint="Fix the image or exclude the run with --bids-filter-file")
+    native_shape = tuple(int(s) for s in data.shape)
+    shape = fmri.target_shape(native_shape[:3], cfg.bold)
+    vols = fmri.dct_resize(data, shape, cfg.bold) if tuple(shape) != native_shape[:3] else data
+    affine = (fmri.resized_affine(img.affine, native_shape[:3], shape)
+              if tuple(shape) != native_shape[:3] else img.affine)
+    mask = fmri.brain_mask(vols)  # [X, Y, Z] bool
+    scaled = fmri.scale_volumes(vols, cfg.bold, mask=mask)  # [X, Y, Z, T]
+    task = task_name or parse_entities(bold_file).get("task")
+    resize = "dct" if tuple(shape) != native_shape[:3] else "none"
+    sidecar = {
+        "Description": "BOLD series on the model grid, scaled per volume: the training target of Spec2VolCAMU-Net",
+        "RepetitionTime": float(repetition_time),
+        "TaskName": task,
+        "Sources": [bids_uri(bold_file)],
+        "Scaling": cfg.bold.scaling,
+        "Resize": resize,
+        "NativeShape": list(native_shape),
+        "NativeAffine": np.asarray(img.affine, dtype=float).tolist(),
+        "SkullStripped": False,
+    }
+    target, target_json = write_nifti(out_file, scaled, affine, sidecar=sidecar, dtype=np.float32,
+                                      repetition_time=float(repetition_time))
+    mask_sidecar = {"Description": "Brain mask on the model grid (for the dynamic-correlation metric)",
+                    "Sources": [bids_uri(bold_file)], "Type": "Brain"}
+    mask_path, mask_json = write_nifti(mask_file, mask.astype(np.uint8), affine, sidecar=mask_sidecar,
+                                       dtype=np.uint8)
+    LOGGER.info("%s: target %s (%s resize, %s scaling)", Path(bold_file).name, tuple(scaled.shape), resize,
+                cfg.bold.scaling)
+    return target, target_json, mask_path, mask_json
+
+
+def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathLike,
+                checkpoint: str | os.PathLike, *, out_file: str | os.PathLike, device: str = "auto",
+                batch_size: int = 8, eeg_file: str | os.PathLike | None = None,
+                bold_file: str | os.PathLike | None = None, progress: bool = False) -> tuple[Path, Path]:
+    """Predict the BOLD volumes of one run from its spectrogram with a trained checkpoint.
+
+    Parameters
+    ----------
+    spectrogram_file : path-like
+        The run's ``..._desc-stft_spectrogram.h5``.
+    target_file : path-like
+        The run's ``..._desc-target_bold.nii.gz`` (its grid and affine are used for the prediction).
+    checkpoint : path-like
+        A spec2vol-bids checkpoint (:mod:`spec2vol_bids.train.checkpoint`).
+    out_file : path-like
+        Destination ``..._desc-spec2vol_bold.nii.gz``.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    batch_size : int
+        Pairs per forward pass.
+    eeg_file, bold_file : path-like, optional
+        Raw files listed in ``Sources``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    nifti, json : Path
+
+    Raises
+    ------
+    DataError
+        The checkpoint does not fit the data (channels, frequency axis or grid).
+    """
+    import nibabel as nib
+
+    from ..train.checkpoint import check_compatible, load_checkpoint
+    from ..train.predict import predict_windows
+    from ..utils import sha256_file
+
+    spec = read_spectrogram(spectrogram_file)
+    target = nib.load(str(target_file))
+    ckpt = load_checkpoint(checkpoint)
+    check_compatible(ckpt, channels=spec["attrs"]["channels"], frequencies=spec["frequencies"],
+                     grid=tuple(int(s) for s in target.shape[:3]))
+    windows = spec["pair_windows"]  # [n_pairs, n_windows]
+    x = spec["spectrogram"][windows]  # [n_pairs, n_windows, C, F]
+    pred = predict_windows(ckpt, x, device=device, batch_size=int(batch_size), progress=progress)
+    pred = np.asarray(pred, dtype=np.float32).transpose(2, 3, 1, 0)  # [n, D, X, Y] -> [X, Y, D, n]
+    tr = float(spec["attrs"]["repetition_time"])
+    model = ckpt.get("model", {}) if isinstance(ckpt, Mapping) else {}
+    sources = [bids_uri(p) for p in (eeg_file, bold_file) if p]
+    sidecar = {
+        "Description": "BOLD volumes predicted from EEG spectrograms by Spec2VolCAMU-Net",
+        "RepetitionTime": tr,
+        "TaskName": parse_entities(spectrogram_file).get("task"),
+        "Sources": sources,
+        "VolumeIndices": [int(t) for t in spec["pair_targets"]],
+        "ModelName": model.get("name", "spec2vol"),
+        "ModelSHA256": sha256_file(checkpoint),
+        "Device": device,
+    }
+    LOGGER.info("%s: predicted %d volumes", Path(spectrogram_file).name, pred.shape[-1])
+    return write_nifti(out_file, pred, target.affine, sidecar=sidecar, dtype=np.float32, repetition_time=tr)
+
+
+def derivative_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The data files and their JSON sidecars, sidecars first (a reader that sees the data sees its sidecar)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        side = p.with_name(p.name.split(".", 1)[0] + ".json")
+        if side.is_file() and side != p:
+            out.append(side)
+        out.append(p)
+    return out
