@@ -1,0 +1,441 @@
+"""Typed preprocessing settings, read and written as TOML.
+
+The settings are plain dataclasses grouped by modality:
+
+* :class:`EEGConfig`: how the EEG around each BOLD volume becomes one spectrogram row,
+* :class:`PairingConfig`: which spectrogram rows feed the model for which target volume,
+* :class:`BOLDConfig`: how BOLD volumes become model targets (grid, resize, intensity scaling),
+
+collected in :class:`PreprocConfig`. **The defaults reproduce the official Spec2VolCAMU-Net pipeline**
+(TR-long rectangular windows, ``|FFT|`` bins 1..249, z-scored across electrodes; 6 volumes discarded; windows
+``i..i+19`` predict volume ``i+20``; per-volume min-max; DCT resize to 64 x 64 x D). Every other value of an
+option is an improvement that users may opt into; the docstring of each field says what it changes.
+
+Every run records its settings next to its outputs (``PreprocConfig.to_toml``); the same text read back with
+:meth:`PreprocConfig.from_toml` gives identical settings. Wrong values raise :class:`~spec2vol_bids.errors.UsageError`
+with a message that names the field and the accepted values.
+
+Examples
+--------
+>>> from spec2vol_bids.config import PreprocConfig
+>>> cfg = PreprocConfig.from_dict({"eeg": {"taper": "hann", "log_power": True}})
+>>> cfg.eeg.taper, cfg.pairing.n_windows
+('hann', 20)
+>>> PreprocConfig.from_toml(cfg.to_toml()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "TAPERS",
+    "FREQUENCY_AXES",
+    "EEG_SCALINGS",
+    "BOLD_RESIZES",
+    "BOLD_SCALINGS",
+    "EEGConfig",
+    "PairingConfig",
+    "BOLDConfig",
+    "PreprocConfig",
+]
+
+#: accepted values of :attr:`EEGConfig.taper`
+TAPERS = ("boxcar", "hann", "hamming", "tukey")
+#: accepted values of :attr:`EEGConfig.frequency_axis`
+FREQUENCY_AXES = ("bins", "hz")
+#: accepted values of :attr:`EEGConfig.scaling`
+EEG_SCALINGS = ("zscore-electrodes", "none", "zscore-channel")
+#: accepted values of :attr:`BOLDConfig.resize`
+BOLD_RESIZES = ("dct", "none")
+#: accepted values of :attr:`BOLDConfig.scaling`
+BOLD_SCALINGS = ("minmax", "minmax-mask", "zscore")
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"Did you mean {near[0]!r}?" if near else f"Use one of: {', '.join(choices)}."
+        raise UsageError(f"{section}.{name} = {value!r} is not one of {', '.join(choices)}", hint=hint)
+    return value
+
+
+def _number(section: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, integer: bool = False) -> Any:
+    ok_type = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or (
+            not integer and not math.isfinite(float(value))):
+        kind = "an integer" if integer else "a finite number"
+        raise UsageError(f"{section}.{name} = {value!r} is not {kind}", hint=f"Set {section}.{name} to {kind}.")
+    bad = ((low is not None and (value <= low if low_open else value < low))
+           or (high is not None and (value >= high if high_open else value > high)))
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        rng = " and ".join(p for p in (lo, hi) if p)
+        raise UsageError(f"{section}.{name} = {value!r} is out of range", hint=f"Use a value {rng}.")
+    return int(value) if integer else float(value)
+
+
+def _names(section: str, name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value):
+        raise UsageError(f"{section}.{name} must be a list of names, got {value!r}",
+                         hint=f'Write it as a list, e.g. {name} = ["ECG", "EOG"].')
+    return tuple(value)
+
+
+class _Section:
+    """Shared ``to_dict``/``from_dict`` for the dataclass sections (unknown keys are refused)."""
+
+    _section: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-container copy (tuples become lists; ``None`` kept) suitable for JSON."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None):
+        """Build from a mapping; missing keys take their default, unknown keys raise ``UsageError``."""
+        data = dict(data or {})
+        if not isinstance(data, dict):  # pragma: no cover - guarded by dict() above
+            raise UsageError(f"[{cls._section}] must be a table")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"Did you mean {near[0]!r}?" if near else f"Known settings: {', '.join(known)}."
+                raise UsageError(f"unknown setting {cls._section}.{key}", hint=hint)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class EEGConfig(_Section):
+    """How the EEG around each BOLD volume becomes one spectrogram row ``[n_channels, n_freqs]``.
+
+    The spectrogram always has **one row per BOLD volume** (row ``k`` belongs to volume ``k``); the hop between
+    rows is therefore the volume spacing (the TR) and cannot be chosen. What can be chosen is which EEG
+    samples enter row ``k`` and how their spectrum is summarised.
+
+    Parameters
+    ----------
+    window_length : float or None
+        Length in seconds of the *core* window of volume ``k``: ``[onset_k, onset_k + window_length)``.
+        ``None`` (default, official) uses one TR, so consecutive windows tile the recording without gaps or
+        overlap. A shorter value leaves gaps between windows; a longer one makes them overlap.
+    overlap : float
+        Fraction in ``[0, 1)`` by which each window is **extended backwards in time**: the window becomes
+        ``[onset_k + L - L / (1 - overlap), onset_k + L)`` with ``L = window_length``, i.e. its length is
+        ``L / (1 - overlap)`` and it ends where the core window ends (no later EEG enters row ``k``). With
+        ``L = TR`` consecutive windows then overlap by exactly ``overlap`` of their length (0.5: each window
+        spans two TRs). The default 0 is the official non-overlapping window. Longer windows give finer
+        frequency resolution and lower variance; the first rows may become invalid (window before the recording).
+    taper : {"boxcar", "hann", "hamming", "tukey"}
+        Window function multiplied with each segment before the FFT. ``"boxcar"`` (default, official) is no
+        taper; the others reduce spectral leakage from strong low-frequency and gradient artefacts into
+        neighbouring bins at the cost of a wider main lobe.
+    tukey_alpha : float
+        Fraction of the Tukey window inside the cosine tapered region (only used with ``taper="tukey"``).
+    frequency_axis : {"bins", "hz"}
+        ``"bins"`` (default, official): the ``|FFT|`` bins ``1..n_freqs`` of each window, at ``k / T`` Hz for a
+        window of ``T`` seconds, so the axis depends on the TR (0.78-194.5 Hz for CN-EPFL, 0.46-115 Hz for
+        NODDI). ``"hz"``: the magnitude spectrum linearly interpolated onto ``n_freqs`` evenly spaced
+        frequencies from ``fmin`` to ``fmax`` Hz, identical across datasets so a model trained on one TR can
+        be applied to data with another.
+    n_freqs : int
+        Number of frequencies per row (default 249, the model's input width).
+    fmin, fmax : float
+        Ends of the ``"hz"`` axis in Hz (ignored for ``"bins"``); ``fmax`` must be below the Nyquist frequency.
+    log_power : bool
+        ``False`` (default, official): linear magnitude ``|X|``. ``True``: power in decibels,
+        ``10 log10(|X|^2 + 1e-30)``, which compresses the 1/f dynamic range so that high frequencies are not
+        dwarfed by the low ones.
+    scaling : {"zscore-electrodes", "none", "zscore-channel"}
+        Standardisation of the finished spectrogram. ``"zscore-electrodes"`` (default, official): every
+        (window, frequency) cell is z-scored across electrodes (``scipy.stats.zscore(axis=channels)``), which
+        removes the overall power of each window and keeps only the spatial pattern. ``"none"``: raw values.
+        ``"zscore-channel"``: each channel is z-scored over all valid windows and frequencies of the run, which
+        removes per-channel gain differences but keeps spectral shape and changes over time.
+    include : list of str or None
+        Channel names to keep, in this order (``None``, default: every channel after exclusions).
+    exclude : list of str
+        Channel names to drop (default none).
+    exclude_types : list of str
+        Channel types to drop, case-insensitive (e.g. ``["ECG", "EOG"]``). The default ``[]`` keeps every
+        channel, as the official code does (it feeds the ECG channel to the model as if it were EEG).
+    volume_marker : str
+        Annotation name of the scanner's volume trigger (default ``"R128"``; MNE reads it as ``Response/R128``).
+    """
+
+    _section: ClassVar[str] = "eeg"
+
+    window_length: float | None = None
+    overlap: float = 0.0
+    taper: str = "boxcar"
+    tukey_alpha: float = 0.5
+    frequency_axis: str = "bins"
+    n_freqs: int = 249
+    fmin: float = 1.0
+    fmax: float = 100.0
+    log_power: bool = False
+    scaling: str = "zscore-electrodes"
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+    volume_marker: str = "R128"
+
+    def __post_init__(self):
+        s = self._section
+        set_ = object.__setattr__
+        if self.window_length is not None:
+            set_(self, "window_length", _number(s, "window_length", self.window_length, low=0, low_open=True))
+        set_(self, "overlap", _number(s, "overlap", self.overlap, low=0, high=1, high_open=True))
+        _choice(s, "taper", self.taper, TAPERS)
+        set_(self, "tukey_alpha", _number(s, "tukey_alpha", self.tukey_alpha, low=0, high=1))
+        _choice(s, "frequency_axis", self.frequency_axis, FREQUENCY_AXES)
+        set_(self, "n_freqs", _number(s, "n_freqs", self.n_freqs, low=1, integer=True))
+        set_(self, "fmin", _number(s, "fmin", self.fmin, low=0))
+        set_(self, "fmax", _number(s, "fmax", self.fmax, low=0, low_open=True))
+        if self.fmax <= self.fmin:
+            raise UsageError(f"eeg.fmax ({self.fmax} Hz) must be above eeg.fmin ({self.fmin} Hz)",
+                             hint="Swap or correct the two values.")
+        if not isinstance(self.log_power, bool):
+            raise UsageError(f"eeg.log_power = {self.log_power!r} is not true or false",
+                             hint="Set eeg.log_power to true or false.")
+        _choice(s, "scaling", self.scaling, EEG_SCALINGS)
+        if self.include is not None:
+            set_(self, "include", _names(s, "include", self.include))
+            if not self.include:
+                raise UsageError("eeg.include is an empty list", hint="Leave it unset to keep every channel.")
+        set_(self, "exclude", _names(s, "exclude", self.exclude))
+        set_(self, "exclude_types", _names(s, "exclude_types", self.exclude_types))
+        if not isinstance(self.volume_marker, str) or not self.volume_marker.strip():
+            raise UsageError(f"eeg.volume_marker = {self.volume_marker!r} is not a marker name",
+                             hint='Give the annotation name of the volume trigger, e.g. "R128".')
+
+    def window_seconds(self, tr: float) -> tuple[float, float]:
+        """Core and total window length in seconds for a run with repetition time ``tr``.
+
+        Returns
+        -------
+        core : float
+            ``window_length`` or ``tr``; the window of volume ``k`` ends at ``onset_k + core``.
+        total : float
+            ``core / (1 - overlap)``: the window's full length (it starts at ``onset_k + core - total``).
+        """
+        core = float(tr) if self.window_length is None else self.window_length
+        return core, core / (1.0 - self.overlap)
+
+
+@dataclass(frozen=True)
+class PairingConfig(_Section):
+    """Which spectrogram rows are the model input of which target volume.
+
+    A pair is ``rows t - lag - n_windows .. t - lag - 1 -> volume t``: the ``n_windows`` TR-windows that end
+    ``lag`` volumes before the target's onset. With the defaults (official, after Calhas et al.) that is
+    windows ``i..i+19 -> volume i+20`` counted after the first 6 volumes: the 20 TRs immediately before
+    the target.
+
+    Parameters
+    ----------
+    discard_volumes : int
+        Volumes at the start of the run that take part in no pair, neither as input nor as target (the
+        scanner's steady-state discard; default 6). It counts from the first volume in the BOLD file, so set
+        it to 0 when dummy scans were already removed from the data.
+    n_windows : int
+        Number of consecutive windows per model input (default 20; the model's input channels).
+    lag_volumes : int
+        Extra gap, in volumes, between the last input window and the target (default 0, official). A lag
+        of about 6 s models the haemodynamic delay explicitly.
+    window_span_s : float or None
+        Alternative to ``n_windows`` in seconds (the paper's "20 s of EEG"): converted to
+        ``round(window_span_s / TR)`` windows per run. Overrides ``n_windows`` when set.
+    lag_s : float or None
+        Alternative to ``lag_volumes`` in seconds (the paper's "ending 6 s before the volume"): converted
+        to ``round(lag_s / TR)`` volumes. Overrides ``lag_volumes`` when set.
+    """
+
+    _section: ClassVar[str] = "pairing"
+
+    discard_volumes: int = 6
+    n_windows: int = 20
+    lag_volumes: int = 0
+    window_span_s: float | None = None
+    lag_s: float | None = None
+
+    def __post_init__(self):
+        s = self._section
+        set_ = object.__setattr__
+        set_(self, "discard_volumes", _number(s, "discard_volumes", self.discard_volumes, low=0, integer=True))
+        set_(self, "n_windows", _number(s, "n_windows", self.n_windows, low=1, integer=True))
+        set_(self, "lag_volumes", _number(s, "lag_volumes", self.lag_volumes, low=0, integer=True))
+        if self.window_span_s is not None:
+            set_(self, "window_span_s", _number(s, "window_span_s", self.window_span_s, low=0, low_open=True))
+        if self.lag_s is not None:
+            set_(self, "lag_s", _number(s, "lag_s", self.lag_s, low=0))
+
+    def resolve(self, tr: float) -> tuple[int, int, int]:
+        """``(n_windows, discard_volumes, lag_volumes)`` in volumes for a run with repetition time ``tr``."""
+        from .preproc.pairs import pairing_from_seconds
+
+        n_windows, lag = self.n_windows, self.lag_volumes
+        if self.window_span_s is not None or self.lag_s is not None:
+            n_sec, lag_sec = pairing_from_seconds(tr, self.window_span_s, self.lag_s)
+            n_windows = n_sec if self.window_span_s is not None else n_windows
+            lag = lag_sec if self.lag_s is not None else lag
+        return n_windows, self.discard_volumes, lag
+
+
+@dataclass(frozen=True)
+class BOLDConfig(_Section):
+    """How BOLD volumes become model targets ``[X, Y, Z]`` on the model grid.
+
+    Parameters
+    ----------
+    grid : int
+        In-plane size of the model grid (default 64: the model predicts 64 x 64 slices).
+    n_slices : int or None
+        Number of axial slices of the target. ``None`` (default) keeps the native depth when the native
+        in-plane grid is already ``grid x grid`` (NODDI 30, Oddball 32 slices) and otherwise uses 30 (the
+        official CN-EPFL convention: 108 x 108 x 64 -> 64 x 64 x 30).
+    resize : {"dct", "none"}
+        ``"dct"`` (default, official): when the native grid differs from the target, keep the low-frequency
+        corner of the orthonormal 3-D DCT-II of each volume and invert it on the smaller grid (an ideal
+        low-pass resampling over the same field of view; zero-padding when enlarging). The intensity is
+        rescaled so the mean is preserved. ``"none"``: use the native grid, which must then already be
+        ``grid x grid`` in-plane.
+    scaling : {"minmax", "minmax-mask", "zscore"}
+        Per-volume intensity scaling. ``"minmax"`` (default, official): each volume mapped to ``[0, 1]`` by
+        its own minimum and maximum over *all* voxels, background included (so SSIM is driven largely by the
+        head outline). ``"minmax-mask"``: minimum and maximum taken inside the brain mask, voxels outside
+        set to 0. ``"zscore"``: each volume standardised to zero mean and unit variance inside the brain
+        mask, voxels outside set to 0 (removes global signal drifts, keeps relative contrast).
+    """
+
+    _section: ClassVar[str] = "bold"
+
+    grid: int = 64
+    n_slices: int | None = None
+    resize: str = "dct"
+    scaling: str = "minmax"
+
+    def __post_init__(self):
+        s = self._section
+        object.__setattr__(self, "grid", _number(s, "grid", self.grid, low=1, integer=True))
+        if self.n_slices is not None:
+            object.__setattr__(self, "n_slices", _number(s, "n_slices", self.n_slices, low=1, integer=True))
+        _choice(s, "resize", self.resize, BOLD_RESIZES)
+        _choice(s, "scaling", self.scaling, BOLD_SCALINGS)
+
+
+@dataclass(frozen=True)
+class PreprocConfig:
+    """All preprocessing settings: ``eeg`` (:class:`EEGConfig`), ``pairing`` (:class:`PairingConfig`) and
+    ``bold`` (:class:`BOLDConfig`). ``PreprocConfig()`` is the official Spec2VolCAMU-Net pipeline.
+
+    In TOML the sections are tables::
+
+        [eeg]
+        taper = "hann"
+        exclude_types = ["ECG", "EOG"]
+
+        [pairing]
+        window_span_s = 20.0
+        lag_s = 6.0
+
+        [bold]
+        scaling = "minmax-mask"
+    """
+
+    eeg: EEGConfig = field(default_factory=EEGConfig)
+    pairing: PairingConfig = field(default_factory=PairingConfig)
+    bold: BOLDConfig = field(default_factory=BOLDConfig)
+
+    _sections: ClassVar[dict[str, type]] = {"eeg": EEGConfig, "pairing": PairingConfig, "bold": BOLDConfig}
+
+    def __post_init__(self):
+        for name, cls in self._sections.items():
+            if not isinstance(getattr(self, name), cls):
+                raise UsageError(f"PreprocConfig.{name} must be an {cls.__name__}")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dictionary (``None`` kept), the inverse of :meth:`from_dict`."""
+        return {name: getattr(self, name).to_dict() for name in self._sections}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PreprocConfig:
+        """Build from a nested mapping; missing sections/keys take defaults, unknown ones raise ``UsageError``."""
+        data = dict(data or {})
+        for key, value in data.items():
+            if key not in cls._sections:
+                near = difflib.get_close_matches(key, list(cls._sections), n=1)
+                hint = f"Did you mean [{near[0]}]?" if near else "Known sections: [eeg], [pairing], [bold]."
+                raise UsageError(f"unknown settings section [{key}]", hint=hint)
+            if not isinstance(value, dict):
+                raise UsageError(f"settings section [{key}] must be a table, got {value!r}",
+                                 hint=f"Write it as a [{key}] table of key = value lines.")
+        return cls(**{name: sec.from_dict(data.get(name)) for name, sec in cls._sections.items()})
+
+    def to_toml(self) -> str:
+        """TOML text of every setting (unset optional values are left out, meaning their default ``None``)."""
+        import tomli_w
+
+        clean = {sec: {k: v for k, v in vals.items() if v is not None} for sec, vals in self.to_dict().items()}
+        header = "# spec2vol-bids preprocessing settings (PreprocConfig); unset keys take their defaults\n"
+        return header + tomli_w.dumps(clean)
+
+    @classmethod
+    def from_toml(cls, source: str | os.PathLike) -> PreprocConfig:
+        """Read settings from a TOML file path or from TOML text.
+
+        A ``str`` that names an existing file, or any ``os.PathLike``, is read as a file; other strings are
+        parsed as TOML text. Syntax errors raise ``UsageError`` with the parser's location.
+        """
+        where = "settings text"
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                                and "=" not in source):
+            path = Path(source)
+            if not path.is_file():
+                raise UsageError(f"settings file {path} does not exist", hint="Check the path.")
+            where, text = str(path), path.read_text(encoding="utf-8")
+        else:
+            text = source
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{where} is not valid TOML ({exc})", hint="Fix the syntax at that line.") from None
+        return cls.from_dict(data)
+
+    def write_toml(self, dest: str | os.PathLike) -> Path:
+        """Write :meth:`to_toml` to ``dest`` atomically and return the path."""
+        from .utils import atomic_write
+
+        return atomic_write(dest, self.to_toml())
+
+    def replace(self, **sections: dict[str, Any]) -> PreprocConfig:
+        """Copy with some settings changed, e.g. ``cfg.replace(eeg={"taper": "hann"})``."""
+        data = self.to_dict()
+        for name, values in sections.items():
+            if name not in self._sections:
+                raise UsageError(f"unknown settings section [{name}]", hint="Use eeg, pairing or bold.")
+            data[name].update(values)
+        return PreprocConfig.from_dict(data)
