@@ -293,7 +293,7 @@ def _blocks(starts: np.ndarray, stops: np.ndarray, order: np.ndarray, limit: int
 def spectrogram_from_reader(read_segment: Callable[[int, int], np.ndarray], volume_onsets, sfreq: float,
                             n_samples: int, cfg, *, tr: float | None = None,
                             channel_names: Sequence[str] | None = None, progress=None,
-                            max_block_samples: int = MAX_BLOCK_SAMPLES
+                            max_block_samples: int = MAX_BLOCK_SAMPLES, scale: bool = True
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Volume-locked spectrogram of a recording read a few windows at a time.
 
@@ -318,11 +318,14 @@ def spectrogram_from_reader(read_segment: Callable[[int, int], np.ndarray], volu
         ``True`` shows a tqdm bar; a callable is called as ``progress(done, total)`` after each block.
     max_block_samples : int
         Upper bound on the samples per channel of one ``read_segment`` call.
+    scale : bool
+        Apply ``cfg.scaling`` (default). ``False`` returns the unscaled spectra (e.g. for the report's
+        figures); ``scale_spectrogram(spec, cfg.scaling, valid=valid)`` then gives the scaled result.
 
     Returns
     -------
     spec : ndarray of float32, shape (n_volumes, n_channels, n_freqs)
-        Scaled as ``cfg.scaling``; rows of invalid windows are zeros.
+        Scaled as ``cfg.scaling`` (unless ``scale=False``); rows of invalid windows are zeros.
     freqs : ndarray of float64, shape (n_freqs,)
         Frequency of each column in Hz.
     valid : ndarray of bool, shape (n_volumes,)
@@ -376,18 +379,18 @@ def spectrogram_from_reader(read_segment: Callable[[int, int], np.ndarray], volu
     finally:
         if bar is not None:
             bar.close()
-    spec = scale_spectrogram(spec, cfg.scaling, valid=valid)
+    spec = scale_spectrogram(spec, cfg.scaling if scale else "none", valid=valid)
     return spec, freqs, valid
 
 
 def spectrogram_from_array(data, volume_onsets, sfreq: float, cfg, *, tr: float | None = None,
-                           channel_names: Sequence[str] | None = None, progress=None):
+                           channel_names: Sequence[str] | None = None, progress=None, scale: bool = True):
     """:func:`spectrogram_from_reader` over an in-memory (or memory-mapped) array ``data[C, n_samples]``."""
     data = np.asarray(data) if not isinstance(data, np.memmap) else data
     if data.ndim != 2:
         raise UsageError(f"EEG data must be [channels, samples], got shape {data.shape}")
     return spectrogram_from_reader(lambda a, b: data[:, a:b], volume_onsets, sfreq, data.shape[1], cfg,
-                                   tr=tr, channel_names=channel_names, progress=progress)
+                                   tr=tr, channel_names=channel_names, progress=progress, scale=scale)
 
 
 def scale_spectrogram(spec, method: str, *, valid=None) -> np.ndarray:

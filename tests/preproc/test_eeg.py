@@ -176,6 +176,8 @@ def test_scalings(rec):
     np.testing.assert_allclose(ch.std(axis=(0, 2)), 1, atol=1e-5)
     ref = (raw - raw.mean(axis=(0, 2), keepdims=True)) / raw.std(axis=(0, 2), keepdims=True)
     np.testing.assert_allclose(ch, ref, rtol=1e-4, atol=1e-4)
+    unscaled, _, _ = eeg.spectrogram_from_array(x, onsets, SFREQ, EEGConfig(), scale=False)
+    np.testing.assert_array_equal(unscaled, raw)
     el = eeg.scale_spectrogram(raw, "zscore-electrodes")
     np.testing.assert_allclose(el, scipy.stats.zscore(raw.astype(float), axis=1), rtol=1e-4, atol=1e-4)
     # invalid rows are excluded from the statistics and stay 0
