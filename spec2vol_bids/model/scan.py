@@ -37,7 +37,6 @@ time. Computation is in float32 (float64 when ``u`` or ``delta`` is float64); th
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import torch
@@ -297,70 +296,144 @@ def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_
 # --------------------------------------------------------------------------------------------------------------
 # chunked backend
 # --------------------------------------------------------------------------------------------------------------
-def _chunk_length(delta: torch.Tensor, A: torch.Tensor, max_chunk: int = MAX_CHUNK) -> int:
-    """Largest power-of-two chunk (<= max_chunk) whose within-chunk decay exponent stays below the limit."""
+def _chunk_length(delta: torch.Tensor, A: torch.Tensor, max_chunk: int | None = None) -> int:
+    """Longest chunk (<= ``max_chunk``) whose within-chunk decay exponent stays below the overflow limit.
+
+    The exponent inside a chunk is at most ``max_n |A[d, n]| * sum_{t in chunk} |delta[b, d, t]|``. The chunk is
+    accepted at once when even ``T * max|delta| * max|A|`` is below ``_EXP_LIMIT`` (the usual case, and then any
+    window of T steps is safe, which the adjoint scan relies on); otherwise it is halved until every chunk of
+    every (batch, channel) row stays below the limit (``T = 1`` always works).
+    """
     L = delta.shape[-1]
+    T = max(1, min(L, MAX_CHUNK if max_chunk is None else max_chunk))
+    if T == 1 or delta.numel() == 0:
+        return 1
     limit = _EXP_LIMIT[delta.dtype]
     a_max = A.detach().abs().amax(dim=1)  # (d,)
-    T = 1 << max(0, math.ceil(math.log2(max(1, min(L, max_chunk)))))
-    if T == 1:
-        return 1
-    cs = torch.cumsum(delta.detach(), dim=-1)  # (b, d, l)
+    mag = delta.detach().abs()  # |delta|: also bounds the exponents of a growing (delta < 0) scan
+    if float(mag.amax()) * float(a_max.amax()) * T <= limit:
+        return T
+    cs = F.pad(torch.cumsum(mag, dim=-1), (1, 0))  # (b, d, l + 1), cs[..., t] = sum of delta[:t]
     while T > 1:
-        n_chunks = -(-L // T)
-        ends = torch.arange(T - 1, n_chunks * T, T, device=delta.device).clamp_max(L - 1)
-        at_end = cs[..., ends]  # (b, d, c)
-        before = F.pad(at_end[..., :-1], (1, 0))  # cumsum before each chunk
-        worst = float(((at_end - before) * a_max[:, None]).amax()) if at_end.numel() else 0.0
+        starts = torch.arange(0, L, T, device=delta.device)
+        ends = (starts + T).clamp_max(L)
+        worst = float(((cs[..., ends] - cs[..., starts]) * a_max[:, None]).amax())  # (b, d, c) -> scalar
         if worst <= limit:
             return T
-        T //= 2
+        T = (T + 1) // 2
     return 1
 
 
-def _linear_scan(delta, A, X, T, h0=None):
-    """States of ``h_t = exp(delta_t A) h_{t-1} + X_t`` for all t, chunk length ``T``.
+def _states_(delta: torch.Tensor, A: torch.Tensor, X: torch.Tensor, T: int) -> torch.Tensor:
+    """Solve ``h_t = exp(delta_t A) h_{t-1} + X_t`` (``h_{-1} = 0``) for every t, overwriting ``X``.
 
     Parameters
     ----------
-    delta : (b, d, l) tensor of non-negative steps.
-    A : (d, n) tensor.
-    X : (b, d, n, l) tensor of inputs.
-    T : int, chunk length (the within-chunk decay exponent must be below the overflow limit).
-    h0 : (b, d, n) tensor, optional initial state.
+    delta : (b, d, l) tensor
+        Non-negative steps.
+    A : (d, n) tensor
+    X : (b, d, n, l) contiguous tensor
+        Inputs; replaced by the states (no autograd: callers are inside :class:`_ChunkedScanFn`).
+    T : int
+        Chunk length, from :func:`_chunk_length`.
 
     Returns
     -------
-    H : (b, d, n, l) tensor of states.
+    H : (b, d, n, l) tensor
+        The states, in ``X``'s storage when no padding was needed.
     """
     b, d, n, L = X.shape
+    if L == 0:
+        return X
+    if T == 1:  # plain recurrence (only for huge steps, where every chunk would overflow)
+        decay = torch.exp(delta[:, :, None, :] * A[None, :, :, None])  # (b, d, n, l)
+        for t in range(1, L):
+            X[..., t].addcmul_(decay[..., t], X[..., t - 1])
+        return X
     c = -(-L // T)
     pad = c * T - L
-    if pad:  # a zero step keeps the state: decay exp(0) = 1 and no input
-        delta = F.pad(delta, (0, pad))
-        X = F.pad(X, (0, pad))
-    if T == 1:
-        E = torch.exp(delta[:, :, None, :] * A[None, :, :, None]).view(b, d, n, c, 1)  # (b, d, n, c, 1)
-        local = X.view(b, d, n, c, 1)
-    else:
-        cum = torch.cumsum(delta.view(b, d, c, T), dim=-1)  # (b, d, c, T) decay times inside each chunk
-        S = cum[:, :, None] * A[None, :, :, None, None]  # (b, d, n, c, T), <= 0 for A <= 0
-        E = torch.exp(S)  # (b, d, n, c, T)
-        local = torch.cumsum(torch.exp(-S) * X.view(b, d, n, c, T), dim=-1).mul_(E)  # state from this chunk
-    if c == 1 and h0 is None:
-        H = local
-    else:
-        # carry the state across chunks: carry[k] = state entering chunk k
-        carries = []
-        h = h0 if h0 is not None else X.new_zeros(b, d, n)
-        E_end, local_end = E[..., -1], local[..., -1]  # (b, d, n, c)
-        for k in range(c):
-            carries.append(h)
-            h = E_end[..., k] * h + local_end[..., k]
-        carry = torch.stack(carries, dim=-1)  # (b, d, n, c)
-        H = local + E * carry[..., None]
-    H = H.reshape(b, d, n, c * T)
-    return H[..., :L] if pad else H
+    Xp = F.pad(X, (0, pad)) if pad else X  # zero steps and inputs keep the state
+    dp = F.pad(delta, (0, pad)) if pad else delta
+    Xv = Xp.view(b, d, n, c, T)
+    cum = torch.cumsum(dp.reshape(b, d, c, T), dim=-1)  # (b, d, c, T) time elapsed inside each chunk
+    E = (cum[:, :, None] * A[None, :, :, None, None]).exp_()  # (b, d, n, c, T): exp(S_t), S_t = A cum_t <= 0
+    Xv.div_(E).cumsum_(-1).mul_(E)  # exp(S_t) cumsum_s exp(-S_s) X_s: the state built inside the chunk
+    for k in range(1, c):  # add the state carried in from the previous chunk, decayed
+        Xv[:, :, :, k].addcmul_(E[:, :, :, k], Xv[:, :, :, k - 1, -1:])
+    return Xp[..., :L] if pad else Xp
+
+
+def _reverse_states_(delta: torch.Tensor, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Solve the adjoint recurrence ``g_t = Y_t + exp(delta_{t+1} A) g_{t+1}`` (``g_L = 0``) for every t."""
+    d_rev = F.pad(delta.flip(-1)[..., :-1], (1, 0))  # step s of the flipped scan uses delta[L - s]
+    G = _states_(d_rev, A, Y.flip(-1), _chunk_length(d_rev, A))
+    return G.flip(-1)
+
+
+def _sum_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient back to ``shape`` (leading axes and axes of size 1)."""
+    while grad.dim() > len(shape):
+        grad = grad.sum(0)
+    dims = [i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1]
+    return grad.sum(dims, keepdim=True) if dims else grad
+
+
+class _ChunkedScanFn(torch.autograd.Function):
+    """``y[b, d, t] = sum_n C h`` of the selective scan with a memory-lean custom backward.
+
+    Inputs are in the compute dtype: ``u``, ``delta`` (b, d, l) with ``delta`` already biased and
+    softplus-ed, ``A`` (d, n), ``B``/``C`` in any of the accepted shapes, ``g`` the number of B/C groups.
+    Only the inputs are saved; the backward pass recomputes the states and runs the adjoint (reverse) scan.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, g):
+        b, d, L = u.shape
+        n = A.shape[1]
+        Bv, Cv = _bc_view(B, d, g), _bc_view(C, d, g)  # broadcast against (b, g, d/g, n, l)
+        H = _drive(u, delta, Bv, b, d, g, n, L)  # (b, d, n, l) = delta u B
+        T = _chunk_length(delta, A)
+        H = _states_(delta, A, H, T)  # (b, d, n, l)
+        y = (H.view(b, g, d // g, n, L) * Cv).sum(3).view(b, d, L)  # (b, d, l)
+        last = H[..., -1].clone() if L else H.new_zeros(b, d, n)  # (b, d, n)
+        ctx.save_for_backward(u, delta, A, B, C)
+        ctx.g, ctx.T = g, T
+        return y, last
+
+    @staticmethod
+    def backward(ctx, gy, glast):
+        u, delta, A, B, C = ctx.saved_tensors
+        g, T = ctx.g, ctx.T
+        b, d, L = u.shape
+        n = A.shape[1]
+        dg = d // g
+        Bv, Cv = _bc_view(B, d, g), _bc_view(C, d, g)
+        du = delta * u  # (b, d, l)
+        X = _drive(u, delta, Bv, b, d, g, n, L)  # (b, d, n, l)
+        H = _states_(delta, A, X.clone(), T)  # (b, d, n, l) states, recomputed
+        if gy is None:
+            gy = u.new_zeros(b, d, L)
+        gy = gy.contiguous()
+        # adjoint states: G_t = dLoss/dh_t = C_t gy_t + exp(delta_{t+1} A) G_{t+1}
+        Y = (gy.view(b, g, dg, 1, L) * Cv).reshape(b, d, n, L)  # (b, d, n, l)
+        if glast is not None:
+            Y[..., -1] += glast
+        G = _reverse_states_(delta, A, Y)  # (b, d, n, l)
+
+        gC = _sum_to(H.view(b, g, dg, n, L) * gy.view(b, g, dg, 1, L), Cv.shape)
+        gdu = (G.view(b, g, dg, n, L) * Bv).sum(3).view(b, d, L)  # dLoss/d(delta u), (b, d, l)
+        gB = _sum_to(G.view(b, g, dg, n, L) * du.view(b, g, dg, 1, L), Bv.shape)
+        # decay: h_t = a_t h_{t-1} + X_t with a_t = exp(delta_t A)  =>  dLoss/d(delta_t A) = G_t (h_t - X_t)
+        Q = H.sub_(X).mul_(G)  # (b, d, n, l)
+        gdelta = u * gdu + torch.matmul(A[:, None, :], Q).view(b, d, L)  # sum_n A[d, n] Q[b, d, n, t]
+        gA = (Q * delta[:, :, None, :]).sum((0, 3))  # (d, n)
+        gu = delta * gdu
+        return gu, gdelta, gA, gB.reshape(B.shape), gC.reshape(C.shape), None
+
+
+def _drive(u, delta, Bv, b, d, g, n, L):
+    """``X[b, d, n, t] = delta u B`` built group-wise (B broadcast, never copied per channel)."""
+    return ((delta * u).view(b, g, d // g, 1, L) * Bv).reshape(b, d, n, L)
 
 
 def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
@@ -371,13 +444,7 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_la
         delta = delta + delta_bias.to(ct)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    b, d, L = u.shape
-    n = A.shape[1]
     g = _groups(B, C)
-    T = _chunk_length(delta, A)
-    # drive X[b, d, n, t] = delta u B, built group-wise without copying B
-    X = ((delta * u).view(b, g, d // g, 1, L) * _bc_view(B.to(ct), d, g)).reshape(b, d, n, L)
-    H = _linear_scan(delta, A, X, T)  # (b, d, n, l)
-    y = (H.view(b, g, d // g, n, L) * _bc_view(C.to(ct), d, g)).sum(3).reshape(b, d, L)  # (b, d, l)
+    y, last = _ChunkedScanFn.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.to(ct), C.to(ct), g)
     out = _finish(y, u, D, z, dtype_in)
-    return (out, H[..., -1]) if return_last_state else out
+    return (out, last) if return_last_state else out
