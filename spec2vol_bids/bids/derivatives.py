@@ -43,8 +43,9 @@ __all__ = [
 #: BIDS entity order for derivative names (subset relevant to functional/EEG data)
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space", "res", "desc")
 DERIVATIVE_DATASET_NAME = "spec2vol-bids"
-#: non-standard outputs the BIDS validator must skip
-BIDSIGNORE = ("*.html", "logs/", "figures/", "*/log/", "*_spectrogram.h5", "*_spectrogram.json",
+#: non-standard outputs the BIDS validator must skip (no trailing slashes: bids-validator-deno does not
+#: match folders written as ``name/``)
+BIDSIGNORE = ("*.html", "logs", "**/figures", "**/log", "*_spectrogram.h5", "*_spectrogram.json",
               "group_metrics.tsv", "group_metrics.json")
 CODE_URL = "https://github.com/spec2vol-bids/spec2vol-bids"
 SPECTROGRAM_FORMAT_VERSION = 1

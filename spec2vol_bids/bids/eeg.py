@@ -110,6 +110,8 @@ class VolumeOnsets:
         How many markers were found (before reconciliation with the volume count).
     messages : list of str
         Warnings raised while reconciling (also logged).
+    markers : ndarray of float64
+        Every marker found (seconds from the first EEG sample), before reconciliation; empty for the TR fallback.
     """
 
     onsets: np.ndarray
@@ -117,6 +119,7 @@ class VolumeOnsets:
     marker: str | None = None
     n_markers: int = 0
     messages: list[str] = field(default_factory=list)
+    markers: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 class EEGRecording:
@@ -345,7 +348,9 @@ def volume_onsets(recording: EEGRecording, *, n_volumes: int, repetition_time: f
                             hint="Exclude the run with --bids-filter-file or use the complete recording")
         return VolumeOnsets(onsets=onsets, source="tr-fallback", marker=None, n_markers=0, messages=[msg])
     n_found = int(onsets.size)
+    markers = onsets.copy()
     onsets, msgs = reconcile_onsets(onsets, n_volumes=n_volumes, repetition_time=repetition_time,
                                     duration=recording.duration, label=label)
     LOGGER.info("%s: %d volume onsets from %s (%s), first at %.3f s", label, n_volumes, source, found, onsets[0])
-    return VolumeOnsets(onsets=onsets, source=source, marker=found, n_markers=n_found, messages=msgs)
+    return VolumeOnsets(onsets=onsets, source=source, marker=found, n_markers=n_found, messages=msgs,
+                        markers=markers)

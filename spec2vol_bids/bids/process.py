@@ -88,6 +88,8 @@ class RunInfo:
         Volume onsets on the EEG clock and where they came from.
     native_shape : tuple of int
         BOLD image shape ``(X, Y, Z, T)``.
+    eeg_duration : float
+        Length of the EEG recording (s).
     """
 
     channels: list[str]
@@ -95,6 +97,7 @@ class RunInfo:
     sfreq: float
     onsets: VolumeOnsets
     native_shape: tuple[int, ...]
+    eeg_duration: float = 0.0
 
 
 def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
@@ -139,7 +142,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
     return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
-                   sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape))
+                   sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape),
+                   eeg_duration=rec.duration)
 
 
 def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
@@ -252,27 +256,22 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     DataError
         The image cannot be read (corrupt, truncated) or is not 4-D.
     """
-    from ..preproc import fmri
+    from ..preproc.fmri import bold_target
 
     cfg = _config(config)
     img = _load_bold_header(bold_file)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32)  # [X, Y, Z, T]
+        # Native dtype (int16 for most scanners): a quarter of float64. Compressed files are read at once,
+        # because volume-wise slicing of a gzip stream would decompress it again for every volume.
+        data = np.asanyarray(img.dataobj)  # [X, Y, Z, T]
     except Exception as err:
         raise DataError(f"cannot read the voxels of {Path(bold_file).name} ({type(err).__name__}: {err})",
                         hint="The file is truncated or corrupt; replace it or exclude the run") from None
-    if not np.isfinite(data).all():
-        raise DataError(f"the BOLD image {Path(bold_file).name} holds NaN or infinite voxels",
-                        hint="Fix the image or exclude the run with --bids-filter-file")
-    native_shape = tuple(int(s) for s in data.shape)
-    shape = fmri.target_shape(native_shape[:3], cfg.bold)
-    vols = fmri.dct_resize(data, shape, cfg.bold) if tuple(shape) != native_shape[:3] else data
-    affine = (fmri.resized_affine(img.affine, native_shape[:3], shape)
-              if tuple(shape) != native_shape[:3] else img.affine)
-    mask = fmri.brain_mask(vols)  # [X, Y, Z] bool
-    scaled = fmri.scale_volumes(vols, cfg.bold, mask=mask)  # [X, Y, Z, T]
+    result = bold_target(data, img.affine, cfg.bold)
+    del data
+    native_shape = (*result.native_shape, int(img.shape[3]))
     task = task_name or parse_entities(bold_file).get("task")
-    resize = "dct" if tuple(shape) != native_shape[:3] else "none"
+    resize = "dct" if result.resized else "none"
     sidecar = {
         "Description": "BOLD series on the model grid, scaled per volume: the training target of Spec2VolCAMU-Net",
         "RepetitionTime": float(repetition_time),
@@ -284,6 +283,7 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         "NativeAffine": np.asarray(img.affine, dtype=float).tolist(),
         "SkullStripped": False,
     }
+    scaled, affine, mask = result.data, result.affine, result.mask  # [X, Y, Z, T], (4, 4), [X, Y, Z]
     target, target_json = write_nifti(out_file, scaled, affine, sidecar=sidecar, dtype=np.float32,
                                       repetition_time=float(repetition_time))
     mask_sidecar = {"Description": "Brain mask on the model grid (for the dynamic-correlation metric)",

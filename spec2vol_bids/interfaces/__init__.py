@@ -1,1 +1,21 @@
-"""spec2vol_bids.interfaces"""
+"""Thin nipype interfaces over the functions of :mod:`spec2vol_bids.bids.process` and the report builders.
+
+Each interface does one step of one run and writes its result into the node's working directory under the
+final derivative name; :class:`~spec2vol_bids.interfaces.bids.DerivativesDataSink` then copies the files of a
+run into the output dataset, atomically, once every step of the run has succeeded.
+
+========================================  ==============================================================
+interface                                 wraps
+========================================  ==============================================================
+:class:`.preproc.EEGSpectrogram`          :func:`spec2vol_bids.bids.process.compute_spectrogram`
+:class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.bids.process.compute_target`
+:class:`.model.Predict`                   :func:`spec2vol_bids.bids.process.predict_run`
+:class:`.bids.DerivativesDataSink`        :func:`spec2vol_bids.bids.derivatives.copy_atomic`
+========================================  ==============================================================
+"""
+
+from .bids import DerivativesDataSink
+from .model import Predict
+from .preproc import BOLDTarget, EEGSpectrogram
+
+__all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink"]

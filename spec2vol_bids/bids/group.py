@@ -1,0 +1,205 @@
+"""Group level: compare every predicted BOLD run with its target and summarise per run and per subject.
+
+Reads the participant-level derivatives of ``OUT_DIR`` (``*_desc-spec2vol_bold.nii.gz`` with its sidecar's
+``VolumeIndices``, ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz``) and computes, with
+:mod:`spec2vol_bids.train.metrics`, the published SSIM and PSNR (per predicted volume, averaged over the run) and
+the dynamic correlation (per-voxel Pearson r over time inside the brain mask, averaged over voxels). Writes
+``OUT_DIR/group_metrics.tsv`` (+ ``.json`` column descriptions) and ``OUT_DIR/group.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, NoInputError, NoMatchError
+from .layout import parse_entities, strip_prefix
+
+__all__ = ["METRIC_COLUMNS", "find_predictions", "run_metrics", "group_metrics", "write_group_metrics",
+           "run_group_level"]
+
+LOGGER = logging.getLogger("spec2vol_bids")
+#: columns of ``group_metrics.tsv`` in order
+METRIC_COLUMNS = ("level", "subject", "session", "task", "acquisition", "run", "n_volumes", "ssim", "psnr",
+                  "dynamic_correlation")
+_COLUMN_DOCS = {
+    "level": {"Description": "'run' for one run, 'subject' for the mean over a subject's runs, 'group' for the "
+                             "mean over subjects"},
+    "subject": {"Description": "subject label"},
+    "session": {"Description": "session label (n/a without sessions)"},
+    "task": {"Description": "task label"},
+    "acquisition": {"Description": "acquisition label (n/a if none)"},
+    "run": {"Description": "run label (n/a if none)"},
+    "n_volumes": {"Description": "number of predicted volumes compared"},
+    "ssim": {"Description": "SSIM, 2-D Gaussian window (11, sigma 1.5) over slices, data range 1, mean over "
+                            "volumes (published definition)"},
+    "psnr": {"Description": "PSNR over each whole volume, range max(t.max, 0) - min(t.min, 0), mean over volumes",
+             "Units": "dB"},
+    "dynamic_correlation": {"Description": "Pearson r of predicted vs measured time courses per voxel in the "
+                                           "brain mask, mean over voxels"},
+}
+
+
+def find_predictions(output_dir: str | os.PathLike, participant_label: Iterable[str] | None = None
+                     ) -> list[dict[str, Path]]:
+    """Predicted runs of a derivative folder with their target and mask, sorted by name.
+
+    Returns
+    -------
+    list of dict
+        ``{"prediction", "target", "mask", "entities"}``; ``mask`` may be ``None``.
+    """
+    out = Path(output_dir)
+    labels = strip_prefix(participant_label, "sub-")
+    found = []
+    for pred in sorted(out.glob("sub-*/**/func/*_desc-spec2vol_bold.nii.gz")):
+        ents = parse_entities(pred)
+        if labels and ents.get("sub") not in labels:
+            continue
+        target = pred.with_name(pred.name.replace("_desc-spec2vol_bold", "_desc-target_bold"))
+        mask = pred.with_name(pred.name.replace("_desc-spec2vol_bold", "_desc-brain_mask"))
+        if not target.is_file():
+            LOGGER.warning("%s has no target %s; skipped", pred.name, target.name)
+            continue
+        found.append({"prediction": pred, "target": target, "mask": mask if mask.is_file() else None,
+                      "entities": ents})
+    return found
+
+
+def run_metrics(prediction: str | os.PathLike, target: str | os.PathLike,
+                mask: str | os.PathLike | None = None) -> dict[str, Any]:
+    """SSIM, PSNR and dynamic correlation of one predicted run against its target.
+
+    The predicted volume ``j`` is compared with target volume ``VolumeIndices[j]`` (from the prediction's
+    sidecar; all volumes in order when it is absent).
+
+    Raises
+    ------
+    DataError
+        The grids differ, or the indices point outside the target.
+    """
+    import nibabel as nib
+
+    from ..train.metrics import dynamic_correlation, psnr, ssim
+
+    pred_img, tgt_img = nib.load(str(prediction)), nib.load(str(target))
+    pred = np.asarray(pred_img.dataobj, dtype=np.float32)  # [X, Y, Z, n]
+    tgt = np.asarray(tgt_img.dataobj, dtype=np.float32)  # [X, Y, Z, T]
+    side = Path(str(prediction).replace(".nii.gz", ".json"))
+    meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+    idx = np.asarray(meta.get("VolumeIndices", range(pred.shape[-1])), dtype=int)
+    if pred.shape[:3] != tgt.shape[:3]:
+        raise DataError(f"{Path(prediction).name} has grid {pred.shape[:3]} but its target {tgt.shape[:3]}",
+                        hint="Re-run the participant level with the same settings for both")
+    if idx.size != pred.shape[-1] or (idx.size and (idx.min() < 0 or idx.max() >= tgt.shape[-1])):
+        raise DataError(f"{Path(prediction).name}: VolumeIndices do not match its {pred.shape[-1]} volumes or "
+                        f"the {tgt.shape[-1]} target volumes", hint="Re-run the participant level")
+    p = pred.transpose(3, 2, 0, 1)  # [n, Z, X, Y]: model layout [N, D, H, W]
+    t = tgt[..., idx].transpose(3, 2, 0, 1)  # [n, Z, X, Y]
+    m = None
+    if mask is not None:
+        m = np.asarray(nib.load(str(mask)).dataobj).astype(bool).transpose(2, 0, 1)  # [Z, X, Y]
+    return {
+        "n_volumes": int(p.shape[0]),
+        "ssim": float(ssim(p, t)),
+        "psnr": float(psnr(p, t)),
+        "dynamic_correlation": float(dynamic_correlation(p, t, m)) if p.shape[0] > 1 else float("nan"),
+    }
+
+
+def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``group_metrics.tsv``: one per run, then the mean per subject, then the mean over subjects."""
+    rows: list[dict[str, Any]] = []
+    for item in predictions:
+        ents = item["entities"]
+        row = {"level": "run", "subject": ents.get("sub"), "session": ents.get("ses", "n/a"),
+               "task": ents.get("task", "n/a"), "acquisition": ents.get("acq", "n/a"), "run": ents.get("run", "n/a")}
+        row.update(run_metrics(item["prediction"], item["target"], item["mask"]))
+        rows.append(row)
+    subjects = sorted({r["subject"] for r in rows})
+    subject_rows = []
+    for s in subjects:
+        mine = [r for r in rows if r["subject"] == s]
+        subject_rows.append({"level": "subject", "subject": s, "session": "n/a", "task": "n/a",
+                             "acquisition": "n/a", "run": "n/a",
+                             "n_volumes": int(sum(r["n_volumes"] for r in mine)),
+                             **{k: float(np.nanmean([r[k] for r in mine])) for k in
+                                ("ssim", "psnr", "dynamic_correlation")}})
+    group = [{"level": "group", "subject": "n/a", "session": "n/a", "task": "n/a", "acquisition": "n/a",
+              "run": "n/a", "n_volumes": int(sum(r["n_volumes"] for r in rows)),
+              **{k: float(np.nanmean([r[k] for r in subject_rows])) for k in ("ssim", "psnr", "dynamic_correlation")}}
+             ] if subject_rows else []
+    return rows + subject_rows + group
+
+
+def write_group_metrics(output_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Write ``group_metrics.tsv`` (+ ``group_metrics.json`` describing the columns), atomically."""
+    from ..utils import atomic_write, write_json
+
+    def fmt(v):
+        if isinstance(v, float):
+            return "n/a" if not np.isfinite(v) else f"{v:.6g}"
+        return "n/a" if v is None else str(v)
+
+    lines = ["\t".join(METRIC_COLUMNS)] + ["\t".join(fmt(r.get(c)) for c in METRIC_COLUMNS) for r in rows]
+    dest = Path(output_dir) / "group_metrics.tsv"
+    atomic_write(dest, "\n".join(lines) + "\n")
+    write_json(dest.with_suffix(".json"), _COLUMN_DOCS)
+    return dest
+
+
+def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLike | None = None,
+                    participant_label: Iterable[str] | None = None) -> int:
+    """The group level of the BIDS-App; returns the exit code.
+
+    Raises
+    ------
+    NoInputError
+        ``OUT_DIR`` holds no participant-level outputs.
+    NoMatchError
+        The requested participants have no outputs.
+    """
+    out = Path(output_dir)
+    targets = sorted(out.glob("sub-*/**/func/*_desc-target_bold.nii.gz"))
+    if not targets:
+        raise NoInputError(f"{out} holds no participant-level outputs (*_desc-target_bold.nii.gz)",
+                           hint="Run the participant level into this OUT_DIR first")
+    labels = strip_prefix(participant_label, "sub-")
+    if labels:
+        have = {parse_entities(t).get("sub") for t in targets}
+        missing = [label for label in labels if label not in have]
+        if missing:
+            raise NoMatchError(f"participant(s) {', '.join(missing)} have no outputs in {out}",
+                               hint="Run the participant level for them first")
+    predictions = find_predictions(out, labels)
+    rows: list[dict[str, Any]] = []
+    if not predictions:
+        LOGGER.warning("no predicted runs (*_desc-spec2vol_bold.nii.gz) in %s: no metrics. Run the participant "
+                       "level with --model CKPT to predict BOLD from EEG", out)
+    else:
+        from tqdm.auto import tqdm
+
+        LOGGER.info("computing metrics of %d predicted run(s)", len(predictions))
+        rows = group_metrics(list(tqdm(predictions, desc="runs", disable=len(predictions) < 3)))
+        dest = write_group_metrics(out, rows)
+        LOGGER.info("wrote %s", dest)
+    _group_report(out, rows, predictions)
+    return 0
+
+
+def _group_report(out: Path, rows, predictions) -> Path | None:
+    from ..reports.group import group_report
+
+    runs = [r for r in rows if r.get("level") == "run"]
+    if not runs:
+        return None
+    table = [{k: v for k, v in r.items() if k != "level"} for r in runs]
+    path = group_report(out, table, metrics=["ssim", "psnr", "dynamic_correlation"])
+    LOGGER.info("wrote %s", path)
+    return path

@@ -1,0 +1,545 @@
+"""The BIDS-App: ``spec2vol_bids BIDS_DIR OUT_DIR {participant,group} [options]``.
+
+The option vocabulary, sanity checks and exit codes follow fMRIPrep/MRIQC and the BIDS-Apps contract:
+
+* ``participant``: for every paired EEG-fMRI run of the selected participants, write the spectrogram and target
+  BOLD derivatives (and, with ``--model``, the predicted BOLD) into ``OUT_DIR``, plus ``sub-<label>.html``,
+  ``dataset_description.json`` and ``.bidsignore``. Logs, the settings (TOML) and text crash files go to
+  ``OUT_DIR/sub-<label>/log/<run-uuid>/``. Participant runs are independent and can run in parallel into the same
+  ``OUT_DIR``.
+* ``group``: when predictions exist, ``group_metrics.tsv`` (SSIM, PSNR and dynamic correlation per run and per
+  subject) and ``group_report.html``.
+
+Only the standard library and light spec2vol modules are imported at start-up; nipype, torch and nilearn are
+imported when a level actually runs, so ``--help`` and ``--version`` are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import re
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..config import BOLD_RESIZES, BOLD_SCALINGS, EEG_SCALINGS, FREQUENCY_AXES, TAPERS
+from ..errors import (
+    EXIT_CODES,
+    AnalysisLevelError,
+    CantCreateError,
+    NoInputError,
+    Spec2VolError,
+    UsageError,
+    ValidationError,
+)
+
+__all__ = ["build_parser", "run", "ANALYSIS_LEVELS", "VALIDATOR_IGNORE"]
+
+LOGGER = logging.getLogger("spec2vol_bids")
+ANALYSIS_LEVELS = ("participant", "group")
+#: validator codes that do not stop spec2vol-bids (EEG sidecar/column details, as fMRIPrep ignores them)
+VALIDATOR_IGNORE = (
+    "README_FILE_MISSING", "CHANNELS_COLUMN_SFREQ", "CHANNELS_COLUMN_LOWCUT", "CHANNELS_COLUMN_HIGHCUT",
+    "CHANNELS_COLUMN_NOTCH", "CHANNELS_COLUMN_REF", "CHANNELS_COLUMN_STATUS", "ELECTRODES_FILE_MISSING",
+    "COORDSYSTEM_FILE_MISSING", "EVENTS_TSV_MISSING", "SIDECAR_KEY_RECOMMENDED", "TOO_FEW_AUTHORS",
+    "JSON_KEY_RECOMMENDED", "PARTICIPANT_ID_MISMATCH", "PARTICIPANT_ID_COLUMN",
+)
+#: name of the top-level nipype workflow (inside the work directory)
+WORKFLOW_NAME = "spec2vol_bids_{major}_{minor}_wf"
+_DOCKER_HINT = ("In a container, mount the folders first, e.g. "
+                "`docker run -v /data/bids:/data:ro -v /data/out:/out spec2vol-bids /data /out participant`")
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def _labels(value: str) -> str:
+    return value
+
+
+def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
+    """The BIDS-App argument parser (fMRIPrep's option names and spellings)."""
+    from .main import commands_epilog, version_string
+
+    codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=("spec2vol-bids: EEG spectrograms and BOLD targets for Spec2VolCAMU-Net from a BIDS "
+                     "EEG-fMRI dataset, BOLD predicted from EEG with a trained model, and group metrics. "
+                     "A BIDS-App (https://bids-apps.neuroimaging.io)."),
+        epilog=f"{commands_epilog()}\n\nexit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
+                        help="root of the raw BIDS dataset (read only; never written)")
+    parser.add_argument("output_dir", type=Path, metavar="OUT_DIR",
+                        help="output folder (a BIDS derivative dataset), e.g. BIDS_DIR/derivatives/spec2vol; "
+                             "for group level it holds the participant-level outputs")
+    parser.add_argument("analysis_level", metavar="{participant,group}",
+                        help="participant: per-run derivatives (and predictions); group: metrics + report")
+    parser.add_argument("--version", action="version", version=version_string())
+
+    g = parser.add_argument_group("BIDS filtering")
+    g.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                   help="subjects to process, with or without the sub- prefix (default: all)")
+    g.add_argument("--session-label", "--session_label", nargs="+", metavar="LABEL",
+                   help="sessions to process, with or without ses- (default: all)")
+    g.add_argument("-t", "--task-id", "--task_id", nargs="+", metavar="TASK",
+                   help="tasks to process (default: all)")
+    g.add_argument("--bids-filter-file", "--bids_filter_file", type=Path, metavar="FILE",
+                   help='JSON of PyBIDS filters per query, e.g. {"bold": {"run": 1}, "eeg": {"run": 1}}; '
+                        'null means the entity is absent, "*" any value')
+    g.add_argument("--bids-database-dir", type=Path, metavar="DIR",
+                   help="folder of a cached PyBIDS index (created if missing)")
+    g.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
+                   "--skip-bids-validator", action="store_true",
+                   help="do not validate BIDS_DIR with bids-validator-deno")
+
+    g = parser.add_argument_group("performance")
+    g.add_argument("--nprocs", "--nthreads", "--n_cpus", "--n-cpus", type=int, metavar="N",
+                   help="maximum number of processes nipype runs at once (default: all CPUs; 1: Linear plugin)")
+    g.add_argument("--omp-nthreads", "--omp_nthreads", type=int, metavar="N",
+                   help="threads per process for the model (default: min(nprocs - 1, 8), at least 1)")
+    g.add_argument("--mem", "--mem-gb", "--mem_gb", type=float, metavar="GB", dest="mem_gb",
+                   help="memory nipype may schedule, in GB (gigabytes, not MB as in fMRIPrep's --mem_mb)")
+    g.add_argument("--use-plugin", "--use_plugin", type=Path, metavar="FILE",
+                   help="YAML file with 'plugin:' and 'plugin_args:' for nipype (e.g. SLURM)")
+
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", type=Path, metavar="CKPT",
+                   help="trained checkpoint (spec2vol_bids train); also predicts BOLD from EEG")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="device for the model; cuda marks the node use_gpu for nipype's GPU scheduling "
+                        "(default: auto, CUDA when a GPU is visible)")
+    g.add_argument("--batch-size", type=int, default=8, metavar="N", help="pairs per forward pass (default 8)")
+
+    g = parser.add_argument_group("EEG spectrogram (defaults: the official Spec2VolCAMU-Net pipeline)")
+    g.add_argument("--config-file", "--config_file", type=Path, metavar="TOML",
+                   help="preprocessing settings ([eeg], [pairing], [bold] tables); command-line options win")
+    g.add_argument("--volume-marker", metavar="NAME",
+                   help="annotation name of the scanner volume trigger (default R128 = Response/R128)")
+    g.add_argument("--window-length", type=float, metavar="SEC",
+                   help="core window per volume in seconds (default: one TR)")
+    g.add_argument("--window-overlap", type=float, metavar="FRAC",
+                   help="extend each window backwards by this fraction of its length, in [0, 1) (default 0)")
+    g.add_argument("--taper", choices=TAPERS, help="window function (default boxcar = none)")
+    g.add_argument("--log-power", action="store_const", const=True, default=None,
+                   help="power in dB instead of linear |FFT| magnitude")
+    g.add_argument("--freq-axis", choices=FREQUENCY_AXES,
+                   help="bins: FFT bins 1..N at k/T Hz (default); hz: N frequencies from --fmin to --fmax")
+    g.add_argument("--n-freqs", type=int, metavar="N", help="frequencies per row (default 249)")
+    g.add_argument("--fmin", type=float, metavar="HZ", help="lowest frequency of the hz axis (default 1)")
+    g.add_argument("--fmax", type=float, metavar="HZ", help="highest frequency of the hz axis (default 100)")
+    g.add_argument("--eeg-scaling", choices=EEG_SCALINGS,
+                   help="spectrogram standardisation (default zscore-electrodes)")
+    g.add_argument("--include-channels", nargs="+", metavar="NAME", help="use only these channels")
+    g.add_argument("--exclude-channels", nargs="+", metavar="NAME", help="drop these channels")
+    g.add_argument("--exclude-channel-types", nargs="+", metavar="TYPE",
+                   help="drop channels of these BIDS types, e.g. ECG EOG (default: keep all, as the official code)")
+
+    g = parser.add_argument_group("pairing of EEG windows and BOLD volumes")
+    g.add_argument("--n-windows", type=int, metavar="N", help="windows per model input (default 20)")
+    g.add_argument("--discard", type=int, metavar="N", help="initial volumes taking part in no pair (default 6)")
+    g.add_argument("--lag", type=int, metavar="N", help="volumes between the last window and the target (default 0)")
+    g.add_argument("--window-span-s", type=float, metavar="SEC",
+                   help="alternative to --n-windows in seconds (the paper's 20 s of EEG)")
+    g.add_argument("--lag-s", type=float, metavar="SEC",
+                   help="alternative to --lag in seconds (the paper's window ending 6 s before the volume)")
+
+    g = parser.add_argument_group("BOLD targets")
+    g.add_argument("--bold-scaling", choices=BOLD_SCALINGS, help="per-volume scaling (default minmax)")
+    g.add_argument("--bold-resize", choices=BOLD_RESIZES, help="resize to the model grid (default dct)")
+    g.add_argument("--n-slices", type=int, metavar="D", help="slices of the target grid (default: see docs)")
+
+    g = parser.add_argument_group("other options")
+    g.add_argument("-w", "--work-dir", type=Path, default=None, metavar="DIR",
+                   help="nipype working directory; a rerun with the same folder skips finished steps "
+                        "(default: ./work)")
+    g.add_argument("--clean-workdir", action="store_true", help="delete the working directory after success")
+    g.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failed step")
+    g.add_argument("--write-graph", action="store_true", help="write the workflow graph (needs graphviz)")
+    g.add_argument("--notrack", action="store_true", help="accepted for compatibility; spec2vol-bids never tracks")
+    g.add_argument("-v", "--verbose", action="count", default=0, dest="verbose",
+                   help="more messages (-v: steps, -vv: nipype details and debug)")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(int(verbose) + 1, 2)  # 0 -> INFO, 1+ -> DEBUG
+    LOGGER.setLevel(level if verbose else logging.INFO)
+    if not any(getattr(h, "_spec2vol", False) for h in LOGGER.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s [spec2vol_bids %(levelname)s] %(message)s",
+                                               "%H:%M:%S"))
+        handler._spec2vol = True  # type: ignore[attr-defined]
+        LOGGER.addHandler(handler)
+    LOGGER.propagate = False
+
+
+def _resolve(path: Path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(parent))
+        return True
+    except ValueError:
+        return False
+
+
+def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: str) -> None:
+    """fMRIPrep's sanity checks: the raw dataset is never an output or a work folder.
+
+    Raises
+    ------
+    NoInputError
+        ``bids_dir`` does not exist.
+    UsageError
+        ``output_dir`` is ``bids_dir`` or lies inside it outside ``derivatives/``; the work dir lies in ``bids_dir``.
+    """
+    if not bids_dir.is_dir():
+        raise NoInputError(f"BIDS_DIR {bids_dir} does not exist", hint=_DOCKER_HINT)
+    if os.path.realpath(output_dir) == os.path.realpath(bids_dir):
+        raise UsageError("OUT_DIR must not be BIDS_DIR (the raw dataset is never written to)",
+                         hint=f"Use e.g. {bids_dir / 'derivatives' / f'spec2vol-bids-{__version__}'}")
+    if _is_within(output_dir, bids_dir) and not _is_within(output_dir, bids_dir / "derivatives"):
+        raise UsageError(f"OUT_DIR {output_dir} lies inside BIDS_DIR but not under its derivatives/ folder",
+                         hint=f"Use {bids_dir / 'derivatives' / 'spec2vol'} or a folder outside BIDS_DIR")
+    if work_dir is not None and _is_within(work_dir, bids_dir):
+        raise UsageError(f"the work directory {work_dir} lies inside BIDS_DIR",
+                         hint="Pass -w/--work-dir with a folder outside the raw dataset")
+    if level == "group" and not output_dir.is_dir():
+        raise NoInputError(f"OUT_DIR {output_dir} does not exist; group level needs the participant outputs",
+                           hint="Run the participant level first")
+
+
+def build_config(args: argparse.Namespace):
+    """PreprocConfig from ``--config-file`` and the command-line options (options win)."""
+    from ..config import PreprocConfig
+
+    cfg = PreprocConfig.from_toml(args.config_file) if args.config_file else PreprocConfig()
+    eeg = {
+        "volume_marker": args.volume_marker, "window_length": args.window_length,
+        "overlap": args.window_overlap, "taper": args.taper, "log_power": args.log_power,
+        "frequency_axis": args.freq_axis, "n_freqs": args.n_freqs, "fmin": args.fmin, "fmax": args.fmax,
+        "scaling": args.eeg_scaling,
+        "include": list(args.include_channels) if args.include_channels else None,
+        "exclude": list(args.exclude_channels) if args.exclude_channels else None,
+        "exclude_types": list(args.exclude_channel_types) if args.exclude_channel_types else None,
+    }
+    pairing = {"n_windows": args.n_windows, "discard_volumes": args.discard, "lag_volumes": args.lag,
+               "window_span_s": args.window_span_s, "lag_s": args.lag_s}
+    bold = {"scaling": args.bold_scaling, "resize": args.bold_resize, "n_slices": args.n_slices}
+    changes = {name: {k: v for k, v in section.items() if v is not None}
+               for name, section in (("eeg", eeg), ("pairing", pairing), ("bold", bold))}
+    return cfg.replace(**{k: v for k, v in changes.items() if v})
+
+
+def _validate_input(bids_dir: Path, participants: list[str] | None) -> None:
+    from ..bids.validate import run_validator, validator_available
+
+    if not validator_available():
+        LOGGER.warning("bids-validator-deno is not installed: BIDS_DIR is not validated "
+                       "(pip install bids-validator-deno, or pass --skip-bids-validation to silence this)")
+        return
+    LOGGER.info("validating %s with bids-validator-deno", bids_dir)
+    report = run_validator(bids_dir, ignore=VALIDATOR_IGNORE)
+    errors = report.errors
+    if participants:
+        # like fMRIPrep: problems of subjects that were not selected do not stop this run
+        keep = tuple(f"sub-{p}/" for p in participants)
+        errors = [e for e in errors
+                  if not e.location.lstrip("/").startswith("sub-") or e.location.lstrip("/").startswith(keep)]
+    for issue in report.warnings[:10]:
+        LOGGER.debug("validator warning: %s", issue)
+    if errors:
+        for issue in errors[:20]:
+            LOGGER.error("validator: %s %s", issue, issue.message)
+        raise ValidationError(f"BIDS_DIR failed BIDS validation with {len(errors)} error(s), first: {errors[0]}",
+                              hint="Fix the dataset, or pass --skip-bids-validation to run anyway")
+
+
+def _plugin_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    nprocs = args.nprocs or os.cpu_count() or 1
+    if args.use_plugin:
+        import yaml
+
+        if not args.use_plugin.is_file():
+            raise NoInputError(f"the plugin file {args.use_plugin} does not exist", hint="Check --use-plugin")
+        spec = yaml.safe_load(args.use_plugin.read_text(encoding="utf-8")) or {}
+        if not isinstance(spec, dict) or "plugin" not in spec:
+            raise UsageError(f"{args.use_plugin} has no 'plugin:' entry",
+                             hint="Write e.g. 'plugin: MultiProc' and 'plugin_args: {n_procs: 4}'")
+        return {"plugin": spec["plugin"], "plugin_args": dict(spec.get("plugin_args") or {})}
+    if nprocs == 1:
+        return {"plugin": "Linear", "plugin_args": {}}
+    plugin_args: dict[str, Any] = {"n_procs": int(nprocs), "raise_insufficient": False, "maxtasksperchild": 1}
+    if args.mem_gb:
+        plugin_args["memory_gb"] = float(args.mem_gb)
+    if device == "cuda":
+        plugin_args["n_gpu_procs"] = 1
+    return {"plugin": "MultiProc", "plugin_args": plugin_args}
+
+
+def _crash_files(dirs: list[Path], since: float) -> list[Path]:
+    found = []
+    for d in dirs:
+        if d.is_dir():
+            found += [p for p in d.glob("crash-*") if p.stat().st_mtime >= since - 1]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+_ERROR_LINE = re.compile(r"spec2vol_bids\.errors\.(\w+): (.+)")
+
+
+def error_from_crash(path: Path) -> Spec2VolError | None:
+    """The spec2vol error recorded in a nipype text crash file, rebuilt with its exit code (None if other)."""
+    from .. import errors
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    matches = _ERROR_LINE.findall(text)
+    if not matches:
+        return None
+    name, message = matches[-1]
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Spec2VolError)):
+        return None
+    node = re.search(r"Node: (\S+)", text)
+    where = f" (step {node.group(1)})" if node else ""
+    return cls(f"{message.strip()}{where}", hint=f"Crash file: {path}")
+
+
+# ------------------------------------------------------------------------------------------------ run
+def run(args: argparse.Namespace) -> int:
+    """Run the BIDS-App; returns the exit code (errors are raised as :class:`Spec2VolError`)."""
+    _setup_logging(args.verbose)
+    level = args.analysis_level
+    if level not in ANALYSIS_LEVELS:
+        raise AnalysisLevelError(f"unknown analysis level {level!r}", hint="Use participant or group")
+    bids_dir = _resolve(args.bids_dir)
+    output_dir = _resolve(args.output_dir)
+    work_dir = _resolve(args.work_dir) if args.work_dir else Path.cwd() / "work"
+    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level)
+    if level == "participant":
+        return run_participant(args, bids_dir=bids_dir, output_dir=output_dir, work_dir=work_dir)
+    return run_group(args, bids_dir=bids_dir, output_dir=output_dir)
+
+
+def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
+    """Participant level: find and check the runs, build the nipype workflow, run it, report."""
+    import time
+
+    from ..bids.layout import collect_pairs, load_filter_file, strip_prefix
+    from ..bids.process import inspect_run
+
+    cfg = build_config(args)
+    participants = strip_prefix(args.participant_label, "sub-")
+    filters = load_filter_file(args.bids_filter_file) if args.bids_filter_file else None
+    if not args.skip_bids_validation:
+        _validate_input(bids_dir, participants)
+    pairs = collect_pairs(bids_dir, participant_label=participants, session_label=args.session_label,
+                          task_id=args.task_id, bids_filters=filters, database_dir=args.bids_database_dir)
+
+    # Cheap checks of every run before anything is written (headers, markers, channels, checkpoint).
+    infos = {}
+    for pair in pairs:
+        LOGGER.info("checking %s", pair.name)
+        infos[pair.name] = inspect_run(pair.eeg_file, pair.bold_file, repetition_time=pair.repetition_time,
+                                       config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+    device = "cpu"
+    model_meta: list[dict] = []
+    if args.model is not None:
+        device, model_meta = _check_model(args, pairs, infos, cfg)
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CantCreateError(f"cannot create {err.filename}: {err.strerror}",
+                              hint="Check the permissions (in Docker, run with -u $(id -u) and mount it)") from None
+    run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+    subjects = sorted({p.subject for p in pairs})
+    log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
+    handlers = _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device)
+    try:
+        from ..bids.derivatives import write_bidsignore, write_dataset_description
+
+        write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta)
+        write_bidsignore(output_dir)
+        wf = _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device)
+        plugin = _plugin_settings(args, device)
+        LOGGER.info("running %d run(s) of %d subject(s) with nipype %s (work dir %s)", len(pairs),
+                    len(subjects), plugin["plugin"], work_dir)
+        started = time.time()
+        failure: BaseException | None = None
+        try:
+            wf.run(**plugin)
+        except Exception as err:  # nipype raises RuntimeError after writing crash files
+            failure = err
+        crashes = _crash_files(list(log_dirs.values()), started)
+        report_errors = _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes,
+                                             model_meta[0]["Name"] if model_meta else None)
+        if failure is not None or crashes:
+            return _failure_exit(failure, crashes)
+        if report_errors:
+            return 1
+        if args.clean_workdir:
+            shutil.rmtree(work_dir / wf.name, ignore_errors=True)
+        LOGGER.info("participant level finished: outputs in %s", output_dir)
+        return 0
+    finally:
+        for h in handlers:
+            logging.getLogger("spec2vol_bids").removeHandler(h)
+            logging.getLogger("nipype.workflow").removeHandler(h)
+            h.close()
+
+
+def _check_model(args, pairs, infos, cfg) -> tuple[str, list[dict]]:
+    """Load the checkpoint once and refuse runs it does not fit (channels, frequency axis, grid)."""
+    import numpy as np
+
+    from ..preproc.eeg import frequency_axis, window_samples
+    from ..preproc.fmri import target_shape
+    from ..train.checkpoint import check_compatible, load_checkpoint
+    from ..utils import sha256_file
+    from ..workflows.base import resolve_device
+
+    if not args.model.is_file():
+        raise NoInputError(f"the checkpoint {args.model} does not exist", hint="Check --model")
+    ckpt = load_checkpoint(args.model)
+    for pair in pairs:
+        info = infos[pair.name]
+        _, n_total = window_samples(info.sfreq, pair.repetition_time, cfg.eeg.window_length, cfg.eeg.overlap)
+        freqs = np.asarray(frequency_axis(n_total, info.sfreq, cfg.eeg))
+        grid = tuple(int(s) for s in target_shape(info.native_shape[:3], cfg.bold))
+        check_compatible(ckpt, channels=info.channels, frequencies=freqs, grid=grid)
+    device = resolve_device(args.device)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was given but torch sees no CUDA GPU",
+                             hint="Use --device cpu, or run the GPU image with --gpus all (Apptainer: --nv)")
+    if device == "cpu":
+        LOGGER.info("the model runs on the CPU")
+    model = ckpt.get("model", {}) if isinstance(ckpt, dict) else {}
+    meta = {"Name": str(model.get("name", "spec2vol")),
+            "Description": f"trained checkpoint {args.model.name}, SHA-256 {sha256_file(args.model)}"}
+    version = (ckpt.get("versions") or {}).get("spec2vol-bids") if isinstance(ckpt, dict) else None
+    if version:
+        meta["Version"] = str(version)
+    return device, [meta]
+
+
+def _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device) -> list[logging.Handler]:
+    from ..utils import atomic_write, versions
+
+    handlers: list[logging.Handler] = []
+    execution = {
+        "run_uuid": run_uuid, "version": __version__, "bids_dir": str(_resolve(args.bids_dir)),
+        "output_dir": str(_resolve(args.output_dir)), "device": device,
+        "model": str(_resolve(args.model)) if args.model else "",
+        "participant_label": sorted({p.subject for p in pairs}),
+        "runs": [p.name for p in pairs], "nprocs": args.nprocs or 0, "omp_nthreads": args.omp_nthreads or 0,
+        "command": " ".join(sys.argv),
+    }
+    import tomli_w
+
+    text = cfg.to_toml() + "\n" + tomli_w.dumps({"execution": execution, "versions": versions()})
+    fmt = logging.Formatter("%(asctime)s [%(name)s %(levelname)s] %(message)s")
+    for d in log_dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write(d / "spec2vol.toml", text)
+        handler = logging.FileHandler(d / "spec2vol.log", encoding="utf-8")
+        handler.setFormatter(fmt)
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger("spec2vol_bids").addHandler(handler)
+        logging.getLogger("nipype.workflow").addHandler(handler)
+        handlers.append(handler)
+    return handlers
+
+
+def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
+    from nipype import config as ncfg
+    from nipype import logging as nlogging
+
+    ncfg.update_config({
+        "execution": {"crashfile_format": "txt", "stop_on_first_crash": bool(args.stop_on_first_crash),
+                      "remove_unnecessary_outputs": False, "hash_method": "timestamp",
+                      "check_version": False, "poll_sleep_duration": 0.01},
+        "monitoring": {"enabled": False},
+    })
+    nlogging.update_logging(ncfg)
+    nlevel = logging.DEBUG if args.verbose >= 2 else logging.WARNING
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(nlevel)
+
+    from ..workflows import init_spec2vol_bids_wf
+
+    nprocs = args.nprocs or os.cpu_count() or 1
+    omp = args.omp_nthreads or max(1, min(nprocs - 1, 8))
+    major, minor = __version__.split(".")[:2]
+    wf = init_spec2vol_bids_wf(pairs=pairs, config=cfg, output_dir=output_dir, work_dir=work_dir,
+                               model=args.model, device=device, batch_size=args.batch_size,
+                               omp_nthreads=omp, crashdump_dirs=log_dirs,
+                               name=WORKFLOW_NAME.format(major=major, minor=minor))
+    if args.write_graph:
+        try:
+            wf.write_graph(graph2use="colored", format="svg", simple_form=True)
+        except Exception as err:  # graphviz missing is not a reason to stop
+            LOGGER.warning("could not write the workflow graph (%s); is graphviz installed?", err)
+    return wf
+
+
+def _failure_exit(failure: BaseException | None, crashes: list[Path]) -> int:
+    errors = [e for e in (error_from_crash(c) for c in crashes) if e is not None]
+    for c in crashes:
+        LOGGER.error("a step failed; crash file: %s", c)
+    if errors:
+        for e in errors[1:]:
+            LOGGER.error("%s", e.one_line())
+        raise errors[0]
+    detail = f" ({failure})" if failure is not None else ""
+    raise _StepFailed(f"a processing step failed{detail}",
+                      hint=f"See the crash file(s): {', '.join(str(c) for c in crashes) or 'none written'}")
+
+
+class _StepFailed(Spec2VolError):
+    exit_code = 1
+
+
+def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes, model) -> list[str]:
+    """Write ``sub-<label>.html`` for each subject; returns the subjects whose report failed."""
+    from ..bids.report_data import run_report
+    from ..reports.participant import participant_report
+    from ..utils import versions
+
+    failed = []
+    for subject in subjects:
+        try:
+            runs = [run_report(output_dir, p, infos.get(p.name)) for p in pairs if p.subject == subject]
+            errors = [c for c in crashes if log_dirs[subject] in c.parents]
+            path = participant_report(output_dir, subject, [r for r in runs if r is not None], config=cfg,
+                                      errors=errors, versions=versions(), model=model)
+            LOGGER.info("wrote %s", path)
+        except Exception as err:  # a broken report must not hide the derivatives; logged and counted
+            LOGGER.error("the report of sub-%s failed: %s", subject, err, exc_info=LOGGER.isEnabledFor(10))
+            (log_dirs[subject] / "report.err").write_text(f"{type(err).__name__}: {err}\n", encoding="utf-8")
+            failed.append(subject)
+    return failed
+
+
+def run_group(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path) -> int:
+    """Group level: metrics of every predicted run against its target, a TSV and an HTML report."""
+    from ..bids.group import run_group_level
+
+    return run_group_level(output_dir, bids_dir=bids_dir, participant_label=args.participant_label)

@@ -1,0 +1,99 @@
+"""nipype interfaces for the per-run preprocessing: EEG spectrogram and BOLD target."""
+
+from __future__ import annotations
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+__all__ = ["EEGSpectrogram", "BOLDTarget"]
+
+
+def _opt(value):
+    return value if isdefined(value) else None
+
+
+class _EEGSpectrogramInputSpec(BaseInterfaceInputSpec):
+    eeg_file = File(exists=True, mandatory=True, desc="raw EEG data file of the run (.vhdr, .edf, .bdf, .set)")
+    bold_file = File(exists=True, mandatory=True,
+                     desc="the paired BOLD series (its header gives the number of volumes; listed in Sources)")
+    repetition_time = traits.Float(mandatory=True, desc="RepetitionTime of the BOLD series (s)")
+    channels_tsv = File(exists=True, desc="the run's channels.tsv (channel types)")
+    events_tsv = File(exists=True, desc="the run's events.tsv (volume markers if the raw file has none)")
+    config = traits.Dict(desc="preprocessing settings (PreprocConfig.to_dict()); default: official pipeline")
+    progress = traits.Bool(False, usedefault=True, nohash=True, desc="show a progress bar")
+
+
+class _EEGSpectrogramOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="*_desc-stft_spectrogram.h5")
+    out_sidecar = File(exists=True, desc="its JSON sidecar")
+    onset_source = traits.Str(desc="markers, events.tsv or tr-fallback")
+
+
+class EEGSpectrogram(SimpleInterface):
+    """Volume-locked spectrogram of one EEG run, written as the spectrogram derivative (HDF5 + JSON).
+
+    Streams the recording window by window (:func:`spec2vol_bids.bids.process.compute_spectrogram`). The
+    file is written into the node directory under its final BIDS name (``sub-X/[ses-Y/]eeg/...``).
+    """
+
+    input_spec = _EEGSpectrogramInputSpec
+    output_spec = _EEGSpectrogramOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+        import numpy as np
+
+        from ..bids.process import compute_spectrogram, spectrogram_name
+
+        n_volumes = int(nib.load(self.inputs.bold_file).shape[3])
+        out = spectrogram_name(runtime.cwd, self.inputs.eeg_file)
+        h5, js = compute_spectrogram(
+            self.inputs.eeg_file, n_volumes=n_volumes, repetition_time=self.inputs.repetition_time,
+            out_file=out, config=_opt(self.inputs.config), channels_tsv=_opt(self.inputs.channels_tsv),
+            events_tsv=_opt(self.inputs.events_tsv), bold_file=self.inputs.bold_file,
+            progress=self.inputs.progress)
+        import h5py
+
+        with h5py.File(h5, "r") as f:
+            source = f.attrs["onset_source"]
+        self._results["out_file"] = str(h5)
+        self._results["out_sidecar"] = str(js)
+        self._results["onset_source"] = str(np.asarray(source).item() if hasattr(source, "item") else source)
+        return runtime
+
+
+class _BOLDTargetInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="raw BOLD series [X, Y, Z, T]")
+    repetition_time = traits.Float(mandatory=True, desc="RepetitionTime (s)")
+    config = traits.Dict(desc="preprocessing settings (PreprocConfig.to_dict()); the bold section is used")
+
+
+class _BOLDTargetOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="*_desc-target_bold.nii.gz on the model grid")
+    out_sidecar = File(exists=True, desc="its JSON sidecar")
+    out_mask = File(exists=True, desc="*_desc-brain_mask.nii.gz")
+    out_mask_sidecar = File(exists=True, desc="its JSON sidecar")
+
+
+class BOLDTarget(SimpleInterface):
+    """BOLD series resized to the model grid and scaled per volume, plus its brain mask
+    (:func:`spec2vol_bids.bids.process.compute_target`)."""
+
+    input_spec = _BOLDTargetInputSpec
+    output_spec = _BOLDTargetOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..bids.process import compute_target, target_names
+
+        target, mask = target_names(runtime.cwd, self.inputs.bold_file)
+        t, tj, m, mj = compute_target(self.inputs.bold_file, out_file=target, mask_file=mask,
+                                      repetition_time=self.inputs.repetition_time,
+                                      config=_opt(self.inputs.config))
+        self._results.update(out_file=str(t), out_sidecar=str(tj), out_mask=str(m), out_mask_sidecar=str(mj))
+        return runtime

@@ -1,0 +1,436 @@
+"""Pure NumPy/SciPy building blocks of the simulator: source power, HRF, EEG blocks, BOLD volumes.
+
+Nothing here does I/O. The EEG of a run is produced block by block (:meth:`EEGRun.iter_blocks`) with the
+filter states carried from one block to the next and a random stream per block, so the signal does not depend
+on how the blocks are grouped for writing and memory stays bounded for 5 kHz recordings.
+
+Units: EEG in microvolts, time in seconds, positions of BOLD maps in MNI millimetres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import signal as sps
+from scipy.ndimage import gaussian_filter1d
+from scipy.stats import gamma as gamma_dist
+
+from .presets import Preset
+
+__all__ = [
+    "CONTROL_RATE", "HISTORY_S", "canonical_hrf", "smooth_process", "scalp_patterns", "spatial_mixing",
+    "RunTiming", "make_timing", "SourcePower", "make_source_power", "bold_regressors", "EEGRun", "stream_rng",
+]
+
+#: sampling rate (Hz) of the slow latent processes (source log-power), interpolated to EEG samples
+CONTROL_RATE = 10.0
+#: seconds of latent history simulated before the first EEG sample, so the HRF has a past at volume 0
+HISTORY_S = 40.0
+#: time scale (s, Gaussian kernel sigma) of the slow band-power fluctuations
+POWER_TIMESCALE_S = 3.0
+#: standard deviation of the natural log of the band power (so power varies about e^{+-1.6} over a run)
+LOG_POWER_SD = 0.8
+#: seconds per EEG generation block (fixed, so output does not depend on chunking)
+BLOCK_S = 1.0
+
+
+def stream_rng(seed: int, *keys: int) -> np.random.Generator:
+    """A generator for one named random stream: ``default_rng(SeedSequence([seed, *keys]))``.
+
+    Every quantity of the simulator draws from its own stream (keys: kind of quantity, subject, session,
+    task, run, block), so the result does not depend on the order in which things are generated.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(int, keys)]))
+
+
+def canonical_hrf(dt: float, duration: float = 32.0) -> np.ndarray:
+    """SPM's canonical double-gamma haemodynamic response, sampled every ``dt`` seconds.
+
+    ``h(t) = G(t; 6, 1) - G(t; 16, 1) / 6`` with ``G`` the gamma density (shape, scale 1 s): a peak at 5 s
+    and an undershoot near 15 s. Normalised to unit sum, so convolving a constant leaves it unchanged.
+
+    Returns
+    -------
+    hrf : ndarray, shape (n,)
+        ``n = round(duration / dt)`` samples starting at t = 0.
+    """
+    t = np.arange(int(round(duration / dt))) * dt
+    h = gamma_dist.pdf(t, 6.0) - gamma_dist.pdf(t, 16.0) / 6.0
+    return h / h.sum()
+
+
+def smooth_process(rng: np.random.Generator, n: int, dt: float, timescale: float) -> np.ndarray:
+    """A smooth stationary Gaussian process with zero mean and unit variance.
+
+    White noise smoothed by a Gaussian kernel of standard deviation ``timescale`` seconds, then standardised.
+
+    Returns
+    -------
+    x : ndarray, shape (n,)
+    """
+    pad = int(4 * timescale / dt) + 1
+    x = gaussian_filter1d(rng.standard_normal(n + 2 * pad), timescale / dt, mode="constant")[pad:pad + n]
+    return (x - x.mean()) / x.std()
+
+
+def _unit_positions(ch_names: list[str]) -> np.ndarray:
+    """Unit vectors (from the head centre) of easycap-M1 electrodes, shape (C, 3)."""
+    import mne
+
+    pos = mne.channels.make_standard_montage("easycap-M1").get_positions()["ch_pos"]
+    xyz = np.array([pos[c] for c in ch_names], dtype=float)
+    return xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
+
+
+def scalp_patterns(ch_names: list[str], centres: list[str], width_rad: float = 0.55) -> np.ndarray:
+    """Smooth scalp patterns: a Gaussian of the great-circle angle to each source's peak electrode.
+
+    Parameters
+    ----------
+    ch_names : list of str
+        Electrodes (easycap-M1 names), in file order.
+    centres : list of str
+        Peak electrode of each source.
+    width_rad : float
+        Standard deviation of the Gaussian, in radians (0.55 rad ~ 32 degrees).
+
+    Returns
+    -------
+    patterns : ndarray, shape (C, K)
+        Peak value 1 at the centre electrode (or the nearest one when it is not recorded).
+    """
+    import mne
+
+    pos = mne.channels.make_standard_montage("easycap-M1").get_positions()["ch_pos"]
+    u = _unit_positions(ch_names)  # (C, 3)
+    out = np.empty((len(ch_names), len(centres)))
+    for k, name in enumerate(centres):
+        c = np.asarray(pos[name], float)
+        c /= np.linalg.norm(c)
+        ang = np.arccos(np.clip(u @ c, -1.0, 1.0))  # (C,)
+        out[:, k] = np.exp(-0.5 * (ang / width_rad) ** 2)
+    return out / out.max(axis=0, keepdims=True)
+
+
+def spatial_mixing(ch_names: list[str], width_rad: float = 0.35) -> np.ndarray:
+    """Mixing matrix that makes the background noise of neighbouring electrodes correlated.
+
+    Returns
+    -------
+    mix : ndarray, shape (C, C)
+        Rows have unit Euclidean norm, so every channel keeps the variance of the white input.
+    """
+    u = _unit_positions(ch_names)
+    ang = np.arccos(np.clip(u @ u.T, -1.0, 1.0))
+    mix = np.exp(-0.5 * (ang / width_rad) ** 2)
+    return mix / np.linalg.norm(mix, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """Sample-exact timing of one run.
+
+    Attributes
+    ----------
+    sfreq : float
+        EEG sampling frequency (Hz).
+    n_samples : int
+        EEG samples in the recording.
+    first_volume : int
+        Sample index (0-based) of the first volume marker.
+    samples_per_tr : int
+        Samples between volume markers.
+    n_volumes : int
+        Number of volumes.
+    """
+
+    sfreq: float
+    n_samples: int
+    first_volume: int
+    samples_per_tr: int
+    n_volumes: int
+
+    @property
+    def volume_samples(self) -> np.ndarray:
+        """Sample index of each volume marker, shape (n_volumes,)."""
+        return self.first_volume + self.samples_per_tr * np.arange(self.n_volumes)
+
+    @property
+    def volume_onsets(self) -> np.ndarray:
+        """Onset of each volume in seconds from the first EEG sample, shape (n_volumes,)."""
+        return self.volume_samples / self.sfreq
+
+    @property
+    def tr(self) -> float:
+        return self.samples_per_tr / self.sfreq
+
+    @property
+    def first_volume_onset(self) -> float:
+        """Seconds from the first EEG sample to the first volume marker."""
+        return self.first_volume / self.sfreq
+
+
+def make_timing(preset: Preset, rng: np.random.Generator) -> RunTiming:
+    """Draw the lead-in (EEG before the first volume) and lay out the run."""
+    lo, hi = preset.lead_in
+    first = int(round(rng.uniform(lo, hi) * preset.sfreq))
+    spt = preset.samples_per_tr
+    n_samples = first + spt * preset.n_volumes + int(round(preset.lead_out * preset.sfreq))
+    return RunTiming(sfreq=preset.sfreq, n_samples=n_samples, first_volume=first, samples_per_tr=spt,
+                     n_volumes=preset.n_volumes)
+
+
+@dataclass
+class SourcePower:
+    """Slow band power of every latent source on the control grid.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n,)
+        Seconds from the first EEG sample (negative before the recording: simulated history).
+    log_power : ndarray, shape (K, n)
+        Natural log of each source's power relative to its median.
+    events : list of tuple
+        Task events ``(onset_s, code)`` inside the recording (code 1 standard, 2 target).
+    """
+
+    times: np.ndarray
+    log_power: np.ndarray
+    events: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def power(self) -> np.ndarray:
+        """Relative band power, shape (K, n)."""
+        return np.exp(self.log_power)
+
+    def amplitude_at(self, t: np.ndarray) -> np.ndarray:
+        """Amplitude envelope ``sqrt(power)`` interpolated at times ``t`` (s), shape (K, len(t))."""
+        return np.stack([np.exp(0.5 * np.interp(t, self.times, lp)) for lp in self.log_power])
+
+    def mean_power(self, starts: np.ndarray, length: float) -> np.ndarray:
+        """Mean relative power over windows ``[start, start + length)``, shape (len(starts), K)."""
+        dt = 1.0 / CONTROL_RATE
+        n_sub = max(int(round(length / dt)), 1)
+        offsets = (np.arange(n_sub) + 0.5) * (length / n_sub)
+        t = starts[:, None] + offsets[None, :]  # (V, n_sub)
+        p = np.stack([np.exp(np.interp(t, self.times, lp)) for lp in self.log_power])  # (K, V, n_sub)
+        return p.mean(axis=2).T
+
+
+def make_source_power(preset: Preset, timing: RunTiming, rng: np.random.Generator,
+                      event_rng: np.random.Generator) -> SourcePower:
+    """Slow random log-power of each source plus, for task presets, evoked power bumps after each stimulus."""
+    dt = 1.0 / CONTROL_RATE
+    duration = timing.n_samples / timing.sfreq
+    times = np.arange(-HISTORY_S, duration + 1.0, dt)
+    n = times.size
+    log_power = np.stack([LOG_POWER_SD * smooth_process(rng, n, dt, POWER_TIMESCALE_S) for _ in preset.bands])
+    events: list[tuple[float, int]] = []
+    if preset.task_events:
+        # oddball paradigm: a stimulus every 2-3 s within the scanned period, 20 % targets
+        t = timing.first_volume_onset + event_rng.uniform(2.0, 3.0)
+        end = timing.first_volume_onset + timing.n_volumes * timing.tr - 1.0
+        while t < end:
+            events.append((round(t * timing.sfreq) / timing.sfreq, 2 if event_rng.random() < 0.2 else 1))
+            t += event_rng.uniform(2.0, 3.0)
+        # targets raise theta and gamma power for about a second (an evoked power increase)
+        for onset, code in events:
+            if code == 2:
+                bump = 0.6 * np.exp(-0.5 * ((times - onset - 0.5) / 0.5) ** 2)
+                for k, band in enumerate(preset.bands):
+                    if band.name in ("theta", "gamma"):
+                        log_power[k] += bump
+    return SourcePower(times=times, log_power=log_power, events=events)
+
+
+def bold_regressors(power: SourcePower, acquisition_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HRF-convolved source power sampled at the volume acquisition times.
+
+    Parameters
+    ----------
+    power : SourcePower
+        Band power on the control grid (which starts ``HISTORY_S`` before the recording).
+    acquisition_times : ndarray, shape (V,)
+        Time of each volume (s from the first EEG sample), usually onset + TR / 2.
+
+    Returns
+    -------
+    raw : ndarray, shape (V, K)
+        ``(power * hrf)(t_v)``, in relative power units.
+    standardised : ndarray, shape (V, K)
+        The same, z-scored over the run's volumes (the regressors that modulate BOLD).
+    """
+    dt = 1.0 / CONTROL_RATE
+    hrf = canonical_hrf(dt)
+    p = power.power  # (K, n)
+    conv = np.stack([np.convolve(pk, hrf)[: pk.size] for pk in p])  # causal: (K, n)
+    raw = np.stack([np.interp(acquisition_times, power.times, ck) for ck in conv], axis=1)  # (V, K)
+    std = raw.std(axis=0)
+    standardised = (raw - raw.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return raw, standardised
+
+
+# Pink (1/f) noise: Paul Kellet's 3-pole, 4-zero approximation; accurate over ~3 decades below fs/2.
+_PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
+_PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+def _impulse_rms(sos: np.ndarray | None, b=None, a=None, n: int = 1 << 16) -> float:
+    """RMS gain of a filter for unit white noise (sqrt of the impulse-response energy)."""
+    imp = np.zeros(n)
+    imp[0] = 1.0
+    h = sps.sosfilt(sos, imp) if sos is not None else sps.lfilter(b, a, imp)
+    return float(np.sqrt(np.sum(h**2)))
+
+
+class EEGRun:
+    """The EEG of one run, generated block by block.
+
+    Parameters
+    ----------
+    preset : Preset
+        Recording settings.
+    ch_names : list of str
+        EEG electrode names (easycap-M1), without the ECG channel.
+    timing : RunTiming
+        Samples, lead-in and volume markers.
+    power : SourcePower
+        Slow band power of each source (and task events).
+    patterns : ndarray, shape (C, K)
+        Scalp pattern of each source (peak 1).
+    seed : int
+        Dataset seed.
+    keys : tuple of int
+        Identify the run (subject, session, task, run) in the random streams.
+
+    Notes
+    -----
+    Each EEG channel is the sum of: spatially correlated 1/f background (12 uV RMS) and white amplifier noise
+    (1 uV); the K band-limited sources, each a band-pass filtered noise carrier scaled by the square root of its
+    slowly varying power and projected through its scalp pattern; evoked responses after task stimuli;
+    line noise at ``preset.line_freq`` (random amplitude and phase per channel); and, when enabled, a residue of
+    the MR gradient artefact locked to the slices of each TR. The optional ECG channel holds a synthetic ECG
+    (P-QRS-T waves) at 60-75 beats per minute with beat-to-beat variability.
+    """
+
+    BACKGROUND_UV = 12.0
+    WHITE_UV = 1.0
+
+    def __init__(self, preset: Preset, ch_names: list[str], timing: RunTiming, power: SourcePower,
+                 patterns: np.ndarray, seed: int, keys: tuple[int, ...]):
+        self.preset = preset
+        self.ch_names = list(ch_names)
+        self.timing = timing
+        self.power = power
+        self.seed = int(seed)
+        self.keys = tuple(int(k) for k in keys)
+        sf = preset.sfreq
+        self.block = max(int(round(BLOCK_S * sf)), 1)
+        n_ch, n_src = len(ch_names), len(preset.bands)
+        amps = np.array([b.amplitude_uv for b in preset.bands])
+        self.patterns = patterns * amps[None, :]  # (C, K), uV at median power
+        self.mixing = spatial_mixing(ch_names)  # (C, C)
+        # filters and their states (carried across blocks)
+        self.sos = [sps.butter(4, [b.low, b.high], btype="bandpass", fs=sf, output="sos") for b in preset.bands]
+        self.sos_gain = np.array([_impulse_rms(s) for s in self.sos])
+        self.sos_zi = [np.zeros((s.shape[0], 2)) for s in self.sos]
+        self.pink_gain = _impulse_rms(None, _PINK_B, _PINK_A)
+        self.pink_zi = np.zeros((n_ch, max(len(_PINK_A), len(_PINK_B)) - 1))
+        # fixed per-run nuisance parameters
+        rng = stream_rng(seed, 11, *self.keys)
+        self.line_amp = rng.uniform(2.0, 10.0, n_ch)  # uV
+        self.line_phase = rng.uniform(0, 2 * np.pi, n_ch)
+        self.grad_amp = rng.uniform(5.0, 25.0, n_ch) if preset.gradient_residue else np.zeros(n_ch)
+        self.grad_phase = rng.uniform(0, 2 * np.pi, 3)
+        self.erp_pattern = patterns[:, 0] * 0.5 + patterns[:, min(1, n_src - 1)] * 0.5  # centro-parietal-ish
+        self.beats = self._ecg_beats(rng) if preset.ecg else np.empty(0)
+        self.ecg_amp = rng.uniform(600.0, 1200.0)
+        self.n_src = n_src
+
+    # ------------------------------------------------------------------ deterministic components
+    def _ecg_beats(self, rng: np.random.Generator) -> np.ndarray:
+        duration = self.timing.n_samples / self.preset.sfreq
+        rr_mean = 60.0 / rng.uniform(60.0, 75.0)
+        t, beats = rng.uniform(0.0, rr_mean), []
+        while t < duration + 1.0:
+            beats.append(t)
+            t += rr_mean * (1.0 + 0.05 * rng.standard_normal())
+        return np.asarray(beats)
+
+    def _ecg(self, t: np.ndarray) -> np.ndarray:
+        """Synthetic ECG (uV) at times ``t``: Gaussian P, Q, R, S and T waves around each beat."""
+        out = np.zeros_like(t)
+        lo = np.searchsorted(self.beats, t[0] - 0.6)
+        hi = np.searchsorted(self.beats, t[-1] + 0.4)
+        waves = ((-0.16, 0.025, 0.12), (-0.03, 0.008, -0.1), (0.0, 0.010, 1.0), (0.03, 0.008, -0.25),
+                 (0.25, 0.040, 0.3))  # (delay s, width s, relative amplitude)
+        for beat in self.beats[lo:hi]:
+            for delay, width, amp in waves:
+                out += amp * np.exp(-0.5 * ((t - beat - delay) / width) ** 2)
+        return self.ecg_amp * out
+
+    def _gradient(self, s: np.ndarray) -> np.ndarray:
+        """Gradient-artefact residue waveform (unit amplitude) at sample indices ``s``, shape (len(s),)."""
+        tm = self.timing
+        rel = s - tm.first_volume
+        inside = (rel >= 0) & (rel < tm.n_volumes * tm.samples_per_tr)
+        slice_period = tm.tr / self.preset.grid[2]
+        phase = ((rel % tm.samples_per_tr) / tm.sfreq % slice_period) / slice_period  # [0, 1) within a slice
+        w = sum(np.sin(2 * np.pi * h * phase + self.grad_phase[h - 1]) / h for h in (1, 2, 3))
+        return np.where(inside, w, 0.0)
+
+    def _erp(self, t: np.ndarray) -> np.ndarray:
+        """Evoked response (uV, before the scalp pattern) at times ``t``: N1 and P3 after each stimulus."""
+        out = np.zeros_like(t)
+        for onset, code in self.power.events:
+            if onset > t[-1] + 0.1 or onset < t[0] - 1.0:
+                continue
+            d = t - onset
+            p3 = 8.0 if code == 2 else 2.0
+            out += -3.0 * np.exp(-0.5 * ((d - 0.1) / 0.02) ** 2) + p3 * np.exp(-0.5 * ((d - 0.35) / 0.07) ** 2)
+        return out
+
+    # ------------------------------------------------------------------ generation
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.timing.n_samples // self.block)
+
+    def iter_blocks(self) -> Iterator[np.ndarray]:
+        """Yield the recording as consecutive float32 blocks of shape (C_total, n) in microvolts.
+
+        ``C_total`` is the number of EEG electrodes plus one ECG channel when the preset has one; ``n`` is
+        one second of samples except for the last block. Must be consumed in order (filter states carry on).
+        """
+        sf = self.preset.sfreq
+        n_ch = len(self.ch_names)
+        for b in range(self.n_blocks):
+            s0 = b * self.block
+            s = np.arange(s0, min(s0 + self.block, self.timing.n_samples))
+            t = s / sf
+            n = s.size
+            rng = stream_rng(self.seed, 12, *self.keys, b)
+            # 1/f background, spatially correlated, plus white amplifier noise        (C, n)
+            pink, self.pink_zi = sps.lfilter(_PINK_B, _PINK_A, rng.standard_normal((n_ch, n)), axis=1,
+                                             zi=self.pink_zi)
+            x = (self.BACKGROUND_UV / self.pink_gain) * (self.mixing @ pink)
+            x += self.WHITE_UV * rng.standard_normal((n_ch, n))
+            # latent sources: band-limited carriers with slowly varying amplitude    (K, n)
+            carriers = np.empty((self.n_src, n))
+            white = rng.standard_normal((self.n_src, n))
+            for k, sos in enumerate(self.sos):
+                carriers[k], self.sos_zi[k] = sps.sosfilt(sos, white[k], zi=self.sos_zi[k])
+                carriers[k] /= self.sos_gain[k]
+            x += self.patterns @ (carriers * self.power.amplitude_at(t))
+            if self.power.events:
+                x += np.outer(self.erp_pattern, self._erp(t))
+            x += self.line_amp[:, None] * np.sin(2 * np.pi * self.preset.line_freq * t[None, :]
+                                                 + self.line_phase[:, None])
+            if self.preset.gradient_residue:
+                x += np.outer(self.grad_amp, self._gradient(s))
+            if self.preset.ecg:
+                ecg = self._ecg(t)
+                x += np.outer(0.002 * self.line_amp, ecg)  # a faint cardiac trace on the EEG
+                x = np.vstack([x, ecg[None, :] + self.WHITE_UV * rng.standard_normal((1, n))])
+            yield x.astype(np.float32)

@@ -1,0 +1,324 @@
+"""nipype workflow builders (fMRIPrep / sdcflows style: ``init_*_wf`` with keyword-only arguments).
+
+The builders read no global configuration: every setting is an argument, so the workflows can be embedded in
+other pipelines::
+
+    from spec2vol_bids.config import PreprocConfig
+    from spec2vol_bids.workflows import init_spec2vol_wf
+
+    wf = init_spec2vol_wf(config=PreprocConfig(), output_dir="/out")
+    wf.inputs.inputnode.eeg_file = "/data/sub-01/eeg/sub-01_task-rest_eeg.vhdr"
+    wf.inputs.inputnode.bold_file = "/data/sub-01/func/sub-01_task-rest_bold.nii.gz"
+    wf.inputs.inputnode.repetition_time = 2.0
+    wf.base_dir = "/work"
+    wf.run()
+
+:func:`init_spec2vol_bids_wf` is the BIDS-App's top level: a build-time loop over subjects and their paired runs
+(as fMRIPrep's ``init_single_subject_wf``/``init_bold_wf``), one ``sub_<label>_wf`` per subject with one
+``<run>_wf`` per run, each a :func:`init_spec2vol_wf`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from ..interfaces import BOLDTarget, DerivativesDataSink, EEGSpectrogram, Predict
+
+__all__ = [
+    "DEFAULT_MEMORY_MIN_GB",
+    "init_eeg_spectrogram_wf",
+    "init_bold_target_wf",
+    "init_spec2vol_wf",
+    "init_spec2vol_bids_wf",
+    "resolve_device",
+]
+
+#: memory (GB) nipype budgets for a light node
+DEFAULT_MEMORY_MIN_GB = 0.25
+
+_RUN_INPUTS = ["eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv"]
+
+
+def _config_dict(config) -> dict[str, Any]:
+    from ..config import PreprocConfig
+
+    if config is None:
+        return PreprocConfig().to_dict()
+    if isinstance(config, PreprocConfig):
+        return config.to_dict()
+    return PreprocConfig.from_dict(dict(config)).to_dict()  # validates
+
+
+def resolve_device(device: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for a requested ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    ``"auto"`` means CUDA when nipype sees a GPU (``nvidia-smi``), else the CPU; torch is not imported.
+    """
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
+    if device != "auto":
+        return device
+    from nipype.utils.gpu_count import gpu_count
+
+    return "cuda" if gpu_count() > 0 else "cpu"
+
+
+def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, name: str = "eeg_spectrogram_wf") -> pe.Workflow:
+    """Build a workflow computing the volume-locked EEG spectrogram of one run.
+
+    Parameters
+    ----------
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (default: the official pipeline). The ``eeg`` and ``pairing`` sections are used.
+    mem_gb : float
+        Memory budget of the spectrogram node (the recording is streamed; a few windows are in memory).
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    eeg_file
+        Raw EEG data file (``.vhdr``, ``.edf``, ``.bdf``, ``.set``).
+    bold_file
+        The paired BOLD series (number of volumes; Sources).
+    repetition_time
+        ``RepetitionTime`` of the BOLD series (s).
+    channels_tsv
+        Optional ``channels.tsv`` of the run.
+    events_tsv
+        Optional ``events.tsv`` of the run.
+
+    Outputs
+    -------
+    spectrogram
+        ``*_desc-stft_spectrogram.h5`` (in the node directory, under its derivative name).
+    spectrogram_json
+        Its JSON sidecar.
+    onset_source
+        ``markers``, ``events.tsv`` or ``tr-fallback``.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "spectrogram_json", "onset_source"]),
+                         name="outputnode")
+    spectrogram = pe.Node(EEGSpectrogram(config=_config_dict(config)), name="spectrogram", mem_gb=mem_gb)
+    workflow.connect([
+        (inputnode, spectrogram, [(f, f) for f in _RUN_INPUTS]),
+        (spectrogram, outputnode, [("out_file", "spectrogram"), ("out_sidecar", "spectrogram_json"),
+                                   ("onset_source", "onset_source")]),
+    ])
+    return workflow
+
+
+def init_bold_target_wf(*, config=None, mem_gb: float = 1.0, name: str = "bold_target_wf") -> pe.Workflow:
+    """Build a workflow turning one BOLD series into model targets on the model grid, with a brain mask.
+
+    Parameters
+    ----------
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (the ``bold`` section is used).
+    mem_gb : float
+        Memory budget of the node (about the native series in its on-disk type plus twice the target grid in
+        float64).
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file
+        Raw BOLD series ``[X, Y, Z, T]``.
+    repetition_time
+        ``RepetitionTime`` (s).
+
+    Outputs
+    -------
+    target, target_json
+        ``*_desc-target_bold.nii.gz`` (float32 ``[64, 64, D, T]``) and its sidecar.
+    mask, mask_json
+        ``*_desc-brain_mask.nii.gz`` (uint8 ``[64, 64, D]``) and its sidecar.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["bold_file", "repetition_time"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["target", "target_json", "mask", "mask_json"]),
+                         name="outputnode")
+    target = pe.Node(BOLDTarget(config=_config_dict(config)), name="target", mem_gb=mem_gb)
+    workflow.connect([
+        (inputnode, target, [("bold_file", "bold_file"), ("repetition_time", "repetition_time")]),
+        (target, outputnode, [("out_file", "target"), ("out_sidecar", "target_json"), ("out_mask", "mask"),
+                              ("out_mask_sidecar", "mask_json")]),
+    ])
+    return workflow
+
+
+def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str | os.PathLike | None = None,
+                     device: str = "auto", batch_size: int = 8, omp_nthreads: int = 1,
+                     eeg_mem_gb: float = 1.0, bold_mem_gb: float = 1.0,
+                     name: str = "spec2vol_wf") -> pe.Workflow:
+    """Build the workflow of one paired EEG-fMRI run: spectrogram, target, (prediction) and derivatives.
+
+    Parameters
+    ----------
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (default: the official Spec2VolCAMU-Net pipeline).
+    output_dir : path-like
+        Root of the derivative dataset; the run's files are copied there, atomically, once every step of the
+        run succeeded.
+    model : path-like, optional
+        A trained checkpoint; when given, the run's BOLD volumes are also predicted from its EEG.
+    device : {"auto", "cpu", "cuda"}
+        Device of the prediction. ``"cuda"`` (or ``"auto"`` on a machine with a GPU) sets the prediction node's
+        ``use_gpu`` input, so nipype's MultiProc schedules it against ``n_gpu_procs``.
+    batch_size : int
+        Pairs per forward pass of the model.
+    omp_nthreads : int
+        Threads of the prediction node (``n_procs``).
+    eeg_mem_gb, bold_mem_gb : float
+        Memory budgets of the spectrogram and target nodes.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    eeg_file
+        Raw EEG data file.
+    bold_file
+        Raw BOLD series.
+    repetition_time
+        ``RepetitionTime`` (s).
+    channels_tsv
+        Optional ``channels.tsv``.
+    events_tsv
+        Optional ``events.tsv`` of the EEG run.
+
+    Outputs
+    -------
+    spectrogram
+        The spectrogram (``*_desc-stft_spectrogram.h5``, in the working directory).
+    target
+        The target BOLD series (``*_desc-target_bold.nii.gz``, in the working directory).
+    mask
+        The brain mask (``*_desc-brain_mask.nii.gz``, in the working directory).
+    prediction
+        The predicted BOLD series (``*_desc-spec2vol_bold.nii.gz``; only with ``model``).
+    out_files
+        Every file written to ``output_dir`` for this run (data files and JSON sidecars).
+    """
+    device_used = resolve_device(device)
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "target", "mask", "prediction",
+                                                       "out_files"]), name="outputnode")
+    eeg_wf = init_eeg_spectrogram_wf(config=config, mem_gb=eeg_mem_gb)
+    bold_wf = init_bold_target_wf(config=config, mem_gb=bold_mem_gb)
+    n_files = 6 + (2 if model is not None else 0)
+    merge = pe.Node(niu.Merge(n_files), name="merge_derivatives", run_without_submitting=True)
+    ds_run = pe.Node(DerivativesDataSink(base_directory=str(Path(output_dir).absolute())), name="ds_run",
+                     run_without_submitting=True, mem_gb=DEFAULT_MEMORY_MIN_GB)
+
+    workflow.connect([
+        (inputnode, eeg_wf, [(f, f"inputnode.{f}") for f in _RUN_INPUTS]),
+        (inputnode, bold_wf, [("bold_file", "inputnode.bold_file"),
+                              ("repetition_time", "inputnode.repetition_time")]),
+        (eeg_wf, merge, [("outputnode.spectrogram", "in1"), ("outputnode.spectrogram_json", "in2")]),
+        (bold_wf, merge, [("outputnode.target", "in3"), ("outputnode.target_json", "in4"),
+                          ("outputnode.mask", "in5"), ("outputnode.mask_json", "in6")]),
+        (merge, ds_run, [("out", "in_files")]),
+        (ds_run, outputnode, [("out_files", "out_files")]),
+        (eeg_wf, outputnode, [("outputnode.spectrogram", "spectrogram")]),
+        (bold_wf, outputnode, [("outputnode.target", "target"), ("outputnode.mask", "mask")]),
+    ])
+    if model is not None:
+        predict = pe.Node(Predict(checkpoint=str(Path(model).absolute()), use_gpu=device_used == "cuda",
+                                  device=device_used, batch_size=batch_size),
+                          name="predict", n_procs=max(1, int(omp_nthreads)), mem_gb=2.0)
+        workflow.connect([
+            (inputnode, predict, [("eeg_file", "eeg_file"), ("bold_file", "bold_file")]),
+            (eeg_wf, predict, [("outputnode.spectrogram", "spectrogram")]),
+            (bold_wf, predict, [("outputnode.target", "target")]),
+            (predict, merge, [("out_file", "in7"), ("out_sidecar", "in8")]),
+            (predict, outputnode, [("out_file", "prediction")]),
+        ])
+    return workflow
+
+
+def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.PathLike,
+                          work_dir: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
+                          device: str = "auto", batch_size: int = 8, omp_nthreads: int = 1,
+                          crashdump_dirs: dict[str, str | os.PathLike] | None = None,
+                          name: str = "spec2vol_bids_wf") -> pe.Workflow:
+    """Build the participant-level workflow of the BIDS-App: one sub-workflow per subject and per run.
+
+    Parameters
+    ----------
+    pairs : sequence of RunPair
+        Paired runs (:func:`spec2vol_bids.bids.layout.collect_pairs`).
+    config : PreprocConfig or dict, optional
+        Preprocessing settings.
+    output_dir : path-like
+        Root of the derivative dataset.
+    work_dir : path-like, optional
+        nipype working directory (``base_dir``); a rerun with the same folder reuses finished nodes.
+    model, device, batch_size, omp_nthreads
+        As for :func:`init_spec2vol_wf`.
+    crashdump_dirs : dict, optional
+        Subject label -> folder for that subject's crash files (``OUT_DIR/sub-<label>/log/<uuid>``).
+    name : str
+        Workflow name.
+
+    Returns
+    -------
+    Workflow
+        With sub-workflows ``sub_<label>_wf`` / ``<run>_wf`` (e.g. ``sub_01_wf.task_rest_run_1_wf``).
+    """
+    workflow = pe.Workflow(name=name)
+    if work_dir is not None:
+        workflow.base_dir = str(Path(work_dir).absolute())
+    by_subject: dict[str, list] = {}
+    for pair in pairs:
+        by_subject.setdefault(pair.subject, []).append(pair)
+    for subject, runs in sorted(by_subject.items()):
+        sub_wf = pe.Workflow(name=f"sub_{_safe(subject)}_wf")
+        if crashdump_dirs and subject in crashdump_dirs:
+            sub_wf.config["execution"] = {"crashdump_dir": str(crashdump_dirs[subject])}
+        for pair in runs:
+            run_wf = init_spec2vol_wf(config=config, output_dir=output_dir, model=model, device=device,
+                                      batch_size=batch_size, omp_nthreads=omp_nthreads,
+                                      bold_mem_gb=_bold_mem_gb(pair), name=pair.wf_name)
+            run_wf.inputs.inputnode.eeg_file = str(pair.eeg_file)
+            run_wf.inputs.inputnode.bold_file = str(pair.bold_file)
+            run_wf.inputs.inputnode.repetition_time = float(pair.repetition_time)
+            if pair.channels_tsv is not None:
+                run_wf.inputs.inputnode.channels_tsv = str(pair.channels_tsv)
+            if pair.events_tsv is not None:
+                run_wf.inputs.inputnode.events_tsv = str(pair.events_tsv)
+            if crashdump_dirs and subject in crashdump_dirs:
+                for node in run_wf._get_all_nodes():
+                    node.config = {"execution": {"crashdump_dir": str(crashdump_dirs[subject])}}
+            sub_wf.add_nodes([run_wf])
+        workflow.add_nodes([sub_wf])
+    return workflow
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", label)
+
+
+def _bold_mem_gb(pair) -> float:
+    """Memory estimate (GB) of the target node: the native series in float32 plus the target grid twice."""
+    try:
+        import nibabel as nib
+
+        shape = nib.load(str(pair.bold_file)).shape
+        n = 1
+        for s in shape:
+            n *= int(s)
+        return max(DEFAULT_MEMORY_MIN_GB, (n * 4 + 2 * 64 * 64 * 64 * shape[3] * 8) / 1e9)
+    except Exception:  # a corrupt file fails later, with a clear error, in the node itself
+        return 1.0

@@ -1,0 +1,150 @@
+"""The tiny simulated dataset is valid BIDS, reads back with pybids and mne-bids, and keeps its promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from spec2vol_bids.bids.validate import run_validator, validator_available
+from spec2vol_bids.simulate import PRESETS, SIMULATION_DIR
+
+TINY = PRESETS["tiny"]
+
+
+def _params(root: Path, sub: str) -> dict:
+    path = root / SIMULATION_DIR / f"sub-{sub}" / "func" / f"sub-{sub}_task-rest_desc-simulation_params.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")
+def test_tiny_passes_bids_validator(tiny_bids):
+    report = run_validator(tiny_bids)
+    assert report.ok, report.summary()
+    assert sorted(report.summary_info["subjects"]) == ["01", "02", "03", "04"]
+    assert set(report.summary_info["modalities"]) >= {"EEG", "MRI"}
+
+
+def test_layout_and_sidecars(tiny_bids):
+    desc = json.loads((tiny_bids / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "raw" and desc["BIDSVersion"]
+    parts = pd.read_csv(tiny_bids / "participants.tsv", sep="\t", dtype=str)
+    assert list(parts["participant_id"]) == [f"sub-{i:02d}" for i in range(1, 5)]
+    eeg_json = json.loads((tiny_bids / "sub-01/eeg/sub-01_task-rest_eeg.json").read_text())
+    for key in ("TaskName", "EEGReference", "SamplingFrequency", "PowerLineFrequency", "SoftwareFilters",
+                "EEGGround", "EEGPlacementScheme", "RecordingDuration", "EEGChannelCount"):
+        assert key in eeg_json, key
+    assert eeg_json["SamplingFrequency"] == TINY.sfreq
+    assert eeg_json["PowerLineFrequency"] == TINY.line_freq
+    assert eeg_json["EEGChannelCount"] == TINY.n_eeg
+    chans = pd.read_csv(tiny_bids / "sub-01/eeg/sub-01_task-rest_channels.tsv", sep="\t")
+    assert list(chans.columns[:3]) == ["name", "type", "units"] and len(chans) == TINY.n_eeg
+    elec = pd.read_csv(next((tiny_bids / "sub-01/eeg").glob("*_electrodes.tsv")), sep="\t")
+    assert set(chans["name"]) <= set(elec["name"])
+    assert np.isfinite(elec[["x", "y", "z"]].to_numpy(float)).all()
+    assert next((tiny_bids / "sub-01/eeg").glob("*_coordsystem.json"))
+    bold_json = json.loads((tiny_bids / "sub-01/func/sub-01_task-rest_bold.json").read_text())
+    assert bold_json == {"RepetitionTime": TINY.tr, "TaskName": "rest"}
+    scans = pd.read_csv(tiny_bids / "sub-01/sub-01_scans.tsv", sep="\t")
+    assert sorted(scans["filename"]) == ["eeg/sub-01_task-rest_eeg.vhdr", "func/sub-01_task-rest_bold.nii.gz"]
+
+
+def test_bold_header(tiny_bids):
+    img = nib.load(tiny_bids / "sub-02/func/sub-02_task-rest_bold.nii.gz")
+    assert img.shape == (*TINY.grid, TINY.n_volumes)
+    assert img.header.get_zooms() == pytest.approx((*TINY.voxel_mm, TINY.tr))
+    assert img.header.get_xyzt_units() == ("mm", "sec")
+    assert img.header.get_data_dtype() == np.int16
+    data = np.asanyarray(img.dataobj)
+    mask = nib.load(tiny_bids / SIMULATION_DIR / "sub-02/func/sub-02_desc-brain_mask.nii.gz").get_fdata() > 0
+    assert 0.05 < mask.mean() < 0.8  # a brain inside the field of view
+    assert data[mask].mean() > 5 * data[~mask].mean()  # brain brighter than background
+    nf = nib.load(tiny_bids / SIMULATION_DIR / "sub-02/func/sub-02_task-rest_desc-noisefree_bold.nii.gz")
+    assert nf.shape == img.shape and np.allclose(nf.affine, img.affine)
+
+
+def test_pybids_reads_pairs(tiny_bids):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(tiny_bids, derivatives=False)
+    bold = layout.get(suffix="bold", extension=".nii.gz", return_type="filename")
+    eeg = layout.get(suffix="eeg", extension=".vhdr", return_type="filename")
+    assert len(bold) == len(eeg) == 4
+    assert layout.get_tr(subject="03", task="rest") == TINY.tr
+    assert layout.get_tasks() == ["rest"]
+
+
+def _vmrk_markers(vmrk: Path) -> list[tuple[str, str, int]]:
+    out = []
+    for line in vmrk.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"Mk\d+=([^,]*),([^,]*),(\d+),", line)
+        if m:
+            out.append((m.group(1), m.group(2), int(m.group(3))))
+    return out
+
+
+def test_r128_markers_match_volumes(tiny_bids):
+    for sub in ("01", "04"):
+        markers = _vmrk_markers(tiny_bids / f"sub-{sub}/eeg/sub-{sub}_task-rest_eeg.vmrk")
+        r128 = [pos for typ, desc, pos in markers if (typ, desc) == ("Response", "R128")]
+        n_vol = nib.load(tiny_bids / f"sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz").shape[3]
+        assert len(r128) == n_vol == TINY.n_volumes
+        assert set(np.diff(r128)) == {TINY.samples_per_tr}  # one marker per TR, sample exact
+        params = _params(tiny_bids, sub)
+        # BrainVision positions are 1-based; FirstVolumeOnset is seconds from the first EEG sample
+        assert (r128[0] - 1) / TINY.sfreq == pytest.approx(params["FirstVolumeOnset"])
+        assert TINY.lead_in[0] <= params["FirstVolumeOnset"] <= TINY.lead_in[1]
+        events = pd.read_csv(tiny_bids / f"sub-{sub}/eeg/sub-{sub}_task-rest_events.tsv", sep="\t")
+        ev = events[events["trial_type"] == "Response/R128"]
+        assert len(ev) == n_vol
+        np.testing.assert_allclose(ev["onset"].to_numpy(), (np.asarray(r128) - 1) / TINY.sfreq, atol=1e-6)
+
+
+def test_mne_bids_reads_back(tiny_bids):
+    import mne
+    from mne_bids import BIDSPath, read_raw_bids
+
+    bp = BIDSPath(root=tiny_bids, subject="01", task="rest", datatype="eeg", suffix="eeg", extension=".vhdr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = read_raw_bids(bp, verbose="error")
+    assert raw.info["sfreq"] == TINY.sfreq and len(raw.ch_names) == TINY.n_eeg
+    assert raw.info["line_freq"] == TINY.line_freq
+    assert raw.get_montage() is not None
+    params = _params(tiny_bids, "01")
+    assert raw.n_times == params["RecordingSamples"]
+    r128 = raw.annotations[raw.annotations.description == "Response/R128"]
+    assert len(r128) == TINY.n_volumes
+    assert r128.onset[0] == pytest.approx(params["FirstVolumeOnset"])
+    # the .vmrk itself (read without events.tsv) carries the same markers
+    direct = mne.io.read_raw_brainvision(bp.fpath, verbose="error")
+    assert int(np.sum(direct.annotations.description == "Response/R128")) == TINY.n_volumes
+    data = raw.get_data()  # volts
+    assert np.isfinite(data).all()
+    assert 5e-6 < data.std() < 100e-6  # EEG-like amplitudes (tens of microvolts)
+
+
+def test_ground_truth_contract(tiny_bids):
+    deriv = tiny_bids / SIMULATION_DIR
+    desc = json.loads((deriv / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    params = _params(tiny_bids, "01")
+    assert params["Seed"] == 0 and params["Preset"]["name"] == "tiny"
+    for rel in params["Files"].values():
+        assert (tiny_bids / rel).is_file(), rel
+    ts = pd.read_csv(deriv / "sub-01/func/sub-01_task-rest_desc-sources_timeseries.tsv", sep="\t")
+    assert len(ts) == TINY.n_volumes
+    assert [c for c in ts.columns if c.endswith("_power")] == [f"{b.name}_power" for b in TINY.bands]
+    assert (ts[[f"{b.name}_power" for b in TINY.bands]] > 0).all().all()
+    ceiling = pd.read_csv(deriv / "noise_ceiling.tsv", sep="\t")
+    assert len(ceiling) == 4
+    assert ceiling["dynamic_correlation"].between(0.6, 0.95).all()
+    assert ceiling["ssim"].between(0.5, 1.0).all() and (ceiling["psnr"] > 20).all()
+    maps = nib.load(deriv / "sub-01/func/sub-01_desc-sources_map.nii.gz")
+    assert maps.shape == (*TINY.grid, len(TINY.bands))
