@@ -35,7 +35,7 @@ from .._version import __version__
 from ..errors import CantCreateError, UsageError
 from ..utils import atomic_path, atomic_write, write_json
 from .anatomy import MAP_SIGMA_MM, SubjectAnatomy, make_anatomy
-from .presets import Preset, get_preset
+from .presets import Preset, electrode_names, get_preset
 from .signals import (
     CONTROL_RATE,
     HISTORY_S,
@@ -276,7 +276,7 @@ class _Simulation:
         self.deriv = root / SIMULATION_DIR
         montage = mne.channels.make_standard_montage("easycap-M1")
         self.montage = montage
-        self.eeg_names = list(montage.ch_names[: preset.n_eeg])
+        self.eeg_names = electrode_names(preset.n_eeg)
         self.ch_names = self.eeg_names + (["ECG"] if preset.ecg else [])
         self.patterns = scalp_patterns(self.eeg_names, [b.scalp_centre for b in preset.bands])  # (C, K)
         self.ceiling_rows: list[list] = []

@@ -11,7 +11,23 @@ from dataclasses import dataclass, field
 
 from ..errors import UsageError
 
-__all__ = ["Preset", "PRESETS", "get_preset", "Band"]
+__all__ = ["Preset", "PRESETS", "get_preset", "Band", "electrode_names"]
+
+#: electrodes taken first (a symmetric 16-channel 10-20 set with the midline), then easycap-M1 order
+_PRIORITY = ("Fz", "Cz", "Pz", "Oz", "Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "T7", "T8",
+             "F7", "F8", "P7", "P8")
+
+
+def electrode_names(n: int) -> list[str]:
+    """The ``n`` easycap-M1 electrodes a preset records: a symmetric 10-20 set first, then the 10-10 ones.
+
+    ``n = 16`` gives Fz, Cz, Pz, Oz, Fp1/2, F3/4, C3/4, P3/4, O1/2, T7/8.
+    """
+    import mne
+
+    montage = mne.channels.make_standard_montage("easycap-M1").ch_names
+    order = list(_PRIORITY) + [c for c in montage if c not in _PRIORITY]
+    return order[:n]
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ class Preset:
     tasks : tuple of str
         Task labels; every task has ``n_runs`` runs per session.
     n_eeg : int
-        Number of EEG electrodes (the first ``n_eeg`` electrodes of the easycap-M1 montage).
+        Number of EEG electrodes (easycap-M1 positions, see :func:`electrode_names`).
     ecg : bool
         Add an ECG channel (after the EEG channels), as in the NODDI and CN-EPFL recordings.
     sfreq : float
