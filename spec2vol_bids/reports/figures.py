@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,7 +96,16 @@ def _pick_slices(mask_or_vol: np.ndarray, n: int) -> list[int]:
         lo, hi = zs[0], zs[-1]
     else:
         lo, hi = 0, depth - 1
-    return sorted({int(round(z)) for z in np.linspace(lo, hi, min(n, depth) + 2)[1:-1]}) or [depth // 2]
+    if hi - lo + 1 <= n:
+        return list(range(int(lo), int(hi) + 1))
+    return sorted({int(round(z)) for z in np.linspace(lo, hi, n)})
+
+
+def _nanmean(a: np.ndarray, axis) -> np.ndarray:
+    """``numpy.nanmean`` without the warning for all-NaN slices (invalid windows): those stay NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
 
 
 def alignment_figure(volume_onsets, repetition_time: float, *, eeg_duration: float | None = None,
@@ -192,22 +202,34 @@ def spectrogram_figure(spec, freqs, *, volume_onsets=None, valid=None, channels:
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("#d0d0d0")
     ax0 = fig.add_subplot(gs[0, 0])
-    tf = np.nanmean(shown, axis=1).T if valid.any() else np.full((len(freqs), n_vol), np.nan)  # [F, T]
-    im = ax0.imshow(np.ma.masked_invalid(tf), aspect="auto", origin="lower", cmap=cmap, interpolation="nearest",
-                    extent=[t[0], t[-1] if n_vol > 1 else t[0] + 1, freqs[0], freqs[-1]])
-    ax0.set(ylabel="frequency (Hz)", title="time x frequency, mean over channels")
+    tf = _nanmean(shown, axis=1).T  # [F, T]
+    scale = np.nanmax(np.abs(shown)) if np.isfinite(shown).any() else 0.0
+    if np.isfinite(tf).any() and np.nanmax(np.abs(tf)) > 1e-4 * scale:
+        im = ax0.imshow(np.ma.masked_invalid(tf), aspect="auto", origin="lower", cmap=cmap,
+                        interpolation="nearest", extent=[t[0], t[-1] if n_vol > 1 else t[0] + 1, freqs[0], freqs[-1]])
+        ax0.set(xlabel=t_label, ylabel="frequency (Hz)", title="time x frequency, mean over channels")
+    else:
+        # z-scored across electrodes: the channel mean is 0 in every cell, so show channels x frequencies instead
+        cf = _nanmean(shown[valid], axis=0) if valid.any() else np.full((n_ch, len(freqs)), np.nan)  # [C, F]
+        im = ax0.imshow(np.ma.masked_invalid(cf), aspect="auto", origin="lower", cmap=cmap,
+                        interpolation="nearest", extent=[freqs[0], freqs[-1], -0.5, n_ch - 0.5])
+        ax0.set(xlabel="frequency (Hz)", ylabel="channel",
+                title="channel x frequency, mean over time (the mean over channels is 0 after z-scoring "
+                      "across electrodes)")
+        ax0.title.set_fontsize(9)
     fig.colorbar(im, ax=ax0, label=unit, pad=0.01)
-    ax1 = fig.add_subplot(gs[1, 0], sharex=ax0)
-    tc = np.nanmean(shown, axis=2).T  # [C, T]
+    ax1 = fig.add_subplot(gs[1, 0])
+    tc = _nanmean(shown, axis=2).T  # [C, T]
     im = ax1.imshow(np.ma.masked_invalid(tc), aspect="auto", origin="lower", cmap=cmap, interpolation="nearest",
                     extent=[t[0], t[-1] if n_vol > 1 else t[0] + 1, -0.5, n_ch - 0.5])
     ax1.set(xlabel=t_label, ylabel="channel", title="time x channel, mean over frequencies")
     fig.colorbar(im, ax=ax1, label=unit, pad=0.01)
     ax2 = fig.add_subplot(gs[:, 1])
-    per_ch = np.nanmean(shown[valid], axis=(0, 2)) if valid.any() else np.zeros(n_ch)  # [C]
+    per_ch = _nanmean(shown[valid], axis=(0, 2)) if valid.any() else np.zeros(n_ch)  # [C]
     med = np.median(per_ch)
-    mad = np.median(np.abs(per_ch - med)) * 1.4826 or 1.0
-    outlier = np.abs(per_ch - med) > 3 * mad
+    mad = np.median(np.abs(per_ch - med)) * 1.4826  # ~ standard deviation for normal data
+    # robust outliers; the floor keeps near-identical channels from being flagged for tiny differences
+    outlier = np.abs(per_ch - med) > max(3 * mad, 0.1 * float(np.ptp(per_ch)))
     y = np.arange(n_ch)
     # bars start just below the smallest value so log-scaled (possibly negative) means stay comparable
     base = per_ch.min() - 0.05 * (np.ptp(per_ch) or 1.0) if log else 0.0
@@ -216,7 +238,7 @@ def spectrogram_figure(spec, freqs, *, volume_onsets=None, valid=None, channels:
     step = max(1, n_ch // 32)
     ax2.set_yticks(y[::step], [names[i] for i in y[::step]], fontsize=6)
     ax2.invert_yaxis()
-    ax2.set(xlabel=f"mean {unit}", title="mean per channel\n(red: > 3 MAD from the median)")
+    ax2.set(xlabel=f"mean {unit}", title="mean per channel\n(red: > 3 MAD and > 10% of the range from the median)")
     ax2.title.set_fontsize(9)
     fig.suptitle(title or f"EEG spectrogram ({n_vol} windows x {n_ch} channels x {len(freqs)} frequencies, "
                  f"{freqs[0]:.2f}-{freqs[-1]:.1f} Hz)", fontsize=10)

@@ -232,3 +232,18 @@ def test_spectrogram_figure_flags_outlier_channel(run_data):
     figures.to_png(fig)
     with pytest.raises(UsageError):
         figures.spectrogram_figure(np.zeros((2, 3)), d["freqs"])
+
+
+def test_spectrogram_figure_on_electrode_zscored_input(run_data):
+    from spec2vol_bids.preproc.eeg import scale_spectrogram
+
+    d = run_data
+    z = scale_spectrogram(d["raw"], "zscore-electrodes", valid=d["valid"])  # channel mean is 0 in every cell
+    raw_fig = figures.spectrogram_figure(d["raw"], d["freqs"], valid=d["valid"])
+    z_fig = figures.spectrogram_figure(z, d["freqs"], valid=d["valid"])
+    assert raw_fig.axes[0].get_title() == "time x frequency, mean over channels"
+    assert z_fig.axes[0].get_title().startswith("channel x frequency")
+    img = z_fig.axes[0].images[0].get_array()
+    assert img.shape == (4, 60) and np.ptp(img) > 0.1
+    figures.to_png(raw_fig)
+    figures.to_png(z_fig)
