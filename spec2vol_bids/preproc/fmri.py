@@ -153,9 +153,8 @@ def brain_mask(data) -> np.ndarray:
     """
     from scipy import ndimage
 
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim == 4:
-        x = x.mean(axis=3)
+    x = np.asarray(data)
+    x = x.mean(axis=3, dtype=np.float64) if x.ndim == 4 else x.astype(np.float64)  # [X, Y, Z]
     if x.ndim != 3:
         raise UsageError(f"brain_mask needs [X, Y, Z] or [X, Y, Z, T] data, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -189,7 +188,7 @@ def scale_volumes(data, method: str, mask=None) -> np.ndarray:
     mask : array-like of bool, shape (X, Y, Z), optional
         Brain mask; for the masked methods it defaults to :func:`brain_mask` of ``data``.
     """
-    x = np.asarray(data, dtype=np.float64)
+    x = np.asarray(data)
     squeeze = x.ndim == 3
     if squeeze:
         x = x[..., None]
@@ -208,16 +207,19 @@ def scale_volumes(data, method: str, mask=None) -> np.ndarray:
                             hint="Compute the mask on the same grid as the data.")
     if not m.any():
         raise DataError("the brain mask is empty", hint="Check the mask or use bold.scaling = \"minmax\".")
-    inside = x[m]  # [n_mask, T]
-    if method in ("minmax", "minmax-mask"):
-        lo, hi = inside.min(axis=0), inside.max(axis=0)  # [T]
-        off, den = lo, hi - lo
-    else:
-        off, den = inside.mean(axis=0), inside.std(axis=0)
-    out = np.divide(x - off, den, out=np.zeros_like(x), where=den > 0)
-    if method != "minmax":
-        out[~m] = 0.0
-    out = out.astype(np.float32)
+    out = np.zeros(x.shape, dtype=np.float32)  # [X, Y, Z, T]
+    for t in range(x.shape[3]):  # one volume at a time: no full-size float64 temporaries
+        v = np.asarray(x[..., t], dtype=np.float64)  # [X, Y, Z]
+        inside = v[m]
+        if method == "zscore":
+            off, den = inside.mean(), inside.std()
+        else:
+            off, den = inside.min(), inside.max() - inside.min()
+        if den > 0:
+            scaled = (v - off) / den
+            if method != "minmax":
+                scaled[~m] = 0.0
+            out[..., t] = scaled
     return out[..., 0] if squeeze else out
 
 
@@ -267,7 +269,7 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
     native = shape4[:3]
     shape = target_shape(native, cfg)
     resize = shape != native
-    out = np.empty((*shape, shape4[3]), dtype=np.float64)  # [X', Y', Z', T]
+    out = np.empty((*shape, shape4[3]), dtype=np.float32)  # [X', Y', Z', T]
     bar = None
     if progress is True:
         from tqdm.auto import tqdm
