@@ -1,0 +1,481 @@
+"""Training and evaluation of one model on one cross-validation fold.
+
+Optimisation as published (reference-implementation notes §1.3): AdamW (lr 1e-3, weight decay 1e-2 on every
+parameter, betas 0.9/0.999), micro-batches of 16 with gradient accumulation 2 (loss divided by the accumulation
+count, as accelerate does), gradient-norm clipping at 1.0 on optimiser steps only (the official code also clipped
+on micro-steps), fp32, 50-step linear warm-up then cosine with hard restarts (:mod:`.schedule`), 50 epochs.
+
+Differences from the official code, each for a reason:
+
+* seeded: the weight initialisation (``seed``) and the data order (epoch ``e`` uses the permutation of a
+  generator seeded with ``seed`` and ``e``) are reproducible, and resuming needs no replay of earlier epochs;
+* evaluation per epoch on the fold's **validation** subject(s); the best epoch is chosen on them (SSIM), never on
+  the test subjects unless ``select_on='test'`` (the paper's protocol, labelled in every output). Both the
+  last-epoch and the selected checkpoint are evaluated on the test subjects;
+* resumable: ``resume.ckpt`` (model, optimiser, schedule, RNG state, data position, history) is written
+  atomically at every epoch end and every ``save_every`` optimiser steps; ``resume=True`` continues from it to
+  the same final weights as an uninterrupted run (CPU, same seed).
+
+Closed-form baselines (``closed_form = True``: ridge, mean volume) are fitted once and evaluated the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError, UsageError
+from ..utils import seed_everything, versions, write_json
+from . import metrics as M
+from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
+from .data import PairDataset, compute_scaling
+from .losses import SSIMMSELoss
+from .schedule import LRSchedule
+from .splits import Fold
+
+logger = logging.getLogger("spec2vol_bids.train")
+
+__all__ = ["TrainConfig", "build_for_data", "evaluate", "train_fold", "resolve_device"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (recorded in every checkpoint and in ``config.toml``).
+
+    The defaults are the paper's (reference-implementation notes §1.3).
+    """
+
+    model: str = "spec2vol"
+    preset: str = "paper"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 50
+    batch_size: int = 16
+    accumulation: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    restart_every: int = 10
+    schedule: str = "paper"
+    clip_grad_norm: float = 1.0
+    seed: int = 42
+    device: str = "auto"
+    eval_batch_size: int = 16
+    save_every: int = 0
+    normalization: str = "train-minmax"
+    select_metric: str = "ssim"
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "accumulation", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.select_metric not in ("ssim", "dyncorr", "loss"):
+            raise UsageError(f"unknown selection metric {self.select_metric!r}", hint="ssim, dyncorr or loss")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but no CUDA GPU is available",
+                         hint="use --device cpu or --device auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise UsageError(f"unknown --device {device!r}", hint="cpu, cuda or auto")
+    return torch.device(device)
+
+
+def build_for_data(name: str, shapes, *, preset: str | None = None, model_kwargs: dict | None = None):
+    """Build a registered model for the data's shapes ``((W, C, F), (D, X, Y))``."""
+    from ..model.registry import build_model
+
+    (n_windows, n_ch, n_freqs), (n_slices, gx, gy) = shapes
+    if gx != gy:
+        raise DataError(f"the target grid is {gx} x {gy} in-plane; the models need a square grid",
+                        hint="resize the targets to 64 x 64 (BIDS-App --resize dct)")
+    kwargs = dict(n_windows=n_windows, n_electrodes=n_ch, n_freqs=n_freqs, n_slices=n_slices)
+    kwargs.update(model_kwargs or {})
+    if name in ("spec2vol", "e2fnet"):
+        if gx != 64 and "grid" not in kwargs:
+            kwargs["grid"] = gx
+        return build_model(name, preset=preset, **kwargs)
+    kwargs.setdefault("grid", gx)
+    return build_model(name, **kwargs)
+
+
+def _model_kwargs(model) -> dict:
+    kw = dict(getattr(model, "config", {}) or {})
+    if "scan_backend" in kw:
+        kw["scan_backend"] = None  # chosen at load time (CUDA kernel when available)
+    return kw
+
+
+# --------------------------------------------------------------------------------------------------- batches
+def _stack(ds: PairDataset, items: Sequence[int]):
+    xs, ys = zip(*(ds[int(i)] for i in items))
+    return torch.stack(xs), torch.stack(ys)  # [b, W, C, F], [b, D, X, Y]
+
+
+def _batches(ds: PairDataset, batch_size: int, order: Sequence[int] | None = None):
+    order = range(len(ds)) if order is None else order
+    for s in range(0, len(order), batch_size):
+        yield _stack(ds, order[s:s + batch_size])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled sample order of ``epoch`` (independent of everything but ``seed`` and ``epoch``)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g).tolist()
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16, progress: bool = False,
+             desc: str = "eval", example: bool = False) -> dict[str, Any] | None:
+    """Loss, SSIM, PSNR (means over samples) and dynamic correlation (mean over runs) of ``model`` on ``ds``.
+
+    Dynamic correlation is computed per run over its pairs in time order, inside the run's brain mask when the
+    derivatives provide one.
+
+    Returns
+    -------
+    dict or None
+        ``loss``, ``ssim``, ``psnr``, ``dyncorr``, ``n_samples``, ``n_runs``, ``subjects`` and, with
+        ``example``, ``example`` = ``{"pred", "target"}`` arrays ``[D, X, Y]`` of the middle pair of the first run.
+        ``None`` when ``ds`` is empty.
+    """
+    from tqdm.auto import tqdm
+
+    if ds is None or len(ds) == 0:
+        return None
+    device = device or next(iter(model.parameters()), torch.zeros(())).device
+    was_training = model.training
+    model.eval()
+    crit = SSIMMSELoss()
+    losses, ssims, psnrs, dyn = [], [], [], []
+    ex = None
+    bar = tqdm(total=len(ds), desc=desc, disable=not progress, leave=False, unit="vol")
+    for ri, items in ds.run_slices():
+        run = ds.runs[ri]
+        mask = run.mask()
+        acc = None
+        mid = items.start + len(items) // 2
+        for s in range(items.start, items.stop, batch_size):
+            idx = list(range(s, min(s + batch_size, items.stop)))
+            x, y = _stack(ds, idx)
+            pred = model(x.to(device)).float().cpu()  # [b, D, X, Y]
+            if pred.shape != y.shape:
+                raise DataError(f"the model predicts {tuple(pred.shape[1:])} volumes, the targets are "
+                                f"{tuple(y.shape[1:])}", hint="train on data with the model's grid")
+            ps = M.ssim_per_sample(pred, y)
+            losses.append((0.5 * (1 - ps) + 0.5 * ((pred - y) ** 2).flatten(1).mean(1)).numpy())
+            ssims.append(ps.numpy())
+            psnrs.append(M.psnr_per_sample(pred, y).numpy())
+            if acc is None:
+                acc = M.DynamicCorrelationAccumulator(tuple(y.shape[1:]))
+            acc.update(pred.numpy(), y.numpy())
+            if example and ex is None and mid in idx:
+                j = idx.index(mid)
+                ex = {"pred": pred[j].numpy().copy(), "target": y[j].numpy().copy(), "run": run.name,
+                      "pair": int(mid - items.start)}
+            bar.update(len(idx))
+        if acc is not None and acc.n >= 2:
+            dyn.append(acc.mean(mask))
+    bar.close()
+    model.train(was_training)
+    del crit
+    out = {
+        "loss": float(np.mean(np.concatenate(losses))),
+        "ssim": float(np.mean(np.concatenate(ssims))),
+        "psnr": float(np.mean(np.concatenate(psnrs))),
+        "dyncorr": float(np.nanmean(dyn)) if dyn and np.isfinite(dyn).any() else math.nan,
+        "n_samples": len(ds),
+        "n_runs": len(ds.runs),
+        "subjects": ds.subjects,
+    }
+    if example:
+        out["example"] = ex
+    return out
+
+
+def _score(res: dict | None, metric: str) -> float:
+    if res is None:
+        return -math.inf
+    v = res[metric]
+    return -v if metric == "loss" else v
+
+
+def _strip(res: dict | None) -> dict | None:
+    return None if res is None else {k: v for k, v in res.items() if k != "example"}
+
+
+# --------------------------------------------------------------------------------------------------- training
+class _Stop(Exception):
+    """Raised by a step callback to stop training (tests simulate a kill with it)."""
+
+
+def train_fold(
+    runs: Sequence,
+    fold: Fold,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    step_callback: Callable[[int], None] | None = None,
+    data_summary: dict | None = None,
+) -> dict[str, Any]:
+    """Train (or fit) ``cfg.model`` on ``fold`` and evaluate it; write checkpoints into ``out_dir``.
+
+    Parameters
+    ----------
+    runs : list of runs
+        Every run of the experiment (:func:`spec2vol_bids.train.data.discover_runs`).
+    fold : Fold
+        Which subjects train, validate and test.
+    cfg : TrainConfig
+    out_dir : path
+        Receives ``last.ckpt``, ``best.ckpt`` (when a selection set exists), ``resume.ckpt``, ``history.json``
+        and ``examples.npz``.
+    resume : bool
+        Continue from ``out_dir/resume.ckpt`` (refused when its settings differ from ``cfg``).
+    step_callback : callable, optional
+        Called with the global optimiser step after each step (and after ``resume.ckpt`` is written).
+
+    Returns
+    -------
+    dict
+        ``fold``, ``model``, ``protocol``, ``selected_epoch``, ``results`` (``last``/``best`` x ``val``/``test``
+        metric dicts), ``history`` (one dict per epoch), ``scaling``, ``fit_info``, ``seconds``,
+        ``checkpoints``.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+
+    train_runs = [r for r in runs if r.subject in fold.train]
+    val_runs = [r for r in runs if r.subject in fold.val]
+    test_runs = [r for r in runs if r.subject in fold.test]
+    if not train_runs:
+        raise DataError(f"fold {fold.name}: no training runs")
+    # EEG statistics: training subjects only (default) or the official leaky min-max over everything
+    scaling = compute_scaling(runs, cfg.normalization, train_subjects=list(fold.train))
+    train_ds = PairDataset(train_runs, scaling)
+    val_ds = PairDataset(val_runs, scaling) if val_runs else None
+    test_ds = PairDataset(test_runs, scaling) if test_runs else None
+    sel_ds = {"val": val_ds, "test": test_ds}.get(fold.select_on)
+    shapes = train_ds.sample_shapes
+    if len(train_ds) == 0:
+        raise DataError(f"fold {fold.name}: the training runs have no pairs")
+
+    seed_everything(cfg.seed)
+    model = build_for_data(cfg.model, shapes, preset=cfg.preset, model_kwargs=cfg.model_kwargs).to(device)
+    ref = train_runs[0]
+    meta = {
+        "preprocessing": ref.config,
+        "channels": list(ref.channels),
+        "frequencies": None if ref.frequencies is None else [float(f) for f in ref.frequencies],
+        "grid": {"shape": [int(v) for v in ref.grid_shape], "affine": np.asarray(ref.affine).tolist()},
+        "scaling": scaling,
+    }
+    training_info = {
+        "fold": fold.to_dict(),
+        "protocol": fold.protocol,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "device": str(device),
+        "data": data_summary or {},
+        "runs": {"train": [r.name for r in train_runs], "val": [r.name for r in val_runs],
+                 "test": [r.name for r in test_runs]},
+        "n_pairs": {"train": len(train_ds), "val": len(val_ds or []), "test": len(test_ds or [])},
+    }
+
+    def write_model_ckpt(path: Path, state: dict, kind: str, epoch: int | None, results: dict) -> str:
+        payload = dict(meta)
+        payload.update(
+            model={"name": cfg.model, "kwargs": _model_kwargs(model)},
+            state_dict=state,
+            training=dict(training_info, checkpoint=kind, epoch=epoch),
+            metrics={k: _strip(v) for k, v in results.items()},
+            versions=versions(),
+        )
+        return save_checkpoint(path, payload)
+
+    # ---------------------------------------------------------------- closed-form baselines
+    if getattr(model, "closed_form", False):
+        train_b = lambda: _batches(train_ds, cfg.eval_batch_size)  # noqa: E731
+        val_b = (lambda: _batches(val_ds, cfg.eval_batch_size)) if val_ds is not None else None
+        fit_info = model.fit(train_b, val_b)
+        res = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
+               "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True)}
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        write_model_ckpt(out_dir / "last.ckpt", state, "last", None, res)
+        _save_examples(out_dir, res["test"])
+        result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol, "selected_epoch": None,
+                  "results": {"last": {k: _strip(v) for k, v in res.items()},
+                              "best": {k: _strip(v) for k, v in res.items()}},
+                  "history": [], "scaling": scaling, "fit_info": fit_info,
+                  "seconds": time.perf_counter() - t0,
+                  "checkpoints": {"last": str(out_dir / "last.ckpt"), "best": str(out_dir / "last.ckpt")}}
+        write_json(out_dir / "history.json", result)
+        return result
+
+    # ---------------------------------------------------------------- gradient training
+    criterion = SSIMMSELoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=(0.9, 0.999))
+    n_train = len(train_ds)
+    micro_per_epoch = math.ceil(n_train / cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.accumulation)
+    schedule = LRSchedule(optimizer, cfg.lr, kind=cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                          micro_batches_per_epoch=micro_per_epoch, warmup=cfg.warmup_steps,
+                          restart_every=cfg.restart_every)
+    training_info["schedule"] = schedule.describe()
+
+    epoch, mb_pos, global_step = 0, 0, 0
+    history: list[dict] = []
+    best = {"epoch": None, "score": -math.inf, "state": None}
+    ep_loss_sum, ep_loss_n = 0.0, 0
+    resume_path = out_dir / "resume.ckpt"
+    fingerprint = {"config": cfg.to_dict(), "fold": fold.to_dict(), "n_train": n_train}
+
+    if resume and resume_path.exists():
+        st = load_checkpoint(resume_path, fmt=RESUME_FORMAT)
+        if st["fingerprint"] != _plainify(fingerprint):
+            raise UsageError(f"{resume_path} was written with different settings or data",
+                             hint="resume with the same arguments, or start a new MODEL_DIR")
+        model.load_state_dict(st["state_dict"])
+        optimizer.load_state_dict(st["optimizer"])
+        schedule.load_state_dict(st["schedule"])
+        torch.set_rng_state(st["rng_state"])
+        epoch, mb_pos, global_step = int(st["epoch"]), int(st["mb_pos"]), int(st["global_step"])
+        history = list(st["history"])
+        ep_loss_sum, ep_loss_n = float(st["ep_loss_sum"]), int(st["ep_loss_n"])
+        best = {"epoch": st["best_epoch"], "score": float(st["best_score"]), "state": st["best_state"]}
+        logger.info("resuming fold %s at epoch %d, step %d", fold.name, epoch + 1, global_step)
+    elif resume:
+        logger.info("no %s: starting fold %s from scratch", resume_path, fold.name)
+
+    def save_resume():
+        save_checkpoint(resume_path, {
+            "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(),
+            "epoch": epoch, "mb_pos": mb_pos, "global_step": global_step, "history": history,
+            "ep_loss_sum": ep_loss_sum, "ep_loss_n": ep_loss_n,
+            "best_epoch": best["epoch"], "best_score": best["score"], "best_state": best["state"],
+            "fingerprint": fingerprint,
+        }, fmt=RESUME_FORMAT)
+
+    model.train()
+    while epoch < cfg.epochs:
+        t_ep = time.perf_counter()
+        order = epoch_order(n_train, cfg.seed, epoch)
+        chunks = [order[s:s + cfg.batch_size] for s in range(0, n_train, cfg.batch_size)]
+        bar = tqdm(total=len(chunks), initial=mb_pos, desc=f"{fold.name} {cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, unit="batch", leave=False)
+        while mb_pos < len(chunks):
+            x, y = _stack(train_ds, chunks[mb_pos])
+            pred = model(x.to(device))  # [b, D, X, Y]
+            loss = criterion(pred, y.to(device))
+            (loss / cfg.accumulation).backward()
+            ep_loss_sum += float(loss.detach()) * len(chunks[mb_pos])
+            ep_loss_n += len(chunks[mb_pos])
+            mb_pos += 1
+            bar.update(1)
+            if mb_pos % cfg.accumulation == 0 or mb_pos == len(chunks):
+                if cfg.clip_grad_norm and cfg.clip_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+                global_step += 1
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{schedule.get_last_lr():.2e}")
+                if cfg.save_every and global_step % cfg.save_every == 0 and mb_pos < len(chunks):
+                    save_resume()
+                if step_callback is not None:
+                    step_callback(global_step)
+        bar.close()
+        val_res = evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size)
+        sel_res = val_res if fold.select_on == "val" else (
+            evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size)
+            if fold.select_on == "test" else None)
+        record = {"epoch": epoch + 1, "step": global_step, "lr": schedule.get_last_lr(),
+                  "train_loss": ep_loss_sum / max(1, ep_loss_n), "val": val_res,
+                  "seconds": time.perf_counter() - t_ep}
+        if fold.select_on == "test":
+            record["test_selection"] = sel_res
+        history.append(record)
+        if sel_ds is not None and sel_res is not None and _score(sel_res, cfg.select_metric) > best["score"]:
+            best = {"epoch": epoch + 1, "score": _score(sel_res, cfg.select_metric),
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        logger.info("fold %s %s epoch %d: train loss %.4f%s", fold.name, cfg.model, epoch + 1,
+                    record["train_loss"], "" if val_res is None else
+                    f", val SSIM {val_res['ssim']:.4f} dyn r {val_res['dyncorr']:.4f}")
+        epoch += 1
+        mb_pos = 0
+        ep_loss_sum, ep_loss_n = 0.0, 0
+        save_resume()
+        if step_callback is not None:
+            step_callback(-epoch)  # negative: an epoch boundary
+
+    # ---------------------------------------------------------------- final evaluation
+    last_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    res_last = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
+                "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True,
+                                 progress=progress, desc="test")}
+    write_model_ckpt(out_dir / "last.ckpt", last_state, "last", cfg.epochs, res_last)
+    ckpts = {"last": str(out_dir / "last.ckpt")}
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+        res_best = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
+                    "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True)}
+        write_model_ckpt(out_dir / "best.ckpt", best["state"], "best", best["epoch"], res_best)
+        ckpts["best"] = str(out_dir / "best.ckpt")
+        model.load_state_dict(last_state)
+    else:
+        res_best = res_last
+        ckpts["best"] = ckpts["last"]
+    _save_examples(out_dir, res_best["test"], res_last["test"])
+    result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol,
+              "selected_epoch": best["epoch"] if best["state"] is not None else cfg.epochs,
+              "results": {"last": {k: _strip(v) for k, v in res_last.items()},
+                          "best": {k: _strip(v) for k, v in res_best.items()}},
+              "history": history, "scaling": scaling, "fit_info": None,
+              "seconds": time.perf_counter() - t0, "checkpoints": ckpts}
+    write_json(out_dir / "history.json", result)
+    return result
+
+
+def _save_examples(out_dir: Path, res: dict | None, res_last: dict | None = None) -> None:
+    from ..utils import atomic_path
+
+    if res is None or res.get("example") is None:
+        return
+    arrays = {"pred": res["example"]["pred"], "target": res["example"]["target"]}
+    if res_last is not None and res_last.get("example") is not None:
+        arrays["pred_last"] = res_last["example"]["pred"]
+    with atomic_path(out_dir / "examples.npz") as tmp:
+        np.savez_compressed(tmp, run=np.array(res["example"]["run"]), pair=np.array(res["example"]["pair"]),
+                            **arrays)
+
+
+def _plainify(obj):
+    from .checkpoint import to_plain
+
+    return to_plain(copy.deepcopy(obj))

@@ -1,0 +1,121 @@
+"""Apply a trained checkpoint to spectrogram windows (used by the BIDS-App, the napari plugin and ``train``).
+
+>>> ckpt = load_checkpoint("model/model.ckpt")                               # doctest: +SKIP
+>>> check_compatible(ckpt, channels=names, frequencies=freqs, grid=(64, 64, 30))  # doctest: +SKIP
+>>> vols = predict_windows(ckpt, x)   # x [n, 20, C, F] unscaled spectrogram windows -> [n, D, 64, 64]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .checkpoint import Checkpoint, check_compatible, load_checkpoint
+
+__all__ = ["predict_windows", "windows_from_spectrogram", "load_checkpoint", "check_compatible"]
+
+_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise DataError("device 'cuda' was requested but no CUDA GPU is available", hint="use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def _model_for(ckpt: Checkpoint, device):
+    key = (ckpt.sha256, str(device))
+    model = _MODEL_CACHE.get(key)
+    if model is None:
+        model = ckpt.build_model().to(device)
+        _MODEL_CACHE.clear()  # keep one model in memory
+        _MODEL_CACHE[key] = model
+    return model
+
+
+def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device: str = "auto", batch_size: int = 8,
+                    progress: bool = True) -> np.ndarray:
+    """Predict one volume per group of spectrogram windows.
+
+    Parameters
+    ----------
+    ckpt : Checkpoint, dict or path
+        A checkpoint from :func:`load_checkpoint` (or its path).
+    x : array, shape (n, n_windows, n_channels, n_freqs) or (n_windows, n_channels, n_freqs)
+        **Unscaled** spectrogram rows as stored in ``*_desc-stft_spectrogram.h5`` (e.g.
+        ``spectrogram[pairs/windows]``); the checkpoint's input scaling is applied here.
+    device : {'auto', 'cpu', 'cuda'}
+    batch_size : int
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    ndarray, float32, shape (n, n_slices, X, Y)
+        Slices first; ``pred[i].transpose(1, 2, 0)`` is a NIfTI volume ``[X, Y, Z]``.
+
+    Raises
+    ------
+    DataError
+        ``x`` does not have the shape the model was trained on.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import apply_scaling
+
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike, Path)) else Checkpoint(ckpt)
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    kw = ckpt["model"]["kwargs"]
+    want = (kw.get("n_windows"), kw.get("n_electrodes"), kw.get("n_freqs"))
+    if arr.ndim != 4 or (None not in want and tuple(arr.shape[1:]) != tuple(want)):
+        raise DataError(f"the model expects windows [n, {want[0]}, {want[1]}, {want[2]}] (windows, channels, "
+                        f"frequencies), got {list(arr.shape)}",
+                        hint="check the channel selection, the frequency range and the number of windows")
+    if not np.isfinite(arr).all():
+        raise DataError("the spectrogram windows contain NaN or infinite values",
+                        hint="drop invalid windows (the 'valid' dataset of the spectrogram file)")
+    dev = _resolve_device(device)
+    model = _model_for(ckpt, dev)
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, arr.shape[0], int(batch_size)), desc="predict", disable=not progress, unit="batch"):
+            xb = torch.from_numpy(apply_scaling(arr[s:s + batch_size], ckpt.get("scaling")).astype(np.float32))
+            out.append(model(xb.to(dev)).float().cpu().numpy())  # [b, D, X, Y]
+    if not out:
+        d = kw.get("n_slices", 0)
+        g = kw.get("grid", 64)
+        return np.zeros((0, d, g, g), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def windows_from_spectrogram(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read a ``*_desc-stft_spectrogram.h5`` and return ``(x, targets, info)``.
+
+    ``x`` is ``[n_pairs, n_windows, C, F]`` (unscaled), ``targets`` the target volume index of each pair, ``info``
+    holds ``channels``, ``frequencies`` and ``n_volumes`` (for :func:`check_compatible`).
+    """
+    import h5py
+
+    from .data import _json_attr
+
+    with h5py.File(path, "r") as f:
+        spec = np.asarray(f["spectrogram"][()], dtype=np.float32)  # [T, C, F]
+        windows = np.asarray(f["pairs/windows"][()], dtype=np.int64)  # [n, W]
+        targets = np.asarray(f["pairs/targets"][()], dtype=np.int64)
+        info = {"channels": [str(c) for c in _json_attr(f.attrs.get("channels"), [])],
+                "frequencies": np.asarray(f["frequencies"][()], dtype=np.float64),
+                "n_volumes": int(spec.shape[0])}
+    return spec[windows], targets, info
