@@ -20,3 +20,21 @@ def tiny_bids(tmp_path_factory):
     from spec2vol_bids.simulate import simulate_dataset
 
     return simulate_dataset(tmp_path_factory.mktemp("tiny_bids") / "bids", preset="tiny", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_derivatives(tiny_bids, tmp_path_factory):
+    """Path of the participant-level outputs (OUT_DIR) of the BIDS-App on ``tiny_bids``, computed once.
+
+    Default (official) preprocessing, all 4 subjects: per run ``sub-XX/eeg/*_desc-stft_spectrogram.h5`` (+ json,
+    shape [72, 16, 249], 46 pairs), ``sub-XX/func/*_desc-target_bold.nii.gz`` ([64, 64, 8, 72]) and
+    ``*_desc-brain_mask.nii.gz``, ``sub-XX.html``, ``dataset_description.json``. Treat it as read-only.
+    """
+    from spec2vol_bids.cli.main import main
+
+    root = tmp_path_factory.mktemp("tiny_derivatives")
+    out, work = root / "out", root / "work"
+    code = main([str(tiny_bids), str(out), "participant", "-w", str(work), "--skip-bids-validation",
+                 "--nprocs", "1"])
+    assert code == 0, f"participant level on tiny_bids failed with exit code {code}"
+    return out
