@@ -168,11 +168,22 @@ def load_bold(path: PathLike) -> tuple[np.ndarray, dict]:
         img = nib.load(p)
     except Exception as exc:  # nibabel raises several types for corrupt files
         raise DataError(f"{p} is not a readable NIfTI image ({exc})", hint="Check that the file is complete.") from exc
+    return image_to_napari(img, sidecar=_sidecar(p), kind=nifti_kind(p), name=p.name, path=p)
+
+
+def image_to_napari(img, *, sidecar: dict | None = None, kind: str = "image", name: str = "image",
+                    path: PathLike | None = None) -> tuple[np.ndarray, dict]:
+    """Convert a nibabel image (file-backed or in memory) to a napari array and its geometry.
+
+    See :func:`load_bold` for the outputs; ``sidecar`` supplies ``RepetitionTime`` and ``VolumeIndices``.
+    """
+    import nibabel as nib
+
+    sidecar = dict(sidecar or {})
+    p = Path(path) if path is not None else Path(name)
     if img.ndim not in (3, 4):
-        raise DataError(f"{p} has {img.ndim} dimensions; 3-D or 4-D images are expected")
+        raise DataError(f"{name} has {img.ndim} dimensions; 3-D or 4-D images are expected")
     canon = nib.as_closest_canonical(img)
-    sidecar = _sidecar(p)
-    kind = nifti_kind(p)
     if kind == "mask":
         vol = np.asanyarray(canon.dataobj).astype(np.int32)
     else:
@@ -183,7 +194,7 @@ def load_bold(path: PathLike) -> tuple[np.ndarray, dict]:
     scale = [zooms[2], zooms[1], zooms[0]]
     translate = [float(origin[2]), float(origin[1]), float(origin[0])]
     info: dict[str, Any] = {
-        "path": str(p),
+        "path": str(path) if path is not None else None,
         "kind": kind,
         "affine": canon.affine.tolist(),
         "native_affine": img.affine.tolist(),
@@ -295,26 +306,22 @@ def load_spectrogram(path: PathLike) -> tuple[np.ndarray, dict]:
         Every attribute (JSON-encoded ones decoded) plus the ``frequencies``, ``volume_onsets``, ``valid``,
         ``pairs_windows`` and ``pairs_targets`` arrays.
     """
-    import h5py
+    from spec2vol_bids.bids.derivatives import read_spectrogram as read_derivative
 
     p = _require_file(path)
     try:
-        with h5py.File(p, "r") as f:
-            if "spectrogram" not in f:
-                raise DataError(f"{p.name} has no 'spectrogram' dataset", hint="Is this a spec2vol-bids derivative?")
-            spec = np.asarray(f["spectrogram"][()], dtype=np.float32)
-            meta: dict[str, Any] = {k: _decode_attr(v) for k, v in f.attrs.items()}
-            for key in ("frequencies", "volume_onsets", "valid"):
-                if key in f:
-                    meta[key] = np.asarray(f[key][()])
-            if "pairs" in f:
-                for key in ("windows", "targets"):
-                    if key in f["pairs"]:
-                        meta[f"pairs_{key}"] = np.asarray(f["pairs"][key][()])
-    except OSError as exc:
-        raise DataError(f"{p} is not a readable HDF5 file ({exc})", hint="Check that the file is complete.") from exc
+        content = read_derivative(p)
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{p.name} is not a readable spectrogram derivative ({type(exc).__name__}: {exc})",
+                        hint="Open a *_desc-stft_spectrogram.h5 written by spec2vol-bids.") from exc
+    spec = np.asarray(content["spectrogram"], dtype=np.float32)
     if spec.ndim != 3:
         raise DataError(f"{p.name}: the spectrogram has shape {spec.shape}; [n_volumes, n_channels, n_freqs] expected")
+    meta: dict[str, Any] = {k: _decode_attr(v) for k, v in content["attrs"].items()}
+    for key in ("frequencies", "volume_onsets", "valid"):
+        meta[key] = np.asarray(content[key])
+    meta["pairs_windows"] = np.asarray(content["pair_windows"])
+    meta["pairs_targets"] = np.asarray(content["pair_targets"])
     meta["path"] = str(p)
     return spec, meta
 

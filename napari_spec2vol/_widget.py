@@ -1,0 +1,362 @@
+"""The docked widget: choose a BIDS run and a checkpoint, predict its BOLD volumes, compare them with the measured ones.
+
+The work runs in a napari ``thread_worker`` (a generator over :func:`napari_spec2vol._pipeline.predict_run`), so
+the viewer stays responsive; a progress bar follows it and a Cancel button stops it. When it finishes, the
+measured, predicted and difference volumes appear side by side in grid mode with linked contrast limits and one
+time slider (:func:`napari_spec2vol._layers.show_comparison`), plus the voxel-wise dynamic correlation, and the
+per-volume SSIM / PSNR fill a table and a small plot. Every user error becomes a napari notification (never a
+traceback).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Table
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from spec2vol_bids.errors import Spec2VolError
+
+from . import _pipeline
+from ._pipeline import DEVICES, SCAN_BACKENDS, Progress, RunResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+
+class _Relay(QObject):
+    """Carries progress reports from inside a long step (worker thread) to the widget (GUI thread)."""
+
+    progress = Signal(object)
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message shown for an error: the project's own wording, or the exception's type and text."""
+    if isinstance(exc, Spec2VolError):
+        return exc.one_line()
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class Spec2VolWidget(Container):
+    """Predict BOLD from EEG with a Spec2VolCAMU-Net checkpoint and compare it with the measured BOLD.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer the widget is docked in (napari passes it).
+
+    Attributes
+    ----------
+    result : RunResult or None
+        The last completed prediction.
+    worker : napari.qt.threading.GeneratorWorker or None
+        The running prediction, if any.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.result: RunResult | None = None
+        self.worker = None
+        self._pairs: list = []
+        self._cancel_requested = False
+        self._relay = _Relay()
+        self._relay.progress.connect(self._on_progress)
+
+        self.bids_dir = FileEdit(mode="d", label="BIDS dataset", tooltip="Root folder of a raw BIDS dataset")
+        self.run_choice = ComboBox(label="run", choices=[], tooltip="Paired EEG + BOLD runs of the dataset")
+        self.checkpoint = FileEdit(mode="r", label="checkpoint", filter="*.ckpt *.pt *.pth",
+                                   tooltip="A checkpoint written by 'spec2vol_bids train'")
+        self.output_dir = FileEdit(mode="d", label="output folder",
+                                   tooltip="Derivatives (spectrogram, target, prediction) are written here; "
+                                           "empty: a per-dataset folder under ~/.cache/spec2vol-bids/napari")
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto",
+                               tooltip="auto: the GPU when torch sees one, else the CPU")
+        self.scan_backend = ComboBox(label="scan backend", choices=list(SCAN_BACKENDS), value="auto",
+                                     tooltip="Selective-scan implementation (mamba_ssm needs CUDA)")
+        self.batch_size = SpinBox(label="batch size", value=8, min=1, max=512)
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(label="progress", min=0, max=1000, value=0)
+        self.status = Label(label="status", value="Choose a dataset and a checkpoint.")
+        self.summary = Label(label="run metrics", value="")
+        self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": []},
+                                   label="per volume")
+        self.extend([self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
+                     self.batch_size, self.run_button, self.cancel_button, self.progress_bar, self.status,
+                     self.summary, self.metrics_table])
+        self._plot = _MetricsPlot()
+        self.native.layout().addWidget(self._plot.canvas)
+
+        self.bids_dir.changed.connect(self._on_dataset_changed)
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.metrics_table.native.cellClicked.connect(self._on_row_clicked)
+        self.viewer.dims.events.current_step.connect(self._on_time_changed)
+
+    # ------------------------------------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        """Whether a prediction is in progress."""
+        return self.worker is not None
+
+    def _set_running(self, running: bool) -> None:
+        for w in (self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
+                  self.batch_size, self.run_button):
+            w.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _notify_error(self, exc: BaseException) -> None:
+        message = error_message(exc)
+        self.status.value = message
+        show_error(message)
+
+    # -------------------------------------------------------------------------------------------- dataset
+    def _on_dataset_changed(self, value=None) -> None:
+        path = Path(self.bids_dir.value)
+        self._pairs = []
+        self.run_choice.choices = []
+        if not str(self.bids_dir.value) or not path.is_dir() or path == Path("."):
+            return
+        try:
+            self.load_dataset(path)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
+            self._notify_error(exc)
+
+    def load_dataset(self, path) -> list[str]:
+        """Index the BIDS dataset at ``path`` and offer its paired runs.
+
+        Parameters
+        ----------
+        path : path-like
+            Root of a raw BIDS dataset.
+
+        Returns
+        -------
+        runs : list of str
+            The names of the paired runs now offered in the run box.
+        """
+        self.status.value = f"Indexing {path} ..."
+        self._pairs = _pipeline.list_runs(path)
+        names = [p.name for p in self._pairs]
+        self.run_choice.choices = names
+        if names:
+            self.run_choice.value = names[0]
+        self.status.value = f"{len(names)} paired run(s) in {Path(path).name}."
+        return names
+
+    # --------------------------------------------------------------------------------------------- running
+    def start(self, value=None):
+        """Check the inputs and start the prediction in a worker thread.
+
+        Returns
+        -------
+        worker : GeneratorWorker or None
+            The started worker, or ``None`` when the inputs are wrong (a notification says why).
+        """
+        if self.running:
+            return None
+        try:
+            pair, checkpoint = self._inputs()
+        except Exception as exc:  # noqa: BLE001
+            self._notify_error(exc)
+            return None
+        self._cancel_requested = False
+        self.progress_bar.value = 0
+        self.status.value = f"Starting {pair.name} ..."
+        relay = self._relay
+        worker = _prediction_worker(
+            pair, checkpoint, out_dir=self._output_dir(), device=self.device.value, scan_backend=self.scan_backend.value,
+            batch_size=int(self.batch_size.value), report=relay.progress.emit,
+            should_stop=lambda: self._cancel_requested)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def _inputs(self):
+        from spec2vol_bids.errors import NoInputError, UsageError
+
+        if not str(self.bids_dir.value) or not Path(self.bids_dir.value).is_dir() or Path(
+                self.bids_dir.value) == Path("."):
+            raise UsageError("no BIDS dataset is chosen", hint="Choose the root folder of a BIDS dataset.")
+        if not self._pairs:
+            self.load_dataset(self.bids_dir.value)
+        if not self._pairs:
+            raise NoInputError("the dataset has no paired EEG + BOLD run",
+                               hint="Each EEG run needs a BOLD run with the same entities.")
+        pair = _pipeline.find_run(self._pairs, self.run_choice.value)
+        ckpt = Path(self.checkpoint.value)
+        if not str(self.checkpoint.value) or ckpt == Path(".") or not ckpt.is_file():
+            raise NoInputError(f"the checkpoint {ckpt} does not exist" if str(self.checkpoint.value) not in ("", ".")
+                               else "no checkpoint is chosen",
+                               hint="Choose a checkpoint written by 'spec2vol_bids train'.")
+        return pair, ckpt
+
+    def _output_dir(self) -> Path:
+        chosen = str(self.output_dir.value)
+        if chosen and Path(chosen) != Path("."):
+            return Path(chosen)
+        return _pipeline.default_output_dir(self.bids_dir.value)
+
+    def use_sample(self, paths) -> None:
+        """Fill the form with the sample dataset, run and checkpoint (see :func:`~._sample_data.prepare_sample`).
+
+        Parameters
+        ----------
+        paths : SamplePaths
+            The output of :func:`napari_spec2vol._sample_data.prepare_sample`.
+        """
+        self.checkpoint.value = paths.checkpoint
+        self.bids_dir.value = paths.bids_dir  # indexes the dataset and offers its runs
+        if paths.run in self.run_choice.choices:
+            self.run_choice.value = paths.run
+
+    def cancel(self, value=None) -> None:
+        """Ask the running prediction to stop (at the next window block, volume or batch)."""
+        if self.worker is None:
+            return
+        self._cancel_requested = True
+        self.status.value = "Cancelling ..."
+        self.worker.quit()
+
+    def _on_progress(self, prog: Progress) -> None:
+        if not isinstance(prog, Progress) or self.worker is None:
+            return
+        stage = _STAGES.get(prog.stage.split(" on ")[0], (0.0, 1.0))
+        overall = stage[0] + (stage[1] - stage[0]) * prog.fraction
+        self.progress_bar.value = int(round(1000 * overall))
+        self.status.value = f"{prog.stage}: {prog.done}/{prog.total}" if prog.total > 1 else prog.stage
+
+    def _on_returned(self, result: _Outcome) -> None:
+        if result.error is not None:
+            self._notify_error(result.error)
+            return
+        if result.result is None:
+            self.status.value = "Cancelled."
+            return
+        self.show_result(result.result)
+
+    def _on_aborted(self) -> None:
+        self.status.value = "Cancelled."
+        show_info("spec2vol: prediction cancelled")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+        if self.status.value.startswith("Cancel"):
+            self.progress_bar.value = 0
+
+    # --------------------------------------------------------------------------------------------- results
+    def show_result(self, result: RunResult) -> list:
+        """Show a :class:`RunResult`: comparison layers in the viewer, metrics in the table and the plot.
+
+        Returns
+        -------
+        layers : list of napari.layers.Layer
+            measured, predicted, difference and dynamic-correlation layers.
+        """
+        from ._layers import show_comparison
+
+        self.result = result
+        layers = show_comparison(self.viewer, result.layer_data())
+        self.metrics_table.value = result.table()
+        self._plot.show(result)
+        summary = _pipeline.describe(result)
+        r = summary["dynamic r"]
+        self.summary.value = (f"SSIM {summary['SSIM']:.3f} | PSNR {summary['PSNR (dB)']:.1f} dB | "
+                              f"dynamic r {'n/a' if math.isnan(r) else f'{r:.3f}'}")
+        self.progress_bar.value = 1000
+        self.status.value = (f"{result.run}: {summary['volumes']} volumes predicted on {summary['device']} "
+                             f"({result.metadata.get('scan_backend')} scan).")
+        return layers
+
+    def _on_row_clicked(self, row: int, column: int) -> None:
+        if self.result is None or row >= len(self.result.volume_indices):
+            return
+        self.viewer.dims.set_point(self.viewer.dims.ndim - 4, float(self.result.translate[0]
+                                                                    + row * self.result.scale[0]))
+
+    def _on_time_changed(self, event=None) -> None:
+        if self.result is None or self.viewer.dims.ndim < 4:
+            return
+        t = float(self.viewer.dims.point[self.viewer.dims.ndim - 4])
+        self._plot.mark(t - float(self.result.translate[0]) + float(self.result.times[0]))
+
+
+#: share of the progress bar given to each stage (start, end)
+_STAGES = {
+    "loading the checkpoint": (0.0, 0.05),
+    "reading the EEG": (0.05, 0.1),
+    "EEG spectrogram": (0.1, 0.35),
+    "BOLD targets": (0.35, 0.55),
+    "predicting": (0.55, 0.95),
+    "metrics": (0.95, 1.0),
+}
+
+
+class _Outcome:
+    """What the worker returns: a result, ``None`` (stopped), or the error that ended it."""
+
+    def __init__(self, result: RunResult | None = None, error: BaseException | None = None):
+        self.result = result
+        self.error = error
+
+
+@thread_worker(start_thread=False)
+def _prediction_worker(pair, checkpoint, **kwargs):
+    """Generator run in a worker thread; errors are returned (and shown as notifications), not raised."""
+    try:
+        result = yield from _pipeline.predict_run(pair, checkpoint, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
+        return _Outcome(error=exc)
+    return _Outcome(result=result)
+
+
+class _MetricsPlot:
+    """A small matplotlib plot of the per-volume SSIM and PSNR with a marker at the current time."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 2.0), dpi=90, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(160)
+        self.ax = self.figure.add_subplot(111)
+        self.ax2 = self.ax.twinx()
+        self._marker = None
+        self._clear()
+
+    def _clear(self) -> None:
+        for ax in (self.ax, self.ax2):
+            ax.clear()
+            ax.tick_params(labelsize=7)
+        self.ax.set_xlabel("time (s)", fontsize=7)
+        self.ax.set_ylabel("SSIM", fontsize=7, color="tab:blue")
+        self.ax2.set_ylabel("PSNR (dB)", fontsize=7, color="tab:orange")
+        self._marker = None
+
+    def show(self, result: RunResult) -> None:
+        """Plot the metrics of ``result``."""
+        self._clear()
+        t = result.times
+        self.ax.plot(t, result.ssim, color="tab:blue", lw=1.2)
+        self.ax2.plot(t, result.psnr, color="tab:orange", lw=1.0)
+        self._marker = self.ax.axvline(float(t[0]) if len(t) else 0.0, color="k", lw=0.8, ls="--")
+        self.canvas.draw_idle()
+
+    def mark(self, time_s: float) -> None:
+        """Move the time marker to ``time_s`` (seconds)."""
+        if self._marker is not None:
+            self._marker.set_xdata([time_s, time_s])
+            self.canvas.draw_idle()

@@ -1,0 +1,37 @@
+"""Fixtures of the napari plugin tests: a private cache and one small sample (dataset + tiny model) per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+#: a faster, less trained sample than the interactive default (same code path)
+TEST_SAMPLE = {"volumes": 36, "epochs": 1, "batch_size": 4}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Keep the plugin's cache (sample, default outputs) out of the user's ~/.cache."""
+    old = os.environ.get("SPEC2VOL_CACHE")
+    os.environ["SPEC2VOL_CACHE"] = str(tmp_path_factory.mktemp("spec2vol_cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPEC2VOL_CACHE", None)
+    else:
+        os.environ["SPEC2VOL_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def napari_sample(_private_cache):
+    """The sample of :func:`napari_spec2vol._sample_data.prepare_sample` built with :data:`TEST_SAMPLE`.
+
+    Returns a namespace with ``paths`` (:class:`SamplePaths`) and ``stages`` (the progress reports of the build).
+    """
+    from types import SimpleNamespace
+
+    from napari_spec2vol._sample_data import prepare_sample
+
+    stages = []
+    paths = prepare_sample(settings=TEST_SAMPLE, report=stages.append)
+    return SimpleNamespace(paths=paths, stages=stages)

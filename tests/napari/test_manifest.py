@@ -1,0 +1,60 @@
+"""The npe2 manifest validates, its commands import, and the plugin keeps torch and Qt out of import time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import napari_spec2vol
+
+MANIFEST = Path(napari_spec2vol.__file__).with_name("napari.yaml")
+
+
+def test_npe2_validate_cli():
+    npe2 = Path(sys.executable).with_name("npe2")
+    result = subprocess.run([str(npe2), "validate", str(MANIFEST)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_manifest_contributions_resolve():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(MANIFEST)
+    manifest.validate_imports()  # every python_name imports and exists
+    contrib = manifest.contributions
+    assert {r.command for r in contrib.readers} == {"napari-spec2vol.get_reader"}
+    patterns = contrib.readers[0].filename_patterns
+    assert "*_spectrogram.h5" in patterns and "*.nii.gz" in patterns and "*.vhdr" in patterns
+    assert [w.display_name for w in contrib.widgets] == ["Spec2Vol prediction"]
+    assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run"]
+
+
+def test_entry_point_registered():
+    from importlib.metadata import entry_points
+
+    eps = [ep for ep in entry_points(group="napari.manifest") if ep.value.startswith("napari_spec2vol")]
+    if not eps:
+        pytest.skip("package not installed with its entry points (editable install missing)")
+    assert eps[0].value == "napari_spec2vol:napari.yaml"
+
+
+def test_no_qt_binding_in_core_or_napari_extra():
+    import tomllib
+
+    meta = tomllib.loads((Path(napari_spec2vol.__file__).parents[1] / "pyproject.toml").read_text())
+    project = meta["project"]
+    bindings = ("pyqt5", "pyqt6", "pyside2", "pyside6", "napari[all]", "napari[pyqt")
+    for dep in project["dependencies"] + project["optional-dependencies"]["napari"]:
+        assert not dep.lower().replace(" ", "").startswith(bindings), dep
+
+
+def test_reader_and_widget_modules_do_not_import_torch():
+    code = ("import sys, napari_spec2vol._reader, napari_spec2vol._layers, napari_spec2vol._widget, "
+            "napari_spec2vol._sample_data; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
