@@ -184,8 +184,13 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
     _check_out_dir(out_dir, overwrite)
 
     tmp_root = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.simulate-", dir=out_dir.parent))
+    tmp_root.chmod(0o755)
     try:
-        _Simulation(p, tmp_root, seed, progress).run()
+        sim = _Simulation(p, tmp_root, seed, progress)
+        try:
+            sim.run()
+        finally:
+            sim._close_scratch()
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
             os.replace(out_dir, trash / "old")
@@ -226,7 +231,7 @@ class _CeilingAccumulator:
     below 1e-5), PSNR in float64 and the dynamic correlation with the streaming accumulator.
     """
 
-    def __init__(self, spatial_shape: tuple[int, int, int], accumulator_cls, max_bytes: int = 32 << 20):
+    def __init__(self, spatial_shape: tuple[int, int, int], accumulator_cls, max_bytes: int = 8 << 20):
         self.batch = max(1, max_bytes // (4 * int(np.prod(spatial_shape))))
         self.acc = accumulator_cls(spatial_shape)
         self.buf_a: list[np.ndarray] = []
@@ -282,6 +287,7 @@ class _Simulation:
         self.ceiling_rows: list[list] = []
         self.func_scans: dict[Path, list[tuple[str, str]]] = {}  # scans.tsv -> [(filename, acq_time)]
         self.participants: list[list] = []
+        self._scratch_dir: Path | None = None
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -304,7 +310,36 @@ class _Simulation:
         self._write_ceiling()
         # mne-bids leaves these behind; ours (written first) must win
         self._write_dataset_description()
-        shutil.rmtree(self.root / ".scratch", ignore_errors=True)
+        self._close_scratch()
+
+    # ------------------------------------------------------------------ scratch folder for the EEG files
+    def _scratch(self) -> Path:
+        """Folder where each run's BrainVision files are written before mne-bids copies them into the dataset.
+
+        ``write_raw_bids`` guesses the format from substrings of the *whole* path (``.ds`` anywhere in the
+        folder names means CTF; ``.eeg``, ``.dat`` and ``.fdt`` are replaced), so the folder must not contain
+        them: inside the temporary dataset folder when its path is clean, else in the system temp folder.
+        """
+        if self._scratch_dir is None:
+            candidates = [self.root / "scratch-eeg", Path(tempfile.gettempdir())]
+            for cand in candidates:
+                if not any(tok in str(cand.absolute()) for tok in (".ds", ".eeg", ".dat", ".fdt")):
+                    break
+            else:
+                raise CantCreateError(f"The temporary path {self.root} contains '.ds', '.eeg', '.dat' or '.fdt', "
+                                      "which mne-bids misreads", hint="Choose an OUT_DIR whose path avoids them, "
+                                      "or set TMPDIR to a folder that does")
+            if cand == self.root / "scratch-eeg":
+                cand.mkdir()
+                self._scratch_dir = cand
+            else:
+                self._scratch_dir = Path(tempfile.mkdtemp(prefix="spec2vol_simulate_", dir=cand))
+        return self._scratch_dir
+
+    def _close_scratch(self) -> None:
+        if self._scratch_dir is not None:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
 
     # ------------------------------------------------------------------ top level files
     def _write_dataset_description(self) -> None:
@@ -474,6 +509,8 @@ class _Simulation:
         raw_reg, z_reg = bold_regressors(power, acq)  # (V, K) each
         window_power = power.mean_power(timing.volume_onsets, timing.tr)  # (V, K)
         ceiling = self._write_bold(ent, stem, keys, anat, z_reg)
+        if power.events:
+            self._write_func_events(ent, stem, timing, power)
         self._write_truth(ent, stem, timing, power, window_power, raw_reg, z_reg, anat)
         self.ceiling_rows.append([f"sub-{ent['subject']}", ent["session"] or "n/a", ent["task"],
                                   ent["run"] or "n/a", p.n_volumes, _fmt(ceiling["ssim"]),
@@ -488,8 +525,7 @@ class _Simulation:
         p = self.p
         markers = [("Response", "R128", int(s)) for s in timing.volume_samples]
         markers += [("Stimulus", f"S{code:>3d}", int(round(onset * p.sfreq))) for onset, code in power.events]
-        scratch = self.root / ".scratch"
-        scratch.mkdir(exist_ok=True)
+        scratch = self._scratch()
         vhdr = scratch / f"{stem}_eeg.vhdr"
         gen = EEGRun(p, self.eeg_names, timing, power, self.patterns, self.seed, keys)
         with BrainVisionWriter(vhdr, self.ch_names, p.sfreq, markers, meas_date=meas_date) as w:
@@ -608,6 +644,22 @@ class _Simulation:
             **sidecar, "Description": "BOLD without drift and thermal noise: baseline x (1 + coupled signal)",
             "Sources": [f"bids::{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
         return ceiling.result(anat.mask.transpose(2, 0, 1))
+
+    def _write_func_events(self, ent: dict, stem: str, timing, power) -> None:
+        """BOLD events.tsv: the task stimuli with onsets from the first volume (the BOLD file's time zero)."""
+        func_dir = self._subdir(self.root, ent, "func")
+        rows = [[_fmt(onset - timing.first_volume_onset), "0.1", "target" if code == 2 else "standard", code]
+                for onset, code in power.events]
+        _write_tsv(func_dir / f"{stem}_events.tsv", ["onset", "duration", "trial_type", "value"], rows)
+        write_json(func_dir / f"{stem}_events.json", {
+            "onset": {"Description": "Seconds from the first volume (same stimuli as Stimulus/S  1 and "
+                                     "Stimulus/S  2 in the EEG events, which count from the first EEG sample)",
+                      "Units": "s"},
+            "duration": {"Description": "Stimulus duration", "Units": "s"},
+            "trial_type": {"Description": "Oddball stimulus class",
+                           "Levels": {"standard": "frequent stimulus (80 %)", "target": "rare stimulus (20 %)"}},
+            "value": {"Description": "Stimulus marker code (S  1 standard, S  2 target)"},
+        })
 
     # ------------------------------------------------------------------ ground truth
     def _write_truth(self, ent, stem, timing, power, window_power, raw_reg, z_reg, anat) -> None:
