@@ -107,6 +107,14 @@ def to_plain(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
+    if isinstance(obj, str):
+        return str(obj)  # plain str (e.g. torch.__version__ is a str subclass the safe unpickler refuses)
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
     if isinstance(obj, Mapping):
         return {(k if isinstance(k, (int, str)) else str(k)): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -209,6 +217,9 @@ def load_checkpoint(path: str | os.PathLike, *, fmt: str = FORMAT, map_location:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "unsupported global" not in str(err).lower():
+            raise DataError(f"{path.name} is not a readable checkpoint ({str(err).splitlines()[0][:80]})",
+                            hint="the file is corrupted or incomplete; train again or copy it again") from err
         raise DataError(f"{path.name} holds pickled objects that are not plain tensors and containers "
                         f"(refused: loading them could run code)",
                         hint="use a checkpoint written by `spec2vol_bids train`") from err

@@ -1,0 +1,153 @@
+"""Training loop: reproducibility, resume after a kill, no leakage into selection, baselines that learn."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spec2vol_bids.errors import UsageError
+from spec2vol_bids.train import data as D
+from spec2vol_bids.train import loop as L
+from spec2vol_bids.train.checkpoint import load_checkpoint
+from spec2vol_bids.train.predict import predict_windows
+from spec2vol_bids.train.splits import make_folds
+
+from .conftest import make_derivatives
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Three subjects x 14 pairs: test 03, validation 02, training 01."""
+    root = make_derivatives(tmp_path_factory.mktemp("small"), subjects=("01", "02", "03"), n_volumes=20)
+    runs = D.discover_runs(root)
+    (fold,) = make_folds([r.subject for r in runs], "split", test_subjects=["03"], val_subjects=["02"])
+    return runs, fold
+
+
+def _cfg(**kw):
+    base = dict(model="spec2vol", preset="tiny", epochs=2, batch_size=4, accumulation=2, warmup_steps=2,
+                seed=7, device="cpu", eval_batch_size=8)
+    base.update(kw)
+    return L.TrainConfig(**base)
+
+
+def _weights(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_same_seed_same_weights_and_resume_after_kill(small, tmp_path):
+    runs, fold = small
+    a = L.train_fold(runs, fold, _cfg(), tmp_path / "a", progress=False)
+    b = L.train_fold(runs, fold, _cfg(), tmp_path / "b", progress=False)
+    wa, wb = _weights(tmp_path / "a" / "last.ckpt"), _weights(tmp_path / "b" / "last.ckpt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a["history"] == b["history"] or all(
+        x["train_loss"] == y["train_loss"] for x, y in zip(a["history"], b["history"]))
+    # 14 pairs / micro-batch 4 = 4 micro-batches = 2 optimiser steps per epoch
+    assert a["history"][-1]["step"] == 4
+
+    def kill_at(step):
+        def cb(s):
+            if s == step:
+                raise KeyboardInterrupt  # what a kill looks like: the process stops, files on disk remain
+        return cb
+
+    with pytest.raises(KeyboardInterrupt):
+        L.train_fold(runs, fold, _cfg(save_every=1), tmp_path / "c", progress=False, step_callback=kill_at(3))
+    assert not (tmp_path / "c" / "last.ckpt").exists()
+    c = L.train_fold(runs, fold, _cfg(save_every=1), tmp_path / "c", progress=False, resume=True)
+    wc = _weights(tmp_path / "c" / "last.ckpt")
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    assert [h["train_loss"] for h in c["history"]] == [h["train_loss"] for h in a["history"]]
+    # a different seed gives different weights (the test above can fail)
+    L.train_fold(runs, fold, _cfg(seed=8, epochs=1), tmp_path / "d", progress=False)
+    wd = _weights(tmp_path / "d" / "last.ckpt")
+    assert not all(torch.equal(wa[k], wd[k]) for k in wa)
+    # resuming with other settings is refused
+    with pytest.raises(UsageError, match="different settings"):
+        L.train_fold(runs, fold, _cfg(save_every=1, lr=5e-4), tmp_path / "c", progress=False, resume=True)
+
+
+def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
+    runs, fold = small
+    seen = []
+    real = L.evaluate
+
+    def spy(model, ds, **kw):
+        if ds is not None:
+            seen.append((tuple(ds.subjects), kw.get("example", False)))
+        return real(model, ds, **kw)
+
+    monkeypatch.setattr(L, "evaluate", spy)
+    stats_reads = []
+    real_read = D.read_spectrogram
+    monkeypatch.setattr(D, "read_spectrogram", lambda p: stats_reads.append(p.name) or real_read(p))
+    res = L.train_fold(runs, fold, _cfg(epochs=2), tmp_path / "sel", progress=False)
+    # scaling statistics: the training subject only
+    assert [n[:6] for n in stats_reads] == ["sub-01"] and res["scaling"]["subjects"] == ["01"]
+    # during training only the validation subject is evaluated; test only after training, for reporting
+    n_epoch_evals = 2
+    assert seen[:n_epoch_evals] == [(("02",), False)] * n_epoch_evals
+    assert ("03",) not in [s for s, _ in seen[:n_epoch_evals]]
+    assert res["protocol"] == "validation-selected"
+    ck = load_checkpoint(tmp_path / "sel" / "best.ckpt")
+    assert ck["training"]["protocol"] == "validation-selected"
+    assert ck["training"]["fold"]["test"] == ["03"] and ck["scaling"]["subjects"] == ["01"]
+    assert ck["training"]["epoch"] == res["selected_epoch"]
+    best_val = max(h["val"]["ssim"] for h in res["history"])
+    assert res["results"]["best"]["val"]["ssim"] == pytest.approx(best_val, abs=1e-6)
+
+    # the paper protocol is available, and labelled
+    seen.clear()
+    (paper,) = make_folds(["01", "02", "03"], "split", test_subjects=["03"], select_on="test")
+    res_p = L.train_fold(runs, paper, _cfg(epochs=1), tmp_path / "paper", progress=False)
+    assert "test-selected" in res_p["protocol"]
+    assert "test-selected" in load_checkpoint(tmp_path / "paper" / "best.ckpt")["training"]["protocol"]
+    assert res_p["scaling"]["subjects"] == ["01", "02"]
+
+
+def test_baselines_learn_linear_data(tmp_path):
+    """On data with a linear EEG->BOLD relation, ridge beats the mean volume on dynamic correlation."""
+    root = make_derivatives(tmp_path / "d", subjects=("01", "02", "03", "04"), n_volumes=40)
+    runs = D.discover_runs(root, cache_dir=tmp_path / "cache")
+    (fold,) = make_folds([r.subject for r in runs], "split", test_subjects=["04"], val_subjects=["03"])
+    mean = L.train_fold(runs, fold, _cfg(model="mean"), tmp_path / "mean", progress=False)
+    ridge = L.train_fold(runs, fold, _cfg(model="ridge"), tmp_path / "ridge", progress=False)
+    m_t, r_t = mean["results"]["best"]["test"], ridge["results"]["best"]["test"]
+    assert m_t["dyncorr"] == 0.0  # a constant prediction carries no dynamics
+    assert r_t["dyncorr"] > 0.3
+    # the mean-volume baseline is exactly the voxel-wise training mean (independent oracle from the files)
+    ds_train = D.PairDataset([r for r in runs if r.subject in fold.train])
+    oracle = np.mean([ds_train[i][1].numpy() for i in range(len(ds_train))], axis=0)
+    ck = load_checkpoint(tmp_path / "mean" / "last.ckpt")
+    np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
+    # predict_windows on the raw spectrogram windows reproduces the evaluation
+    run4 = runs[3]
+    import h5py
+
+    with h5py.File(run4.spectrogram) as f:
+        spec = f["spectrogram"][()]
+    ckr = load_checkpoint(tmp_path / "ridge" / "last.ckpt")
+    pred = predict_windows(ckr, spec[run4.windows], device="cpu", progress=False)  # [n, D, X, Y]
+    from spec2vol_bids.train.metrics import dynamic_correlation
+
+    tgt = run4.target_array()[run4.targets]
+    mask = run4.mask()
+    assert dynamic_correlation(pred, tgt, mask) == pytest.approx(r_t["dyncorr"], abs=1e-4)
+    assert json.loads((tmp_path / "ridge" / "history.json").read_text())["model"] == "ridge"
+    # not learnable: shuffled relation -> ridge does not find dynamics
+    root2 = make_derivatives(tmp_path / "d2", subjects=("01", "02", "03", "04"), learnable=False)
+    runs2 = D.discover_runs(root2, cache_dir=tmp_path / "cache2")
+    r2 = L.train_fold(runs2, fold, _cfg(model="ridge"), tmp_path / "ridge2", progress=False)
+    assert abs(r2["results"]["best"]["test"]["dyncorr"]) < 0.15
+
+
+def test_gradient_training_reduces_loss(small, tmp_path):
+    runs, fold = small
+    res = L.train_fold(runs, fold, _cfg(epochs=3, lr=3e-3), tmp_path / "fit", progress=False)
+    losses = [h["train_loss"] for h in res["history"]]
+    assert losses[-1] < 0.8 * losses[0]
+    assert res["history"][-1]["val"]["ssim"] > res["history"][0]["val"]["ssim"]
