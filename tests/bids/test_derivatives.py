@@ -1,0 +1,88 @@
+"""Derivative names and writers: contract layout, sidecars, atomicity, dataset_description, .bidsignore."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spec2vol_bids.bids.derivatives import (
+    derivative_path,
+    read_spectrogram,
+    write_bidsignore,
+    write_dataset_description,
+    write_nifti,
+    write_spectrogram,
+)
+
+
+def test_derivative_path_orders_entities():
+    p = derivative_path("/out", {"run": "1", "task": "rest", "sub": "01", "ses": "A"}, desc="stft",
+                        suffix="spectrogram", extension=".h5", datatype="eeg")
+    assert str(p) == "/out/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_desc-stft_spectrogram.h5"
+    with pytest.raises(ValueError):
+        derivative_path("/out", {"sub": "01"}, desc="not-alnum", suffix="bold", extension=".nii.gz",
+                        datatype="func")
+
+
+def _spec_args(n_vol=10, n_ch=3, n_f=4):
+    rng = np.random.default_rng(0)
+    return dict(spectrogram=rng.standard_normal((n_vol, n_ch, n_f)), valid=np.ones(n_vol, bool),
+                frequencies=np.arange(1, n_f + 1) / 2.0, volume_onsets=np.arange(n_vol) * 2.0 + 1.5,
+                pair_windows=np.array([[0, 1], [1, 2]]), pair_targets=np.array([2, 3]),
+                attrs={"channels": ["a", "b", "c"], "channel_types": ["EEG"] * 3, "sfreq": 250.0,
+                       "repetition_time": 2.0, "window_length": 2.0, "taper": "boxcar", "units": "V",
+                       "onset_source": "markers", "config": {"eeg": {"taper": "boxcar"}}})
+
+
+def test_spectrogram_round_trip(tmp_path):
+    args = _spec_args()
+    h5, js = write_spectrogram(tmp_path / "x_desc-stft_spectrogram.h5", **args, sidecar={"Sources": ["bids:raw:a"]})
+    back = read_spectrogram(h5)
+    assert back["spectrogram"].dtype == np.float32
+    np.testing.assert_allclose(back["spectrogram"], args["spectrogram"].astype(np.float32))
+    np.testing.assert_array_equal(back["pair_windows"], [[0, 1], [1, 2]])
+    assert back["pair_windows"].dtype == np.int32
+    assert back["attrs"]["channels"] == ["a", "b", "c"] and back["attrs"]["config"]["eeg"]["taper"] == "boxcar"
+    side = json.loads(js.read_text())
+    assert side["Sources"] == ["bids:raw:a"] and side["ChannelNames"] == ["a", "b", "c"]
+    assert side["VolumeOnsets"][0] == 1.5 and side["NumberOfPairs"] == 2
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    args = _spec_args()
+    args["attrs"]["bad"] = object()  # h5py cannot store it: the write fails half-way
+    dest = tmp_path / "x_desc-stft_spectrogram.h5"
+    with pytest.raises(TypeError):
+        write_spectrogram(dest, **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_nifti_sets_tr_and_dtype(tmp_path):
+    data = np.random.default_rng(0).random((4, 4, 2, 5))
+    nii, js = write_nifti(tmp_path / "x_bold.nii.gz", data, np.diag([2, 2, 3, 1]), sidecar={"A": 1},
+                          repetition_time=1.5)
+    img = nib.load(nii)
+    assert img.get_data_dtype() == np.float32 and img.header.get_zooms()[3] == pytest.approx(1.5)
+    assert img.header.get_xyzt_units() == ("mm", "sec")
+    assert json.loads(js.read_text()) == {"A": 1}
+
+
+def test_dataset_description_and_bidsignore(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "dataset_description.json").write_text(json.dumps(
+        {"Name": "Raw", "BIDSVersion": "1.9.0", "DatasetDOI": "10.18112/x", "License": "CC0"}))
+    out = tmp_path / "out"
+    write_dataset_description(out, bids_dir=raw, models=[{"Name": "ridge", "Description": "sha"}])
+    write_dataset_description(out, bids_dir=raw)  # a later participant run keeps the model
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["License"] == "CC0"
+    assert [g["Name"] for g in desc["GeneratedBy"]] == ["spec2vol-bids", "ridge"]
+    assert desc["SourceDatasets"] == [{"DOI": "doi:10.18112/x"}]
+    assert desc["DatasetLinks"]["raw"] == raw.resolve().as_uri()
+    (out / ".bidsignore").write_text("custom\n")
+    text = write_bidsignore(out).read_text().split()
+    assert text[0] == "custom" and "*_spectrogram.h5" in text and len(text) == len(set(text))
