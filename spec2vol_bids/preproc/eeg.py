@@ -37,7 +37,9 @@ __all__ = [
 #: added to the power before taking decibels, so silent (all-zero) segments give a finite value
 LOG_EPS = 1e-30
 #: upper bound on samples per channel read in one call of ``read_segment`` (several windows at a time)
-MAX_BLOCK_SAMPLES = 1 << 18
+MAX_BLOCK_SAMPLES = 1 << 17
+#: windows transformed together (bounds the float64/complex temporaries to a few windows)
+FFT_BATCH = 8
 
 
 def estimate_tr(volume_onsets) -> float:
@@ -176,16 +178,18 @@ def _spectra(segments: np.ndarray, sfreq: float, cfg, freqs: np.ndarray | None =
     n = segments.shape[-1]
     if freqs is None:
         freqs = frequency_axis(n, sfreq, cfg)
-    x = np.asarray(segments, dtype=np.float64)
+    x = np.asarray(segments, dtype=np.float64)  # FFT in double precision, as the official code
     if cfg.taper != "boxcar":
         x = x * taper_window(cfg.taper, n, alpha=cfg.tukey_alpha)
-    mag = np.abs(np.fft.rfft(x, axis=-1))  # [..., n // 2 + 1], bin k at k * sfreq / n Hz
+    coef = np.fft.rfft(x, axis=-1)  # [..., n // 2 + 1] complex, bin k at k * sfreq / n Hz
     if cfg.frequency_axis == "bins":
-        out = mag[..., 1:cfg.n_freqs + 1]
+        out = np.abs(coef[..., 1:cfg.n_freqs + 1])
     else:
         pos = freqs * (n / sfreq)  # fractional bin index of each target frequency
-        i0 = np.minimum(np.floor(pos).astype(np.int64), mag.shape[-1] - 2)
+        i0 = np.minimum(np.floor(pos).astype(np.int64), coef.shape[-1] - 2)
         w = pos - i0
+        hi = int(i0.max()) + 2
+        mag = np.abs(coef[..., :hi])  # only the bins the axis needs
         out = mag[..., i0] * (1.0 - w) + mag[..., i0 + 1] * w
     if cfg.log_power:
         out = 10.0 * np.log10(out * out + LOG_EPS)
@@ -366,11 +370,13 @@ def spectrogram_from_reader(read_segment: Callable[[int, int], np.ndarray], volu
             check_finite(data, b0, sfreq, channel_names)
             if spec is None:
                 spec = np.zeros((len(onsets), data.shape[0], len(freqs)), dtype=np.float64)
-            idx = np.asarray(block)
-            # segments [n_block, C, n_total]: the windows of this block, gathered from the block's samples
-            offs = starts[idx] - b0
-            segs = np.stack([data[:, o:o + n_total] for o in offs])
-            spec[idx] = _spectra(segs, sfreq, cfg, freqs)
+            # FFT a few windows at a time so temporaries stay small: segments [n_sub, C, n_total] float64
+            for i in range(0, len(block), FFT_BATCH):
+                idx = np.asarray(block[i:i + FFT_BATCH])
+                segs = np.empty((len(idx), data.shape[0], n_total), dtype=np.float64)
+                for j, o in enumerate(starts[idx] - b0):
+                    segs[j] = data[:, o:o + n_total]
+                spec[idx] = _spectra(segs, sfreq, cfg, freqs)
             done += len(block)
             if bar is not None:
                 bar.update(len(block))

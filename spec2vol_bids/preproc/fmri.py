@@ -33,6 +33,8 @@ __all__ = [
 
 #: axial slices used when the native grid must be resized and ``n_slices`` is unset (CN-EPFL convention)
 OFFICIAL_N_SLICES = 30
+#: volumes read from the input at a time by :func:`bold_target`
+VOLUME_CHUNK = 16
 
 
 def target_shape(native_shape, cfg) -> tuple[int, int, int]:
@@ -276,8 +278,13 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
 
         bar = tqdm(total=shape4[3], desc="BOLD targets", unit="volume", leave=False)
     try:
+        chunk, t0 = None, 0
         for t in range(shape4[3]):
-            vol = np.asarray(data[..., t], dtype=np.float64)
+            if chunk is None or t >= t0 + chunk.shape[3]:
+                # a few volumes at a time: cache-friendly for C-ordered arrays, bounded for lazy proxies
+                t0 = t
+                chunk = np.asarray(data[..., t0:t0 + VOLUME_CHUNK])  # [X, Y, Z, <=VOLUME_CHUNK]
+            vol = np.asarray(chunk[..., t - t0], dtype=np.float64)
             if not np.all(np.isfinite(vol)):
                 raise DataError(f"BOLD volume {t} contains NaN or infinite values", hint="Check the BOLD file.")
             out[..., t] = dct_resize(vol, shape) if resize else vol
