@@ -1,0 +1,58 @@
+"""nipype interfaces: the derivatives sink, the spectrogram interface run on its own, cache hashing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spec2vol_bids.interfaces import DerivativesDataSink, EEGSpectrogram, Predict
+from spec2vol_bids.interfaces.bids import relative_derivative_path
+
+
+def test_relative_derivative_path():
+    assert relative_derivative_path("/w/node/sub-01/eeg/a.h5") == Path("sub-01/eeg/a.h5")
+    assert relative_derivative_path("/w/sub-9/node/sub-01/ses-2/func/b.nii.gz") == Path("sub-01/ses-2/func/b.nii.gz")
+    with pytest.raises(ValueError):
+        relative_derivative_path("/w/node/a.h5")
+
+
+def test_sink_copies_sidecars_first_and_always_runs(tmp_path):
+    src = tmp_path / "node" / "sub-01" / "func"
+    src.mkdir(parents=True)
+    data, side = src / "sub-01_task-x_desc-target_bold.nii.gz", src / "sub-01_task-x_desc-target_bold.json"
+    data.write_bytes(b"nifti")
+    side.write_text("{}")
+    out = tmp_path / "out"
+    sink = DerivativesDataSink(base_directory=str(out), in_files=[str(data), str(side)])
+    res = sink.run(cwd=str(tmp_path))
+    assert res.outputs.out_files == [str(out / "sub-01/func" / side.name), str(out / "sub-01/func" / data.name)]
+    assert (out / "sub-01/func" / data.name).read_bytes() == b"nifti"
+    assert DerivativesDataSink._always_run
+
+
+def test_eeg_spectrogram_interface(tiny_bids, tmp_path):
+    eeg = tiny_bids / "sub-03" / "eeg"
+    iface = EEGSpectrogram(eeg_file=str(eeg / "sub-03_task-rest_eeg.vhdr"),
+                           bold_file=str(tiny_bids / "sub-03" / "func" / "sub-03_task-rest_bold.nii.gz"),
+                           repetition_time=2.0, config={"eeg": {"n_freqs": 100}, "pairing": {"n_windows": 10}})
+    res = iface.run(cwd=str(tmp_path))
+    out = Path(res.outputs.out_file)
+    assert out == tmp_path / "sub-03" / "eeg" / "sub-03_task-rest_desc-stft_spectrogram.h5"
+    import h5py
+
+    with h5py.File(out, "r") as h5:
+        assert h5["spectrogram"].shape == (72, 16, 100) and h5["pairs/windows"].shape[1] == 10
+    assert res.outputs.onset_source == "markers"
+
+
+def test_predict_hash_ignores_device_but_not_weights(tmp_path):
+    for name in ("a.ckpt", "b.ckpt", "s.h5", "t.nii.gz"):
+        (tmp_path / name).write_bytes(name.encode())
+    p = Predict(spectrogram=str(tmp_path / "s.h5"), target=str(tmp_path / "t.nii.gz"),
+                checkpoint=str(tmp_path / "a.ckpt"))
+    h = p.inputs.get_hashval()[1]
+    p.inputs.device, p.inputs.use_gpu, p.inputs.batch_size, p.inputs.num_threads = "cuda", True, 64, 4
+    assert p.inputs.get_hashval()[1] == h
+    p.inputs.checkpoint = str(tmp_path / "b.ckpt")
+    assert p.inputs.get_hashval()[1] != h

@@ -1,0 +1,113 @@
+"""Workflow builders: construction (names, fields, GPU flag), and small runs with Linear and MultiProc."""
+
+from __future__ import annotations
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+from nipype.pipeline.engine.utils import generate_expanded_graph
+
+from spec2vol_bids.bids.layout import collect_pairs
+from spec2vol_bids.config import PreprocConfig
+from spec2vol_bids.workflows import (
+    init_bold_target_wf,
+    init_eeg_spectrogram_wf,
+    init_spec2vol_bids_wf,
+    init_spec2vol_wf,
+)
+
+RUN_INPUTS = {"eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv"}
+
+
+def _fields(wf, node):
+    return set(wf.get_node(node).inputs.copyable_trait_names())
+
+
+def test_builders_take_keyword_arguments_only():
+    with pytest.raises(TypeError):
+        init_eeg_spectrogram_wf(PreprocConfig())  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        init_spec2vol_wf(PreprocConfig(), "/out")  # type: ignore[misc]
+
+
+def test_eeg_and_bold_builders():
+    eeg = init_eeg_spectrogram_wf(config=PreprocConfig(), name="my_eeg_wf")
+    assert eeg.name == "my_eeg_wf"
+    assert _fields(eeg, "inputnode") == RUN_INPUTS
+    assert _fields(eeg, "outputnode") == {"spectrogram", "spectrogram_json", "onset_source"}
+    cfg = eeg.get_node("spectrogram").inputs.config
+    assert cfg == PreprocConfig().to_dict()  # settings travel as plain data, hashed by nipype
+    bold = init_bold_target_wf(config={"bold": {"scaling": "zscore"}})
+    assert _fields(bold, "inputnode") == {"bold_file", "repetition_time"}
+    assert _fields(bold, "outputnode") == {"target", "target_json", "mask", "mask_json"}
+    assert bold.get_node("target").inputs.config["bold"]["scaling"] == "zscore"
+
+
+@pytest.mark.parametrize("device, gpu", [("cpu", False), ("cuda", True)])
+def test_spec2vol_wf_with_model_marks_the_gpu_node(tmp_path, device, gpu):
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"x")
+    wf = init_spec2vol_wf(config=None, output_dir=tmp_path / "out", model=ckpt, device=device, omp_nthreads=3)
+    predict = wf.get_node("predict")
+    assert predict.inputs.use_gpu is gpu and predict.is_gpu_node() is gpu
+    assert predict.n_procs == 3 and predict.inputs.device == device
+    assert {"spectrogram", "target", "mask", "prediction", "out_files"} == _fields(wf, "outputnode")
+    # the device flags are not hashed: CPU and GPU runs share the cache
+    h1 = predict.inputs.get_hashval()[1]
+    predict.inputs.use_gpu, predict.inputs.batch_size = not gpu, 2
+    assert predict.inputs.get_hashval()[1] == h1
+    generate_expanded_graph(wf._create_flat_graph())
+
+
+def test_spec2vol_wf_without_model_has_no_prediction():
+    wf = init_spec2vol_wf(output_dir="/tmp/out-x")
+    names = {n.fullname.split(".")[-1] for n in wf._get_all_nodes()}
+    assert "predict" not in names and {"spectrogram", "target", "ds_run"} <= names
+
+
+def test_bids_wf_fans_out_per_subject_and_run(tiny_bids, tmp_path):
+    pairs = collect_pairs(tiny_bids, participant_label=["01", "02"])
+    wf = init_spec2vol_bids_wf(pairs=pairs, output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                               crashdump_dirs={"01": tmp_path / "c1", "02": tmp_path / "c2"})
+    names = sorted(n for n in wf.list_node_names() if n.endswith(".spectrogram"))
+    assert names == ["sub_01_wf.task_rest_wf.eeg_spectrogram_wf.spectrogram",
+                     "sub_02_wf.task_rest_wf.eeg_spectrogram_wf.spectrogram"]
+    node = wf.get_node("sub_01_wf.task_rest_wf.eeg_spectrogram_wf.spectrogram")
+    assert node.config["execution"]["crashdump_dir"] == str(tmp_path / "c1")
+    assert wf.base_dir == str(tmp_path / "work")
+    generate_expanded_graph(wf._create_flat_graph())
+
+
+def _set_run(wf, pair, eeg=True):
+    wf.inputs.inputnode.bold_file = str(pair.bold_file)
+    wf.inputs.inputnode.repetition_time = pair.repetition_time
+    if eeg:
+        wf.inputs.inputnode.eeg_file = str(pair.eeg_file)
+        wf.inputs.inputnode.channels_tsv = str(pair.channels_tsv)
+
+
+def test_eeg_wf_runs_linear_in_a_path_with_spaces(tiny_bids, tiny_derivatives, tmp_path):
+    pair = collect_pairs(tiny_bids, participant_label=["01"])[0]
+    wf = init_eeg_spectrogram_wf(config=PreprocConfig())
+    _set_run(wf, pair)
+    wf.base_dir = str(tmp_path / "work dir")
+    res = wf.run(plugin="Linear")
+    node = next(n for n in res.nodes() if n.name == "spectrogram")
+    out = node.result.outputs.out_file
+    assert node.result.outputs.onset_source == "markers"
+    ref = tiny_derivatives / "sub-01" / "eeg" / "sub-01_task-rest_desc-stft_spectrogram.h5"
+    with h5py.File(out, "r") as a, h5py.File(ref, "r") as b:
+        np.testing.assert_array_equal(a["spectrogram"][()], b["spectrogram"][()])
+
+
+def test_bold_wf_runs_multiproc(tiny_bids, tiny_derivatives, tmp_path):
+    pair = collect_pairs(tiny_bids, participant_label=["02"])[0]
+    wf = init_bold_target_wf(config=PreprocConfig())
+    _set_run(wf, pair, eeg=False)
+    wf.base_dir = str(tmp_path / "work")
+    res = wf.run(plugin="MultiProc", plugin_args={"n_procs": 2, "raise_insufficient": False})
+    node = next(n for n in res.nodes() if n.name == "target")
+    ref = tiny_derivatives / "sub-02" / "func" / "sub-02_task-rest_desc-target_bold.nii.gz"
+    np.testing.assert_array_equal(np.asarray(nib.load(node.result.outputs.out_file).dataobj),
+                                  np.asarray(nib.load(ref).dataobj))
