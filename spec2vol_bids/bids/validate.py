@@ -146,7 +146,10 @@ def run_validator(path: str | os.PathLike, *, recursive: bool = False, ignore: I
     path : path-like
         Root of the dataset (the folder holding ``dataset_description.json``).
     recursive : bool
-        Also validate the datasets under ``derivatives/`` (validator option ``-r``).
+        Also validate the datasets under ``derivatives/`` (validator option ``-r``); their issues are
+        included with locations relative to ``path`` (``/derivatives/<name>/...``). Note that the validator
+        does not apply a derivative dataset's own ``.bidsignore`` in this mode; validate a derivative dataset
+        directly (``run_validator(path / "derivatives" / name)``) for that.
     ignore : iterable of str
         Issue codes to drop (``"README_FILE_MISSING"``) or one sub-code of a code
         (``"SIDECAR_KEY_RECOMMENDED[Manufacturer]"``). Dropped issues are kept in ``report.ignored``.
@@ -196,16 +199,25 @@ def run_validator(path: str | os.PathLike, *, recursive: bool = False, ignore: I
 
     ignore_set = set(ignore)
     report = ValidationReport(path=root, returncode=proc.returncode, summary_info=payload.get("summary", {}))
-    for raw in payload.get("issues", {}).get("issues", []):
-        issue = Issue(code=str(raw.get("code", "")), severity=str(raw.get("severity", "error")),
-                      location=str(raw.get("location", "")), sub_code=str(raw.get("subCode", "") or ""),
-                      message=str(raw.get("issueMessage", "") or ""))
-        if _matches(issue, ignore_set):
-            report.ignored.append(issue)
-        elif issue.severity == "error":
-            report.errors.append(issue)
-        elif issue.severity == "warning":
-            report.warnings.append(issue)
-        else:  # "ignore" severity: the validator's own ignore list
-            report.ignored.append(issue)
+    # the root dataset's issues, then (with --recursive) each derivative dataset's, located from the root
+    sources = [("", payload)]
+    sources += [(str(prefix).rstrip("/"), sub) for prefix, sub in (payload.get("derivativesSummary") or {}).items()]
+    for prefix, block in sources:
+        for raw in (block.get("issues") or {}).get("issues", []):
+            issue = Issue(code=str(raw.get("code", "")), severity=str(raw.get("severity", "error")),
+                          location=prefix + str(raw.get("location", "")),
+                          sub_code=str(raw.get("subCode", "") or ""), message=str(raw.get("issueMessage", "") or ""))
+            _file_issue(report, issue, ignore_set)
     return report
+
+
+def _file_issue(report: ValidationReport, issue: Issue, ignore_set: set[str]) -> None:
+    """Put one issue into the right list of ``report``."""
+    if _matches(issue, ignore_set):
+        report.ignored.append(issue)
+    elif issue.severity == "error":
+        report.errors.append(issue)
+    elif issue.severity == "warning":
+        report.warnings.append(issue)
+    else:  # "ignore" severity: the validator's own ignore list
+        report.ignored.append(issue)

@@ -166,7 +166,8 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
         derivatives/simulation/sub-01/func/sub-01_task-rest_desc-noisefree_bold.nii.gz  .json
                                            sub-01_task-rest_desc-sources_timeseries.tsv  .json
                                            sub-01_task-rest_desc-simulation_params.json
-                                           sub-01_desc-sources_map.nii.gz  sub-01_desc-brain_mask.nii.gz
+                                           sub-01_task-rest_desc-brain_mask.nii.gz  .json
+                                           sub-01_desc-sources_map.nii.gz  .json
 
     The EEG ``events.tsv`` lists the ``Response/R128`` volume markers (and stimuli), with onsets in seconds from
     the first EEG sample; ``FirstVolumeOnset`` in the params file is the onset of the first marker.
@@ -396,7 +397,11 @@ class _Simulation:
                              "Description": "simulate: noise-free BOLD, latent source powers and maps"}],
             "SourceDatasets": [{"URL": "bids::"}],
         })
-        atomic_write(self.deriv / ".bidsignore", "*_desc-simulation_params.json\nnoise_ceiling.*\n")
+        # ground-truth files that BIDS has no name for (the validator applies this file when the derivative
+        # dataset is validated on its own)
+        atomic_write(self.deriv / ".bidsignore", "\n".join([
+            "noise_ceiling.*", "*_desc-simulation_params.json", "*_desc-sources_timeseries.*",
+            "*_desc-sources_map.*", ""]))
 
     def _write_scans(self) -> None:
         """Add the BOLD runs to the scans.tsv files mne-bids wrote for the EEG (acq_time shows concurrency)."""
@@ -454,11 +459,6 @@ class _Simulation:
             "Description": "BOLD map of each latent source (volumes in the order of Sources), in [0, 1]",
             "Sources": [b.name for b in self.p.bands], "SigmaMM": MAP_SIGMA_MM,
             "CentresMNI": {b.name: list(b.centre_mm) for b in self.p.bands}})
-        mask = nib.Nifti1Image(anat.mask.astype(np.uint8), anat.affine)
-        mask.header.set_xyzt_units("mm")
-        self._save_nifti(mask, fdir / f"{base}_desc-brain_mask.nii.gz")
-        write_json(fdir / f"{base}_desc-brain_mask.json", {
-            "Type": "Brain", "Description": "MNI152 brain mask moved to the subject's head position"})
 
     @staticmethod
     def _save_nifti(img, dest: Path) -> None:
@@ -592,6 +592,7 @@ class _Simulation:
 
     # ------------------------------------------------------------------ BOLD
     def _write_bold(self, ent: dict, stem: str, keys, anat: SubjectAnatomy, z_reg: np.ndarray) -> dict:
+        import nibabel as nib
         from tqdm.auto import tqdm
 
         from ..train.metrics import DynamicCorrelationAccumulator
@@ -640,8 +641,14 @@ class _Simulation:
             meas_w.close()
         sidecar = {"RepetitionTime": p.tr, "TaskName": ent["task"]}
         write_json(func_dir / f"{stem}_bold.json", sidecar)
+        mask = nib.Nifti1Image(anat.mask.astype(np.uint8), anat.affine)
+        mask.header.set_xyzt_units("mm")
+        self._save_nifti(mask, deriv_dir / f"{stem}_desc-brain_mask.nii.gz")
+        write_json(deriv_dir / f"{stem}_desc-brain_mask.json", {
+            "Type": "Brain", "Description": "MNI152 brain mask moved to the subject's head position",
+            "Sources": [f"bids::{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
         write_json(deriv_dir / f"{stem}_desc-noisefree_bold.json", {
-            **sidecar, "Description": "BOLD without drift and thermal noise: baseline x (1 + coupled signal)",
+            **sidecar, "SkullStripped": True, "Description": "BOLD without drift and thermal noise: baseline x (1 + coupled signal)",
             "Sources": [f"bids::{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
         return ceiling.result(anat.mask.transpose(2, 0, 1))
 
@@ -725,6 +732,6 @@ class _Simulation:
                 "noisefree_bold": rel(deriv_dir, f"{stem}_desc-noisefree_bold.nii.gz"),
                 "sources_timeseries": rel(deriv_dir, f"{stem}_desc-sources_timeseries.tsv"),
                 "maps": rel(sub_fdir, f"sub-{ent['subject']}_desc-sources_map.nii.gz"),
-                "brain_mask": rel(sub_fdir, f"sub-{ent['subject']}_desc-brain_mask.nii.gz"),
+                "brain_mask": rel(deriv_dir, f"{stem}_desc-brain_mask.nii.gz"),
             },
         })

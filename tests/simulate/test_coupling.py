@@ -60,7 +60,7 @@ def test_noisefree_bold_is_linear_in_hrf_convolved_power(tiny_bids):
     deriv = tiny_bids / SIMULATION_DIR / f"sub-{sub}" / "func"
     nf = nib.load(deriv / f"sub-{sub}_task-rest_desc-noisefree_bold.nii.gz").get_fdata()  # (X, Y, Z, V)
     maps = nib.load(deriv / f"sub-{sub}_desc-sources_map.nii.gz").get_fdata()  # (X, Y, Z, K)
-    mask = nib.load(deriv / f"sub-{sub}_desc-brain_mask.nii.gz").get_fdata() > 0
+    mask = nib.load(deriv / f"sub-{sub}_task-rest_desc-brain_mask.nii.gz").get_fdata() > 0
     ts = pd.read_csv(deriv / f"sub-{sub}_task-rest_desc-sources_timeseries.tsv", sep="\t")
     reg = ts[[f"{b.name}_hrf" for b in TINY.bands]].to_numpy()  # (V, K)
     design = np.column_stack([np.ones(len(reg)), reg])  # (V, 1 + K)

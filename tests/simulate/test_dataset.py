@@ -62,7 +62,7 @@ def test_bold_header(tiny_bids):
     assert img.header.get_xyzt_units() == ("mm", "sec")
     assert img.header.get_data_dtype() == np.int16
     data = np.asanyarray(img.dataobj)
-    mask = nib.load(tiny_bids / SIMULATION_DIR / "sub-02/func/sub-02_desc-brain_mask.nii.gz").get_fdata() > 0
+    mask = nib.load(tiny_bids / SIMULATION_DIR / "sub-02/func/sub-02_task-rest_desc-brain_mask.nii.gz").get_fdata() > 0
     assert 0.05 < mask.mean() < 0.8  # a brain inside the field of view
     assert data[mask].mean() > 5 * data[~mask].mean()  # brain brighter than background
     nf = nib.load(tiny_bids / SIMULATION_DIR / "sub-02/func/sub-02_task-rest_desc-noisefree_bold.nii.gz")
