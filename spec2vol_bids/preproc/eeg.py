@@ -385,7 +385,7 @@ def spectrogram_from_reader(read_segment: Callable[[int, int], np.ndarray], volu
     finally:
         if bar is not None:
             bar.close()
-    spec = scale_spectrogram(spec, cfg.scaling if scale else "none", valid=valid)
+    spec = _scale_inplace(spec, cfg.scaling if scale else "none", valid).astype(np.float32)
     return spec, freqs, valid
 
 
@@ -413,23 +413,39 @@ def scale_spectrogram(spec, method: str, *, valid=None) -> np.ndarray:
     valid : array-like of bool, shape (n_volumes,), optional
         Rows to use and return; other rows are set to 0. Default: all rows.
     """
-    x = np.asarray(spec, dtype=np.float64)
+    x = np.array(spec, dtype=np.float64)  # a copy: the input is never modified
     if x.ndim != 3:
         raise UsageError(f"spectrogram must be [volumes, channels, freqs], got shape {x.shape}")
     valid = np.ones(x.shape[0], bool) if valid is None else np.asarray(valid, dtype=bool)
-    out = np.zeros_like(x)
-    v = x[valid]  # [n_valid, C, F]
-    if method == "none":
-        out[valid] = v
-    elif method == "zscore-electrodes":
-        mu = v.mean(axis=1, keepdims=True)
-        sd = v.std(axis=1, keepdims=True)
-        out[valid] = np.divide(v - mu, sd, out=np.zeros_like(v), where=sd > 0)
-    elif method == "zscore-channel":
-        mu = v.mean(axis=(0, 2), keepdims=True)
-        sd = v.std(axis=(0, 2), keepdims=True)
-        out[valid] = np.divide(v - mu, sd, out=np.zeros_like(v), where=sd > 0)
-    else:
+    if valid.shape != (x.shape[0],):
+        raise UsageError(f"valid has shape {valid.shape}, expected ({x.shape[0]},)")
+    return _scale_inplace(x, method, valid).astype(np.float32)
+
+
+#: spectrogram rows standardised together (bounds the temporaries of the z-scoring)
+ROW_CHUNK = 64
+
+
+def _scale_inplace(x: np.ndarray, method: str, valid: np.ndarray) -> np.ndarray:
+    """:func:`scale_spectrogram` in place on a float64 array ``[n_volumes, C, F]`` (returns ``x``)."""
+    if method not in ("none", "zscore-electrodes", "zscore-channel"):
         raise UsageError(f"unknown spectrogram scaling {method!r}",
                          hint="Use zscore-electrodes, none or zscore-channel.")
-    return out.astype(np.float32)
+    x[~valid] = 0.0
+    rows = np.flatnonzero(valid)
+    chunks = [rows[i:i + ROW_CHUNK] for i in range(0, rows.size, ROW_CHUNK)]
+    if method == "zscore-electrodes":
+        for idx in chunks:
+            v = x[idx]  # [n, C, F]
+            mu = v.mean(axis=1, keepdims=True)
+            sd = v.std(axis=1, keepdims=True)
+            x[idx] = np.divide(v - mu, sd, out=np.zeros_like(v), where=sd > 0)
+    elif method == "zscore-channel" and rows.size:
+        count = rows.size * x.shape[2]
+        mu = sum(x[idx].sum(axis=(0, 2)) for idx in chunks) / count  # [C]
+        var = sum(((x[idx] - mu[None, :, None]) ** 2).sum(axis=(0, 2)) for idx in chunks) / count
+        sd = np.sqrt(var)
+        for idx in chunks:
+            v = x[idx] - mu[None, :, None]
+            x[idx] = np.divide(v, sd[None, :, None], out=np.zeros_like(v), where=sd[None, :, None] > 0)
+    return x

@@ -236,3 +236,19 @@ def test_errors_and_progress(rec):
     eeg.spectrogram_from_reader(lambda a, b: x[:, a:b], onsets, SFREQ, x.shape[1], EEGConfig(),
                                 progress=lambda d, t: seen.append((d, t)), max_block_samples=3 * N_WIN)
     assert seen[-1] == (n_vol, n_vol) and len(seen) == 4
+
+
+def test_scaling_in_row_chunks_matches_whole_array_statistics(monkeypatch):
+    rng = np.random.default_rng(9)
+    spec = rng.gamma(2.0, size=(150, 5, 7)) * rng.uniform(0.5, 3, size=(1, 5, 1))
+    valid = rng.random(150) > 0.2
+    ref_ch = np.zeros_like(spec)
+    v = spec[valid]
+    ref_ch[valid] = (v - v.mean(axis=(0, 2), keepdims=True)) / v.std(axis=(0, 2), keepdims=True)
+    ref_el = np.zeros_like(spec)
+    ref_el[valid] = scipy.stats.zscore(v, axis=1)
+    monkeypatch.setattr(eeg, "ROW_CHUNK", 16)  # several chunks
+    before = spec.copy()
+    np.testing.assert_allclose(eeg.scale_spectrogram(spec, "zscore-channel", valid=valid), ref_ch, atol=1e-5)
+    np.testing.assert_allclose(eeg.scale_spectrogram(spec, "zscore-electrodes", valid=valid), ref_el, atol=1e-5)
+    np.testing.assert_array_equal(spec, before)  # input untouched
