@@ -118,15 +118,16 @@ class SS2D(nn.Module):
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)  # (B, K, R, L), (B, K, N, L) x2
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (B, K, d_inner, L)
 
+        f = torch.float64 if xs.dtype == torch.float64 else torch.float32  # the scan runs in fp32 (or fp64)
         out_y = selective_scan(
-            xs.float().reshape(Bsz, K * di, L),  # u (B, K d_inner, L)
-            dts.float().reshape(Bsz, K * di, L),  # delta
-            -torch.exp(self.A_logs.float()),  # A (K d_inner, N)
-            Bs.float().contiguous(),  # grouped B (B, K, N, L): group k serves direction k's channels
-            Cs.float().contiguous(),
-            self.Ds.float(),
+            xs.to(f).reshape(Bsz, K * di, L),  # u (B, K d_inner, L)
+            dts.to(f).reshape(Bsz, K * di, L),  # delta
+            -torch.exp(self.A_logs.to(f)),  # A (K d_inner, N)
+            Bs.to(f).contiguous(),  # grouped B (B, K, N, L): group k serves direction k's channels
+            Cs.to(f).contiguous(),
+            self.Ds.to(f),
             z=None,
-            delta_bias=self.dt_projs_bias.float().reshape(-1),
+            delta_bias=self.dt_projs_bias.to(f).reshape(-1),
             delta_softplus=True,
             backend=self.scan_backend,
         ).view(Bsz, K, di, L)  # (B, K, d_inner, L)
