@@ -1,0 +1,314 @@
+"""A whole training experiment: data, folds, the model and its baselines, metrics tables, report, ``model.ckpt``.
+
+This is what ``spec2vol_bids train`` runs; it can also be used from Python::
+
+    from spec2vol_bids.train.experiment import Experiment
+    exp = Experiment(deriv_dir, model_dir, cfg=TrainConfig(model="spec2vol", preset="tiny", epochs=5),
+                     cv="loso", baselines=["mean", "ridge"])
+    exp.run()
+
+Outputs (MODEL_DIR): see :mod:`spec2vol_bids.cli.train`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, NoInputError
+from ..utils import atomic_write, versions, write_json
+from .data import discover_runs, load_official_h5
+from .loop import TrainConfig, train_fold
+from .splits import make_folds
+
+logger = logging.getLogger("spec2vol_bids.train")
+
+__all__ = ["Experiment", "METRIC_COLUMNS", "read_noise_ceiling"]
+
+METRIC_COLUMNS = ("ssim", "psnr", "dyncorr", "loss")
+
+
+def read_noise_ceiling(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read a simulator ``noise_ceiling.tsv``; returns ``{subject: {ssim, psnr, dyncorr}}`` (means over runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoInputError(f"noise-ceiling table {path} does not exist",
+                           hint="pass BIDS_DIR/derivatives/simulation/noise_ceiling.tsv")
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t"))
+    out: dict[str, dict[str, list]] = {}
+    for r in rows:
+        sub = str(r.get("participant_id", "")).removeprefix("sub-")
+        d = out.setdefault(sub, {"ssim": [], "psnr": [], "dyncorr": []})
+        for key, col in (("ssim", "ssim"), ("psnr", "psnr"), ("dyncorr", "dynamic_correlation")):
+            try:
+                d[key].append(float(r[col]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return {s: {k: float(np.mean(v)) if v else math.nan for k, v in d.items()} for s, d in out.items()}
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "n/a" if not np.isfinite(v) else f"{v:.6g}"
+    return str(v)
+
+
+class Experiment:
+    """Cross-validated training of one model plus baselines on the same folds.
+
+    Parameters
+    ----------
+    deriv_dir : path or None
+        Participant-level derivatives (ignored with ``official_h5``).
+    model_dir : path
+        Output folder.
+    cfg : TrainConfig
+        Settings of the main model (the baselines share seed, device, batch sizes and schedule).
+    cv, test_subjects, val_subjects, n_val, select_on
+        See :func:`spec2vol_bids.train.splits.make_folds`.
+    baselines : list of str
+        Registered model names trained on every fold next to ``cfg.model``.
+    official_h5 : list of paths, optional
+        Train on the official code's per-subject h5 files.
+    participant_label : list of str, optional
+        Restrict to these subjects.
+    noise_ceiling : path, optional
+        A simulator ``noise_ceiling.tsv`` reported next to the results.
+    resume : bool
+        Continue an interrupted experiment.
+    """
+
+    def __init__(self, deriv_dir, model_dir, *, cfg: TrainConfig, cv: str = "loso",
+                 test_subjects: Sequence[str] | None = None, val_subjects: Sequence[str] | None = None,
+                 n_val: int = 1, select_on: str = "val", baselines: Sequence[str] = ("mean", "ridge"),
+                 official_h5: Sequence[str | Path] | None = None, participant_label: Sequence[str] | None = None,
+                 noise_ceiling: str | Path | None = None, resume: bool = False, argv: Sequence[str] | None = None):
+        self.deriv_dir = Path(deriv_dir) if deriv_dir is not None else None
+        self.model_dir = Path(model_dir)
+        self.cfg = cfg
+        self.cv = cv
+        self.resume = resume
+        self.argv = list(argv or [])
+        self.models = [cfg.model] + [b for b in dict.fromkeys(baselines) if b != cfg.model]
+        if official_h5:
+            self.runs = load_official_h5(official_h5)
+            if participant_label:
+                keep = {s.removeprefix("sub-") for s in participant_label}
+                self.runs = [r for r in self.runs if r.subject in keep]
+            self.source = {"kind": "official-h5", "files": [str(p) for p in official_h5]}
+        else:
+            self.runs = discover_runs(self.deriv_dir, cache_dir=self.model_dir / "cache",
+                                      subjects=participant_label)
+            self.source = {"kind": "derivatives", "root": str(self.deriv_dir)}
+        if not self.runs:
+            raise NoInputError("no runs selected", hint="check --participant-label")
+        subjects = sorted({r.subject for r in self.runs})
+        self.folds = make_folds(subjects, cv, test_subjects=test_subjects, val_subjects=val_subjects, n_val=n_val,
+                                select_on=select_on, seed=cfg.seed)
+        self.noise_ceiling = read_noise_ceiling(noise_ceiling) if noise_ceiling else None
+        self.results: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_args(cls, args, *, baselines: Sequence[str], argv: Sequence[str] | None = None) -> Experiment:
+        """Build from the parsed ``spec2vol_bids train`` arguments."""
+        cfg = TrainConfig(model=args.model, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+                          accumulation=args.accumulation, lr=args.lr, weight_decay=args.weight_decay,
+                          warmup_steps=args.warmup_steps, schedule=args.schedule, seed=args.seed,
+                          device=args.device, save_every=args.save_every, normalization=args.normalization)
+        return cls(None if args.official_h5 else args.deriv_dir, args.model_dir, cfg=cfg, cv=args.cv,
+                   test_subjects=args.test_subjects, val_subjects=args.val_subjects, n_val=args.n_val,
+                   select_on=args.select_on, baselines=baselines, official_h5=args.official_h5,
+                   participant_label=args.participant_label, noise_ceiling=args.noise_ceiling,
+                   resume=args.resume, argv=argv)
+
+    # ------------------------------------------------------------------------------------------------ running
+    def data_summary(self) -> dict[str, Any]:
+        ref = self.runs[0]
+        return {
+            "source": self.source,
+            "n_runs": len(self.runs),
+            "n_pairs": int(sum(r.n_pairs for r in self.runs)),
+            "subjects": sorted({r.subject for r in self.runs}),
+            "runs": [r.summary() for r in self.runs],
+            "n_channels": len(ref.channels),
+            "n_windows": ref.n_windows,
+            "grid": list(ref.grid_shape),
+        }
+
+    def write_config(self) -> Path:
+        import tomli_w
+
+        def clean(obj):
+            if isinstance(obj, dict):
+                return {str(k): clean(v) for k, v in obj.items() if v is not None}
+            if isinstance(obj, (list, tuple)):
+                return [clean(v) for v in obj if v is not None]
+            if isinstance(obj, Path):
+                return str(obj)
+            return obj
+
+        doc = {
+            "command": " ".join(self.argv),
+            "seed": self.cfg.seed,
+            "train": self.cfg.to_dict(),
+            "protocol": {"cv": self.cv, "select_on": self.folds[0].select_on, "protocol": self.folds[0].protocol,
+                         "models": self.models, "folds": [f.to_dict() for f in self.folds]},
+            "data": {k: v for k, v in self.data_summary().items() if k != "runs"},
+            "versions": versions(extra=("diffusers",)),
+        }
+        return atomic_write(self.model_dir / "config.toml", tomli_w.dumps(clean(doc)))
+
+    def run(self, *, progress: bool = True) -> list[dict[str, Any]]:
+        """Train every model on every fold, then write the tables, the curves, the report and ``model.ckpt``."""
+        from tqdm.auto import tqdm
+
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        summary = self.data_summary()
+        jobs = [(f, m) for f in self.folds for m in self.models]
+        t0 = time.perf_counter()
+        self.results = []
+        for fold, name in tqdm(jobs, desc="folds x models", disable=not progress or len(jobs) < 2, unit="job"):
+            cfg = replace(self.cfg, model=name)
+            out = self.model_dir / "folds" / fold.name / name
+            res = train_fold(self.runs, fold, cfg, out, resume=self.resume, progress=progress,
+                             data_summary={k: v for k, v in summary.items() if k != "runs"})
+            if self.noise_ceiling is not None:
+                res["noise_ceiling"] = self._ceiling_for(fold.test)
+            self.results.append(res)
+        self.seconds = time.perf_counter() - t0
+        self.write_tables()
+        self.write_model_ckpt()
+        try:
+            from ..reports.training import training_report
+
+            training_report(self.model_dir, self.results, protocol=self.folds[0].protocol,
+                            noise_ceiling=self._ceiling_for([s for f in self.folds for s in f.test]),
+                            main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary)
+        except ImportError as err:  # pragma: no cover - matplotlib is a main dependency
+            logger.warning("no report: %s", err)
+        return self.results
+
+    def _ceiling_for(self, subjects) -> dict[str, float] | None:
+        if not self.noise_ceiling or not subjects:
+            return None
+        vals = [self.noise_ceiling[s] for s in subjects if s in self.noise_ceiling]
+        if not vals:
+            return None
+        return {k: float(np.nanmean([v[k] for v in vals])) for k in ("ssim", "psnr", "dyncorr")}
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per fold x model x checkpoint (last / best) x split (val / test)."""
+        rows = []
+        for res in self.results:
+            for ckpt in ("last", "best"):
+                for split in ("val", "test"):
+                    m = res["results"][ckpt].get(split)
+                    if m is None:
+                        continue
+                    row = {"fold": res["fold"], "model": res["model"], "checkpoint": ckpt, "split": split,
+                           "epoch": res["selected_epoch"] if ckpt == "best" else (
+                               res["history"][-1]["epoch"] if res["history"] else None),
+                           "subjects": "+".join(m["subjects"]), "n_samples": m["n_samples"]}
+                    row.update({k: m[k] for k in METRIC_COLUMNS})
+                    row["protocol"] = res["protocol"]
+                    rows.append(row)
+        return rows
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """Mean and standard deviation over folds per model x checkpoint x split."""
+        rows = self.rows()
+        out = []
+        keys = list(dict.fromkeys((r["model"], r["checkpoint"], r["split"]) for r in rows))
+        for model, ckpt, split in keys:
+            sel = [r for r in rows if (r["model"], r["checkpoint"], r["split"]) == (model, ckpt, split)]
+            row = {"model": model, "checkpoint": ckpt, "split": split, "n_folds": len(sel)}
+            for k in METRIC_COLUMNS:
+                row[f"{k}_mean"], row[f"{k}_std"] = _mean_std([r[k] for r in sel])
+            row["protocol"] = sel[0]["protocol"]
+            out.append(row)
+        return out
+
+    def write_tables(self) -> None:
+        rows, summ = self.rows(), self.summary_rows()
+        for name, table in (("metrics.tsv", rows), ("metrics_summary.tsv", summ)):
+            if not table:
+                continue
+            header = list(table[0])
+            text = "\t".join(header) + "\n" + "".join(
+                "\t".join(_fmt(r.get(h)) for h in header) + "\n" for r in table)
+            atomic_write(self.model_dir / name, text)
+        ceiling = self._ceiling_for([s for f in self.folds for s in f.test])
+        write_json(self.model_dir / "metrics.json", {
+            "protocol": self.folds[0].protocol,
+            "models": self.models,
+            "main_model": self.cfg.model,
+            "folds": [{k: v for k, v in r.items() if k not in ("history",)} for r in self.results],
+            "rows": rows,
+            "summary": summ,
+            "noise_ceiling": ceiling,
+            "seconds": getattr(self, "seconds", None),
+            "metric_definitions": {
+                "ssim": "published 2-D SSIM, slices as channels, Gaussian 11/1.5, data range 1, full map "
+                        "(torchmetrics >= 1.4.3), mean over volumes",
+                "psnr": "per-volume PSNR with range max(t.max(),0)-min(t.min(),0), mean over volumes (dB)",
+                "dyncorr": "per-voxel Pearson r of predicted vs measured time courses inside the brain mask, "
+                           "mean over voxels, then over runs",
+                "loss": "0.5 (1 - SSIM) + 0.5 MSE",
+            },
+        })
+
+    def write_model_ckpt(self) -> Path | None:
+        """Copy the main model's selected checkpoint of the first fold to ``MODEL_DIR/model.ckpt``.
+
+        With ``--cv none`` that model saw every subject; with ``split`` every non-test subject; with ``loso``
+        it is the first fold's model (trained without that fold's test subject). The file is a byte copy, so
+        its SHA-256 is the fold checkpoint's.
+        """
+        main = [r for r in self.results if r["model"] == self.cfg.model]
+        if not main:
+            return None
+        src = Path(main[0]["checkpoints"]["best"])
+        if not src.exists():
+            raise DataError(f"checkpoint {src} is missing", hint="train again")
+        dest = self.model_dir / "model.ckpt"
+        from ..utils import atomic_path
+
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+        return dest
+
+    def summary_text(self) -> str:
+        """A short plain-text results table for the terminal."""
+        lines = [f"protocol: {self.folds[0].protocol}; {len(self.folds)} fold(s); outputs in {self.model_dir}"]
+        lines.append(f"{'model':<10} {'ckpt':<5} {'SSIM':>16} {'PSNR (dB)':>16} {'dyn. r':>16}")
+        for r in self.summary_rows():
+            if r["split"] != "test" and any(x["split"] == "test" for x in self.summary_rows()):
+                continue
+            cells = [f"{r[f'{k}_mean']:.4f} +- {r[f'{k}_std']:.4f}" for k in ("ssim", "psnr", "dyncorr")]
+            lines.append(f"{r['model']:<10} {r['checkpoint']:<5} " + " ".join(f"{c:>16}" for c in cells))
+        ceiling = self._ceiling_for([s for f in self.folds for s in f.test])
+        if ceiling:
+            lines.append(f"{'ceiling':<10} {'':<5} {ceiling['ssim']:>16.4f} {ceiling['psnr']:>16.4f} "
+                         f"{ceiling['dyncorr']:>16.4f}")
+        return "\n".join(lines)
