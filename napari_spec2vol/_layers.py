@@ -115,7 +115,8 @@ def show_comparison(viewer, layer_data: Sequence[tuple[np.ndarray, dict, str]]) 
         viewer.layers.link_layers([by_role["measured"], by_role["predicted"]],
                                   ("contrast_limits", "colormap", "gamma"))
     viewer.canvas.grid.enabled = True
-    viewer.canvas.grid.shape = (1, len(added))
+    # 1 x n for up to three cells, else two rows (fits the canvas next to the docked widget)
+    viewer.canvas.grid.shape = (1, len(added)) if len(added) <= 3 else (2, -(-len(added) // 2))
     viewer.canvas.grid.stride = 1
     viewer.dims.ndisplay = 2
     # RAS+ data: show the y (anterior) axis pointing up, as radiology viewers do.

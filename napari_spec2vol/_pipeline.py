@@ -113,6 +113,8 @@ class RunResult:
             "translate": list(self.translate[1:]),
             "colormap": "bwr",
             "contrast_limits": (-1.0, 1.0),
+            "axis_labels": ("z", "y", "x"),
+            "units": ("mm", "mm", "mm"),
             "metadata": {**meta, "spec2vol_role": "correlation"},
         }, "image"))
         return layers
@@ -297,7 +299,7 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     try:
         process.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,
                             batch_size=int(batch_size), eeg_file=pair.eeg_file, bold_file=pair.bold_file,
-                            progress=_inner(f"predicting on {dev}", report, should_stop))
+                            progress=False)
     finally:
         if previous is None:
             os.environ.pop(SCAN_ENV, None)

@@ -69,7 +69,9 @@ class Spec2VolWidget(Container):
         self._relay.progress.connect(self._on_progress)
 
         self.bids_dir = FileEdit(mode="d", label="BIDS dataset", tooltip="Root folder of a raw BIDS dataset")
-        self.run_choice = ComboBox(label="run", choices=[], tooltip="Paired EEG + BOLD runs of the dataset")
+        # choices from a callable: napari calls reset_choices() on docked magicgui widgets when layers change
+        self.run_choice = ComboBox(label="run", choices=self._run_names,
+                                   tooltip="Paired EEG + BOLD runs of the dataset")
         self.checkpoint = FileEdit(mode="r", label="checkpoint", filter="*.ckpt *.pt *.pth",
                                    tooltip="A checkpoint written by 'spec2vol_bids train'")
         self.output_dir = FileEdit(mode="d", label="output folder",
@@ -105,6 +107,9 @@ class Spec2VolWidget(Container):
         """Whether a prediction is in progress."""
         return self.worker is not None
 
+    def _run_names(self, widget=None) -> list[str]:
+        return [p.name for p in self._pairs]
+
     def _set_running(self, running: bool) -> None:
         for w in (self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
                   self.batch_size, self.run_button):
@@ -120,7 +125,7 @@ class Spec2VolWidget(Container):
     def _on_dataset_changed(self, value=None) -> None:
         path = Path(self.bids_dir.value)
         self._pairs = []
-        self.run_choice.choices = []
+        self.run_choice.reset_choices()
         if not str(self.bids_dir.value) or not path.is_dir() or path == Path("."):
             return
         try:
@@ -143,8 +148,8 @@ class Spec2VolWidget(Container):
         """
         self.status.value = f"Indexing {path} ..."
         self._pairs = _pipeline.list_runs(path)
-        names = [p.name for p in self._pairs]
-        self.run_choice.choices = names
+        names = self._run_names()
+        self.run_choice.reset_choices()
         if names:
             self.run_choice.value = names[0]
         self.status.value = f"{len(names)} paired run(s) in {Path(path).name}."
