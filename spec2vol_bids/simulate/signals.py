@@ -342,6 +342,8 @@ class EEGRun:
         rng = stream_rng(seed, 11, *self.keys)
         self.line_amp = rng.uniform(2.0, 10.0, n_ch)  # uV
         self.line_phase = rng.uniform(0, 2 * np.pi, n_ch)
+        self.line_weights = np.stack([self.line_amp * np.cos(self.line_phase),
+                                      self.line_amp * np.sin(self.line_phase)], axis=1)  # (C, 2)
         self.grad_amp = rng.uniform(5.0, 25.0, n_ch) if preset.gradient_residue else np.zeros(n_ch)
         self.grad_phase = rng.uniform(0, 2 * np.pi, 3)
         self.erp_pattern = patterns[:, 0] * 0.5 + patterns[:, min(1, n_src - 1)] * 0.5  # centro-parietal-ish
@@ -422,15 +424,23 @@ class EEGRun:
             for k, sos in enumerate(self.sos):
                 carriers[k], self.sos_zi[k] = sps.sosfilt(sos, white[k], zi=self.sos_zi[k])
                 carriers[k] /= self.sos_gain[k]
-            x += self.patterns @ (carriers * self.power.amplitude_at(t))
+            # every other component is (C x 1 spatial weights) x (1 x n waveform): one matrix product
+            weights = [self.patterns]  # (C, K)
+            rows = [carriers * self.power.amplitude_at(t)]  # (K, n)
+            omega_t = 2 * np.pi * self.preset.line_freq * t
+            weights.append(self.line_weights)  # line noise A sin(wt + phi) = A cos(phi) sin(wt) + A sin(phi) cos(wt)
+            rows.append(np.stack([np.sin(omega_t), np.cos(omega_t)]))
             if self.power.events:
-                x += np.outer(self.erp_pattern, self._erp(t))
-            x += self.line_amp[:, None] * np.sin(2 * np.pi * self.preset.line_freq * t[None, :]
-                                                 + self.line_phase[:, None])
+                weights.append(self.erp_pattern[:, None])
+                rows.append(self._erp(t)[None, :])
             if self.preset.gradient_residue:
-                x += np.outer(self.grad_amp, self._gradient(s))
+                weights.append(self.grad_amp[:, None])
+                rows.append(self._gradient(s)[None, :])
             if self.preset.ecg:
                 ecg = self._ecg(t)
-                x += np.outer(0.002 * self.line_amp, ecg)  # a faint cardiac trace on the EEG
+                weights.append(0.002 * self.line_amp[:, None])  # a faint cardiac trace on the EEG
+                rows.append(ecg[None, :])
+            x += np.hstack(weights) @ np.vstack(rows)
+            if self.preset.ecg:
                 x = np.vstack([x, ecg[None, :] + self.WHITE_UV * rng.standard_normal((1, n))])
             yield x.astype(np.float32)
