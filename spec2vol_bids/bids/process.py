@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, Spec2VolError
 from .derivatives import derivative_path, read_spectrogram, write_nifti, write_spectrogram
 from .eeg import EEGRecording, VolumeOnsets, volume_onsets
 from .layout import bids_uri, parse_entities
@@ -108,11 +108,11 @@ def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
     return rec, picks
 
 
-def _load_bold_header(bold_file: str | os.PathLike):
+def _load_bold_header(bold_file: str | os.PathLike, *, keep_file_open: bool = False):
     import nibabel as nib
 
     try:
-        img = nib.load(str(bold_file))
+        img = nib.load(str(bold_file), keep_file_open=keep_file_open)
         _ = img.header.get_data_shape()
     except Exception as err:  # nibabel raises several types for corrupt files
         raise DataError(f"cannot read the BOLD image {Path(bold_file).name} ({type(err).__name__}: {err})",
@@ -259,16 +259,16 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     from ..preproc.fmri import bold_target
 
     cfg = _config(config)
-    img = _load_bold_header(bold_file)
+    img = _load_bold_header(bold_file, keep_file_open=True)
     try:
-        # Native dtype (int16 for most scanners): a quarter of float64. Compressed files are read at once,
-        # because volume-wise slicing of a gzip stream would decompress it again for every volume.
-        data = np.asanyarray(img.dataobj)  # [X, Y, Z, T]
-    except Exception as err:
+        # Volumes are read one at a time through one open file handle (a gzip stream is then decompressed
+        # once, front to back), so the native series is never held in memory at once.
+        result = bold_target(img.dataobj, img.affine, cfg.bold)
+    except Spec2VolError:
+        raise
+    except Exception as err:  # zlib.error, EOFError, OSError, ValueError from a truncated or corrupt file
         raise DataError(f"cannot read the voxels of {Path(bold_file).name} ({type(err).__name__}: {err})",
                         hint="The file is truncated or corrupt; replace it or exclude the run") from None
-    result = bold_target(data, img.affine, cfg.bold)
-    del data
     native_shape = (*result.native_shape, int(img.shape[3]))
     task = task_name or parse_entities(bold_file).get("task")
     resize = "dct" if result.resized else "none"
