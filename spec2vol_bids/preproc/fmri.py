@@ -176,7 +176,7 @@ def brain_mask(data) -> np.ndarray:
     return ndimage.binary_fill_holes(mask)
 
 
-def scale_volumes(data, method: str, mask=None) -> np.ndarray:
+def scale_volumes(data, method: str, mask=None, *, out: np.ndarray | None = None) -> np.ndarray:
     """Per-volume intensity scaling of ``data[X, Y, Z, T]`` (or one volume ``[X, Y, Z]``); returns float32.
 
     Parameters
@@ -189,6 +189,8 @@ def scale_volumes(data, method: str, mask=None) -> np.ndarray:
         A constant volume (zero range or deviation) becomes all zeros.
     mask : array-like of bool, shape (X, Y, Z), optional
         Brain mask; for the masked methods it defaults to :func:`brain_mask` of ``data``.
+    out : ndarray of float32, shape like ``data`` (4-D), optional
+        Where to write the result; may be ``data`` itself (in-place scaling, no second copy of the run).
     """
     x = np.asarray(data)
     squeeze = x.ndim == 3
@@ -209,7 +211,10 @@ def scale_volumes(data, method: str, mask=None) -> np.ndarray:
                             hint="Compute the mask on the same grid as the data.")
     if not m.any():
         raise DataError("the brain mask is empty", hint="Check the mask or use bold.scaling = \"minmax\".")
-    out = np.zeros(x.shape, dtype=np.float32)  # [X, Y, Z, T]
+    if out is None:
+        out = np.zeros(x.shape, dtype=np.float32)  # [X, Y, Z, T]
+    elif out.shape != x.shape or out.dtype != np.float32:
+        raise UsageError(f"out must be a float32 array of shape {x.shape}, got {out.dtype} {out.shape}")
     for t in range(x.shape[3]):  # one volume at a time: no full-size float64 temporaries
         v = np.asarray(x[..., t], dtype=np.float64)  # [X, Y, Z]
         inside = v[m]
@@ -222,6 +227,8 @@ def scale_volumes(data, method: str, mask=None) -> np.ndarray:
             if method != "minmax":
                 scaled[~m] = 0.0
             out[..., t] = scaled
+        else:
+            out[..., t] = 0.0
     return out[..., 0] if squeeze else out
 
 
@@ -296,7 +303,7 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
         if bar is not None:
             bar.close()
     mask = brain_mask(out)
-    scaled = scale_volumes(out, cfg.scaling, mask=mask)
+    scaled = scale_volumes(out, cfg.scaling, mask=mask, out=out)  # in place: one float32 copy of the run
     new_affine = resized_affine(affine, native, shape) if resize else np.asarray(affine, dtype=np.float64)
     return BoldTarget(data=scaled, affine=new_affine, mask=mask.astype(np.uint8), native_shape=native,
                       native_affine=np.asarray(affine, dtype=np.float64), resized=resize)

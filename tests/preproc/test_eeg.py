@@ -252,3 +252,10 @@ def test_scaling_in_row_chunks_matches_whole_array_statistics(monkeypatch):
     np.testing.assert_allclose(eeg.scale_spectrogram(spec, "zscore-channel", valid=valid), ref_ch, atol=1e-5)
     np.testing.assert_allclose(eeg.scale_spectrogram(spec, "zscore-electrodes", valid=valid), ref_el, atol=1e-5)
     np.testing.assert_array_equal(spec, before)  # input untouched
+
+
+def test_progress_bar(rec, capsys):
+    x, n_vol = rec
+    eeg.spectrogram_from_array(x, np.arange(n_vol) * TR, SFREQ, EEGConfig(), progress=True)
+    err = capsys.readouterr().err
+    assert "EEG spectrogram" in err and f"0/{n_vol} " in err and "window" in err  # total = valid windows

@@ -154,6 +154,11 @@ def test_scale_volumes():
     assert np.all(fmri.scale_volumes(np.ones((4, 4, 4, 2)), "minmax") == 0)
     with pytest.raises(DataError, match="mask shape"):
         fmri.scale_volumes(data, "zscore", mask=inside[:-1])
+    # in place into a float32 buffer gives the same result
+    buf = data.astype(np.float32)
+    res = fmri.scale_volumes(buf, "minmax", out=buf)
+    assert res is buf
+    np.testing.assert_allclose(buf, ref, atol=1e-5)
 
 
 def test_bold_target_official_pipeline():
@@ -169,6 +174,9 @@ def test_bold_target_official_pipeline():
     np.testing.assert_allclose(out.affine, fmri.resized_affine(affine, (27, 27, 16), (16, 16, 10)))
     assert out.resized and out.native_shape == (27, 27, 16) and out.mask.dtype == np.uint8
     assert 0 < out.mask.sum() < out.mask.size
+    seen = []
+    fmri.bold_target(data, affine, cfg, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
     data[1, 1, 1, 2] = np.nan
     with pytest.raises(DataError, match="volume 2"):
         fmri.bold_target(data, affine, cfg)
