@@ -261,8 +261,10 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
         if r.spectrogram is not None and r.frequencies is not None:
             spec.append(head + figs.make(
                 stem, "spectrogram", "eeg",
-                "Spectrogram of the EEG windows (one per BOLD volume): time x frequency averaged over channels, "
-                "time x channel averaged over frequencies, and the mean of each channel (outliers in red).",
+                "Spectrogram of the EEG windows (one per BOLD volume): time x frequency averaged over channels "
+                "(channel x frequency averaged over time when the values are z-scored across electrodes, whose "
+                "channel mean is 0), time x channel averaged over frequencies, and the mean of each channel "
+                "(outliers in red).",
                 lambda r=r: F.spectrogram_figure(r.spectrogram, r.frequencies, volume_onsets=r.volume_onsets,
                                                  valid=r.valid, channels=r.channels)))
         if r.target is not None:
