@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import tomllib
 
@@ -30,6 +32,7 @@ def test_round_trips(tmp_path):
         bold=BOLDConfig(grid=32, n_slices=20, resize="none", scaling="zscore"),
     )
     assert PreprocConfig.from_dict(cfg.to_dict()) == cfg
+    assert PreprocConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # as stored in the .h5 attrs
     text = cfg.to_toml()
     assert tomllib.loads(text)["eeg"]["include"] == ["Cz", "Pz"]
     assert PreprocConfig.from_toml(text) == cfg
