@@ -164,7 +164,6 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
     device = device or next(iter(model.parameters()), torch.zeros(())).device
     was_training = model.training
     model.eval()
-    crit = SSIMMSELoss()
     losses, ssims, psnrs, dyn = [], [], [], []
     ex = None
     bar = tqdm(total=len(ds), desc=desc, disable=not progress, leave=False, unit="vol")
@@ -196,7 +195,6 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
             dyn.append(acc.mean(mask))
     bar.close()
     model.train(was_training)
-    del crit
     out = {
         "loss": float(np.mean(np.concatenate(losses))),
         "ssim": float(np.mean(np.concatenate(ssims))),
