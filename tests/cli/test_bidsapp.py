@@ -339,3 +339,38 @@ def test_group_level_without_outputs_exits_66(tiny_bids, tmp_path):
     (tmp_path / "out").mkdir()
     assert main([str(tiny_bids), str(tmp_path / "out"), "group"]) == 66
     assert main([str(tiny_bids), str(tmp_path / "missing"), "group"]) == 66
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def test_invalid_input_dataset_exits_16_unless_skipped(tiny_bids, tmp_path, capsys):
+    from spec2vol_bids.bids.validate import validator_available
+
+    if not validator_available():
+        pytest.skip("bids-validator-deno is not installed")
+    bids = copy_dataset(tiny_bids, tmp_path / "bids")
+    (bids / "sub-01" / "func" / "notes_about_the_scan.txt").write_text("not a BIDS file")
+    code = main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work")])
+    assert code == 16
+    assert "validation" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_valid_input_passes_validation_and_plugin_file_is_used(tiny_bids, tmp_path):
+    from spec2vol_bids.bids.validate import validator_available
+
+    if not validator_available():
+        pytest.skip("bids-validator-deno is not installed")
+    bids = copy_dataset(tiny_bids, tmp_path / "bids")
+    plugin = tmp_path / "plugin.yml"
+    plugin.write_text("plugin: Linear\nplugin_args: {}\n")
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "-w", str(tmp_path / "work"), "--use-plugin", str(plugin),
+                 "--n-windows", "10", "--discard", "2", "--exclude-channels", "Fp1", "--taper", "hann"])
+    assert code == 0
+    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
+        assert h5["spectrogram"].shape == (72, 15, 249)  # Fp1 excluded
+        assert h5["pairs/windows"].shape == (72 - 2 - 10, 10)
+        cfg = json.loads(h5.attrs["config"])
+        assert cfg["eeg"]["taper"] == "hann" and cfg["eeg"]["exclude"] == ["Fp1"]
+    toml = next((out / "sub-01" / "log").glob("*/spec2vol.toml")).read_text()
+    assert 'taper = "hann"' in toml and "n_windows = 10" in toml
