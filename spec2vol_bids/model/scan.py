@@ -58,7 +58,12 @@ BACKENDS = ("auto", "reference", "chunked", "mamba_ssm")
 #: Environment variable that selects the backend when ``backend=None``.
 ENV_VAR = "SPEC2VOL_SCAN_BACKEND"
 
-#: Largest chunk the chunked backend uses (tuned on CPU with ``benchmarks/bench_scan.py``).
+#: Chunk length of the ``chunked`` backend per device type (tuned with ``benchmarks/bench_scan.py``). On CPU the
+#: best chunk is a single step: the time-major in-place recurrence reads and writes the state tensor about once,
+#: while the closed form of a longer chunk costs several extra passes (exp, divide, cumsum, multiply) and the
+#: carry loop is cheap; on GPUs longer chunks save kernel launches. Other device types use ``MAX_CHUNK``.
+CHUNK_LENGTH = {"cpu": 1}
+#: Longest chunk of the closed-form (log-space) path.
 MAX_CHUNK = 64
 #: Largest decay exponent allowed inside one chunk, per compute dtype (exp(60) ~ 1e26 < float32 max 3e38).
 _EXP_LIMIT = {torch.float32: 60.0, torch.float64: 600.0}
@@ -231,6 +236,9 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
             raise DataError(
                 f"selective_scan: {label} must have shape ({d}, {n}), ({b}, {n}, {L}) or ({b}, g, {n}, {L}) "
                 f"with g dividing {d}, got {tuple(M.shape)}")
+    if B.dim() == 4 and C.dim() == 4 and B.shape[1] != C.shape[1]:
+        raise DataError(f"selective_scan: grouped B and C must have the same number of groups, got "
+                        f"{B.shape[1]} and {C.shape[1]}")
     if D is not None and tuple(D.shape) != (d,):
         raise DataError(f"selective_scan: D must have shape ({d},), got {tuple(D.shape)}")
     if delta_bias is not None and tuple(delta_bias.shape) != (d,):
@@ -363,10 +371,10 @@ def _states_(delta: torch.Tensor, A: torch.Tensor, X: torch.Tensor, T: int) -> t
     return Xp[..., :L] if pad else Xp
 
 
-def _reverse_states_(delta: torch.Tensor, A: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def _reverse_states_(delta: torch.Tensor, A: torch.Tensor, Y: torch.Tensor, max_chunk: int) -> torch.Tensor:
     """Solve the adjoint recurrence ``g_t = Y_t + exp(delta_{t+1} A) g_{t+1}`` (``g_L = 0``) for every t."""
     d_rev = F.pad(delta.flip(-1)[..., :-1], (1, 0))  # step s of the flipped scan uses delta[L - s]
-    G = _states_(d_rev, A, Y.flip(-1), _chunk_length(d_rev, A))
+    G = _states_(d_rev, A, Y.flip(-1), _chunk_length(d_rev, A, max_chunk))
     return G.flip(-1)
 
 
@@ -387,17 +395,17 @@ class _ChunkedScanFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, g):
+    def forward(ctx, u, delta, A, B, C, g, max_chunk):
         b, d, L = u.shape
         n = A.shape[1]
         Bv, Cv = _bc_view(B, d, g), _bc_view(C, d, g)  # broadcast against (b, g, d/g, n, l)
         H = _drive(u, delta, Bv, b, d, g, n, L)  # (b, d, n, l) = delta u B
-        T = _chunk_length(delta, A)
+        T = _chunk_length(delta, A, max_chunk)
         H = _states_(delta, A, H, T)  # (b, d, n, l)
         y = (H.view(b, g, d // g, n, L) * Cv).sum(3).view(b, d, L)  # (b, d, l)
         last = H[..., -1].clone() if L else H.new_zeros(b, d, n)  # (b, d, n)
         ctx.save_for_backward(u, delta, A, B, C)
-        ctx.g, ctx.T = g, T
+        ctx.g, ctx.T, ctx.max_chunk = g, T, max_chunk
         return y, last
 
     @staticmethod
@@ -418,7 +426,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         Y = (gy.view(b, g, dg, 1, L) * Cv).reshape(b, d, n, L)  # (b, d, n, l)
         if glast is not None:
             Y[..., -1] += glast
-        G = _reverse_states_(delta, A, Y)  # (b, d, n, l)
+        G = _reverse_states_(delta, A, Y, ctx.max_chunk)  # (b, d, n, l)
 
         gC = _sum_to(H.view(b, g, dg, n, L) * gy.view(b, g, dg, 1, L), Cv.shape)
         gdu = (G.view(b, g, dg, n, L) * Bv).sum(3).view(b, d, L)  # dLoss/d(delta u), (b, d, l)
@@ -428,7 +436,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         gdelta = u * gdu + torch.matmul(A[:, None, :], Q).view(b, d, L)  # sum_n A[d, n] Q[b, d, n, t]
         gA = (Q * delta[:, :, None, :]).sum((0, 3))  # (d, n)
         gu = delta * gdu
-        return gu, gdelta, gA, gB.reshape(B.shape), gC.reshape(C.shape), None
+        return gu, gdelta, gA, gB.reshape(B.shape), gC.reshape(C.shape), None, None
 
 
 def _drive(u, delta, Bv, b, d, g, n, L):
@@ -436,7 +444,114 @@ def _drive(u, delta, Bv, b, d, g, n, L):
     return ((delta * u).view(b, g, d // g, 1, L) * Bv).reshape(b, d, n, L)
 
 
+class _RecurrentScanFn(torch.autograd.Function):
+    """The chunk-length-1 case of the chunked scan: an in-place recurrence in time-major layout.
+
+    States live in one ``(l, b, d, n)`` tensor so that every time step is a contiguous slice; the forward pass
+    is ``H[t] += exp(delta_t A) * H[t - 1]`` in place, the backward pass recomputes the states and runs the adjoint
+    recurrence the same way, and the contractions over the state (``y = C h``, the B and C gradients) are
+    batched matrix products. Only the inputs are saved. Arguments as for :class:`_ChunkedScanFn`.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, g):
+        b, d, L = u.shape
+        n = A.shape[1]
+        dT, duT, B5, C5, a = _time_major(u, delta, A, B, C, g)
+        H = _recurrence_states(duT, B5, a, b, d, g, n, L)  # (l, b, d, n)
+        y = _dot_n(H.view(L, b, g, d // g, n), C5, C.dim() == 2).reshape(L, b, d).permute(1, 2, 0)  # (b, d, l)
+        last = H[L - 1].clone()  # (b, d, n)
+        ctx.save_for_backward(u, delta, A, B, C)
+        ctx.g = g
+        return y, last
+
+    @staticmethod
+    def backward(ctx, gy, glast):
+        u, delta, A, B, C = ctx.saved_tensors
+        g = ctx.g
+        b, d, L = u.shape
+        n = A.shape[1]
+        dg = d // g
+        dT, duT, B5, C5, a = _time_major(u, delta, A, B, C, g)
+        H = _recurrence_states(duT, B5, a, b, d, g, n, L)  # (l, b, d, n), recomputed
+        gyT = gy.permute(2, 0, 1).contiguous() if gy is not None else u.new_zeros(L, b, d)  # (l, b, d)
+        # adjoint: G[t] = C_t gy_t + exp(delta_{t+1} A) G[t + 1]
+        G = (gyT.view(L, b, g, dg, 1) * C5).view(L, b, d, n)  # (l, b, d, n)
+        if glast is not None:
+            G[L - 1] += glast
+        for t in range(L - 2, -1, -1):
+            G[t].addcmul_(a[t + 1], G[t + 1])
+        H5, G5 = H.view(L, b, g, dg, n), G.view(L, b, g, dg, n)
+        gC = _grad_bc(H5, gyT.view(L, b, g, dg), C5, C.dim() == 2)
+        gduT = _dot_n(G5, B5, B.dim() == 2).reshape(L, b, d)  # dLoss/d(delta u), (l, b, d)
+        gB = _grad_bc(G5, duT.view(L, b, g, dg), B5, B.dim() == 2)
+        # decay a_t = exp(delta_t A) multiplies h_{t-1}: dLoss/d(delta_t A) = G_t a_t h_{t-1}
+        Q = a  # reuse the buffer, (l, b, d, n)
+        Q[1:].mul_(G[1:]).mul_(H[:-1])
+        Q[0].zero_()
+        Qf = Q.view(L * b, d, n)
+        gA = (Qf * dT.view(L * b, d, 1)).sum(0)  # (d, n)
+        gdT = Qf.mul_(A).sum(-1).view(L, b, d)  # sum_n A[d, n] Q
+        uT = u.permute(2, 0, 1)
+        gdelta = (gdT + gduT * uT).permute(1, 2, 0)
+        gu = (gduT * dT).permute(1, 2, 0)
+        return gu, gdelta, gA, _from_time_major(gB, B), _from_time_major(gC, C), None
+
+
+def _time_major(u, delta, A, B, C, g):
+    """Time-major inputs of :class:`_RecurrentScanFn`: delta, delta*u (l, b, d), B and C broadcastable to
+    (l, b, g, d/g, n), and the decays exp(delta A) (l, b, d, n)."""
+    b, d, L = u.shape
+    dT = delta.permute(2, 0, 1).contiguous()  # (l, b, d)
+    duT = (delta * u).permute(2, 0, 1).contiguous()  # (l, b, d)
+    a = (dT.unsqueeze(-1) * A).exp_()  # (l, b, d, n)
+    return dT, duT, _bc_time_major(B, b, d, g, L), _bc_time_major(C, b, d, g, L), a
+
+
+def _recurrence_states(duT, B5, a, b, d, g, n, L):
+    """States ``H[t] = a[t] H[t-1] + delta_t u_t B_t`` in time-major layout, computed in place."""
+    H = (duT.view(L, b, g, d // g, 1) * B5).view(L, b, d, n)  # (l, b, d, n) drive
+    for t in range(1, L):
+        H[t].addcmul_(a[t], H[t - 1])
+    return H
+
+
+def _bc_time_major(M, b, d, g, L):
+    """B or C as a tensor broadcastable to (l, b, g, d/g, n)."""
+    if M.dim() == 2:  # (d, n) constant: (1, 1, g, d/g, n)
+        return M.reshape(1, 1, g, d // g, M.shape[1])
+    if M.dim() == 3:  # (b, n, l) shared by all channels: (l, b, 1, 1, n)
+        return M.permute(2, 0, 1).reshape(L, b, 1, 1, M.shape[1])
+    return M.permute(3, 0, 1, 2).reshape(L, b, g, 1, M.shape[2])  # (b, g, n, l) grouped: (l, b, g, 1, n)
+
+
+def _from_time_major(grad5, M):
+    """Gradient from :func:`_grad_bc` back to the layout of B or C."""
+    if M.dim() == 2:
+        return grad5.reshape(M.shape)
+    if M.dim() == 3:
+        return grad5.reshape(grad5.shape[0], grad5.shape[1], -1).permute(1, 2, 0)  # (b, n, l)
+    return grad5.squeeze(3).permute(1, 2, 3, 0)  # (b, g, n, l)
+
+
+def _dot_n(X5, M5, const):
+    """``sum_n X5 * M5`` for X5 (l, b, g, d/g, n): a batched mat-vec unless M5 is per channel (``const``)."""
+    if not const:
+        return torch.matmul(X5, M5.transpose(-1, -2)).squeeze(-1)  # (l, b, g, d/g)
+    return (X5 * M5).sum(-1)
+
+
+def _grad_bc(X5, v, M5, const):
+    """Gradient of ``sum v * _dot_n(X5, M5, const)`` with respect to M5, in M5's (broadcast) shape."""
+    if not const:
+        gm = torch.matmul(v.unsqueeze(-2), X5)  # (l, b, g, 1, n): sum over the channels of each group
+        return gm.sum(2, keepdim=True) if M5.shape[2] == 1 and gm.shape[2] != 1 else gm
+    return (X5 * v.unsqueeze(-1)).sum((0, 1), keepdim=True)  # (1, 1, g, d/g, n)
+
+
 def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    if u.shape[-1] == 0:
+        return _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     dtype_in = u.dtype
     ct = _compute_dtype(u, delta)
     u, delta, A = u.to(ct), delta.to(ct), A.to(ct)
@@ -445,6 +560,11 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_la
     if delta_softplus:
         delta = F.softplus(delta)
     g = _groups(B, C)
-    y, last = _ChunkedScanFn.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.to(ct), C.to(ct), g)
+    chunk = CHUNK_LENGTH.get(u.device.type, MAX_CHUNK)
+    args = (u.contiguous(), delta.contiguous(), A.contiguous(), B.to(ct), C.to(ct), g)
+    if chunk <= 1:
+        y, last = _RecurrentScanFn.apply(*args)
+    else:
+        y, last = _ChunkedScanFn.apply(*args, chunk)
     out = _finish(y, u, D, z, dtype_in)
     return (out, last) if return_last_state else out

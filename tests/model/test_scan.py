@@ -19,6 +19,14 @@ from spec2vol_bids.model.scan import (
 CPU_BACKENDS = ["chunked"]
 
 
+@pytest.fixture(params=[1, 5, 64], ids=lambda c: f"chunk{c}")
+def chunked(request, monkeypatch):
+    """The chunked backend with chunk length 1 (time-major recurrence, the CPU default), 5 or 64 (log-space
+    closed form of each chunk)."""
+    monkeypatch.setitem(scan_mod.CHUNK_LENGTH, "cpu", request.param)
+    return "chunked"
+
+
 def _mamba_usable() -> bool:
     return available_backends()["mamba_ssm"] is None
 
@@ -102,7 +110,6 @@ def test_reference_matches_hand_computed_recurrence():
         assert last.shape == (1, 1, 1) and abs(last.item() - h) < 1e-14
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize(
     "b_kind,c_kind,L,opts",
     [
@@ -111,31 +118,34 @@ def test_reference_matches_hand_computed_recurrence():
         ("g2", "shared", 37, dict(softplus=False, last=True, use_bias=False)),  # odd length: padded chunk
         ("shared", "dn", 23, dict(softplus=True, last=True, use_d=False)),
         ("dn", "g4", 9, dict(softplus=True, last=False)),
+        ("dn", "dn", 12, dict(softplus=True, last=True)),
+        ("g4", "g4", 1, dict(softplus=True, last=True)),  # a single step
     ],
 )
-def test_backend_matches_reference_fp64(backend, b_kind, c_kind, L, opts):
+def test_backend_matches_reference_fp64(chunked, b_kind, c_kind, L, opts):
     args = _inputs(2, 16, 5, L, b_kind, c_kind, with_z=L % 2 == 1)
     ref = _run("reference", args, **opts)
-    got = _run(backend, args, **opts)
+    got = _run(chunked, args, **opts)
     _assert_close(ref, got, rtol=1e-10)
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_backend_matches_reference_fp32(backend):
+def test_backend_matches_reference_fp32(chunked):
     # an SS2D stage-like call: K*d_inner = 4*12 channels, N = 16, an 8x8 map; delta as initialised (~1e-2)
     args = _inputs(2, 48, 16, 64, "g4", "g4", dtype=torch.float32, seed=3, delta_shift=-4.0)
     ref64 = _run("reference", {k: (v.double() if v is not None else None) for k, v in args.items()}, last=True,
                  linear_loss=True)
-    got = _run(backend, args, last=True, linear_loss=True)
+    got = _run(chunked, args, last=True, linear_loss=True)
     _assert_close(ref64, got, rtol=1e-4)
 
 
-@pytest.mark.parametrize("max_chunk", [1, 4, 7])
-def test_chunked_handles_large_steps_and_any_chunk(monkeypatch, max_chunk):
-    # steps so large that a long chunk would overflow exp(): the chunk length must shrink, results stay exact
+@pytest.mark.parametrize("max_chunk", [1, 4, 7, 64])
+@pytest.mark.parametrize("a_max", [40.0, 800.0])
+def test_chunked_handles_large_steps_and_any_chunk(monkeypatch, max_chunk, a_max):
+    # steps so large that a long chunk would overflow exp() (a_max 800: even one step does, in float64): the
+    # chunk length must shrink, results stay exact
     args = _inputs(1, 8, 4, 50, "g2", "g2", seed=5, delta_shift=3.0)
-    args["A"] = -torch.linspace(1.0, 40.0, 32, dtype=torch.float64).view(8, 4)
-    monkeypatch.setattr(scan_mod, "MAX_CHUNK", max_chunk)
+    args["A"] = -torch.linspace(1.0, a_max, 32, dtype=torch.float64).view(8, 4)
+    monkeypatch.setitem(scan_mod.CHUNK_LENGTH, "cpu", max_chunk)
     ref = _run("reference", args, last=True)
     got = _run("chunked", args, last=True)
     _assert_close(ref, got, rtol=1e-10)
@@ -154,11 +164,11 @@ def test_chunk_length_shrinks_when_decay_would_overflow():
     assert scan_mod._chunk_length(huge, A, 64) == 1
 
 
-def test_chunked_float32_extreme_steps_stay_finite():
+def test_chunked_float32_extreme_steps_stay_finite(chunked):
     args = _inputs(1, 8, 16, 40, "g2", "g2", dtype=torch.float32, seed=9, delta_shift=0.0)
     args["delta"] = args["delta"].abs() * 30  # softplus(~30) ~ 30 per step, A up to -5: exp(-150) per step
     ref = _run("reference", {k: (v.double() if v is not None else None) for k, v in args.items()}, linear_loss=True)
-    got = _run("chunked", args, linear_loss=True)
+    got = _run(chunked, args, linear_loss=True)
     for v in got.values():
         assert torch.isfinite(v).all()
     _assert_close(ref, got, rtol=1e-4)
@@ -173,12 +183,13 @@ def test_output_dtype_follows_input():
     assert out.dtype == torch.float32 and last.dtype == torch.float32 and last.shape == (1, 4, 2)
 
 
-def test_chunked_backward_saves_only_inputs():
+def test_chunked_backward_saves_only_inputs(monkeypatch):
     # the custom backward recomputes the (b, d, n, l) states instead of storing intermediates
     args = _inputs(2, 32, 16, 64, "g4", "g4", dtype=torch.float32)
     leaves = {k: v.clone().requires_grad_(True) for k, v in args.items() if v is not None}
     totals = {}
-    for backend in ("reference", "chunked"):
+    for backend in ("reference", "chunked", "chunked64"):
+        monkeypatch.setitem(scan_mod.CHUNK_LENGTH, "cpu", 64 if backend == "chunked64" else 1)
         sizes = []
 
         def pack(t, sizes=sizes):
@@ -187,10 +198,11 @@ def test_chunked_backward_saves_only_inputs():
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
-                           None, leaves["delta_bias"], True, backend=backend)
+                           None, leaves["delta_bias"], True, backend=backend.replace("64", ""))
         totals[backend] = sum(sizes)
     state_numel = 2 * 32 * 16 * 64
     assert totals["chunked"] < state_numel  # not even one state tensor is kept
+    assert totals["chunked64"] < state_numel
     assert totals["reference"] > 2 * state_numel
 
 
@@ -292,6 +304,7 @@ def test_mamba_ssm_matches_reference_on_gpu():  # pragma: no cover - runs only o
         (dict(D=torch.zeros(4)), r"D must have shape \(8,\)"),
         (dict(z=torch.zeros(2, 8, 4)), "z must have u's shape"),
         (dict(A=torch.zeros(8, 4, dtype=torch.complex64)), "complex A is not supported"),
+        (dict(B=torch.zeros(2, 2, 4, 5), C=torch.zeros(2, 4, 4, 5)), "same number of groups, got 2 and 4"),
     ],
 )
 def test_bad_shapes_raise_data_error(change, match):
