@@ -277,12 +277,13 @@ _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
 
 
-def _impulse_rms(sos: np.ndarray | None, b=None, a=None, n: int = 1 << 16) -> float:
-    """RMS gain of a filter for unit white noise (sqrt of the impulse-response energy)."""
-    imp = np.zeros(n)
-    imp[0] = 1.0
-    h = sps.sosfilt(sos, imp) if sos is not None else sps.lfilter(b, a, imp)
-    return float(np.sqrt(np.sum(h**2)))
+def _noise_gain(sos: np.ndarray | None = None, b=None, a=None, n_freqs: int = 1 << 15) -> float:
+    """RMS output of a filter for unit-variance white noise: ``sqrt(mean |H(w)|^2)`` over ``[0, pi)`` (Parseval)."""
+    if sos is not None:
+        _, h = sps.sosfreqz(sos, worN=n_freqs)
+    else:
+        _, h = sps.freqz(b, a, worN=n_freqs)
+    return float(np.sqrt(np.mean(np.abs(h) ** 2)))
 
 
 class EEGRun:
@@ -334,9 +335,9 @@ class EEGRun:
         self.mixing = spatial_mixing(ch_names)  # (C, C)
         # filters and their states (carried across blocks)
         self.sos = [sps.butter(4, [b.low, b.high], btype="bandpass", fs=sf, output="sos") for b in preset.bands]
-        self.sos_gain = np.array([_impulse_rms(s) for s in self.sos])
+        self.sos_gain = np.array([_noise_gain(s) for s in self.sos])
         self.sos_zi = [np.zeros((s.shape[0], 2)) for s in self.sos]
-        self.pink_gain = _impulse_rms(None, _PINK_B, _PINK_A)
+        self.pink_gain = _noise_gain(None, _PINK_B, _PINK_A)
         self.pink_zi = np.zeros((n_ch, max(len(_PINK_A), len(_PINK_B)) - 1))
         # fixed per-run nuisance parameters
         rng = stream_rng(seed, 11, *self.keys)

@@ -168,3 +168,13 @@ def test_preset_checks():
     for preset in PRESETS.values():
         assert preset.check() is preset
         assert preset.tr * preset.sfreq >= 500  # 249 FFT bins of the official pipeline
+
+
+def test_noise_gain_matches_filtered_white_noise():
+    from spec2vol_bids.simulate.signals import _PINK_A, _PINK_B, _noise_gain
+
+    white = np.random.default_rng(3).standard_normal(400_000)
+    sos = sps.butter(4, [8, 13], btype="bandpass", fs=250.0, output="sos")
+    assert sps.sosfilt(sos, white).std() == pytest.approx(_noise_gain(sos), rel=0.03)
+    assert sps.lfilter(_PINK_B, _PINK_A, white).std() == pytest.approx(_noise_gain(None, _PINK_B, _PINK_A),
+                                                                       rel=0.03)
