@@ -504,7 +504,7 @@ def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
     major, minor = __version__.split(".")[:2]
     wf = init_spec2vol_bids_wf(pairs=pairs, config=cfg, output_dir=output_dir, work_dir=work_dir,
                                model=args.model, device=device, batch_size=args.batch_size,
-                               omp_nthreads=omp, crashdump_dirs=log_dirs,
+                               omp_nthreads=omp, crashdump_dirs=log_dirs, progress=sys.stderr.isatty(),
                                name=WORKFLOW_NAME.format(major=major, minor=minor))
     if args.write_graph:
         try:

@@ -70,7 +70,8 @@ def resolve_device(device: str) -> str:
     return "cuda" if gpu_count() > 0 else "cpu"
 
 
-def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, name: str = "eeg_spectrogram_wf") -> pe.Workflow:
+def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool = False,
+                            name: str = "eeg_spectrogram_wf") -> pe.Workflow:
     """Build a workflow computing the volume-locked EEG spectrogram of one run.
 
     Parameters
@@ -79,6 +80,8 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, name: str = "ee
         Preprocessing settings (default: the official pipeline). The ``eeg`` and ``pairing`` sections are used.
     mem_gb : float
         Memory budget of the spectrogram node (the recording is streamed; a few windows are in memory).
+    progress : bool
+        Show a progress bar over the windows (not part of the cache hash).
     name : str
         Workflow name.
 
@@ -108,7 +111,8 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, name: str = "ee
     inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "spectrogram_json", "onset_source"]),
                          name="outputnode")
-    spectrogram = pe.Node(EEGSpectrogram(config=_config_dict(config)), name="spectrogram", mem_gb=mem_gb)
+    spectrogram = pe.Node(EEGSpectrogram(config=_config_dict(config), progress=progress), name="spectrogram",
+                          mem_gb=mem_gb)
     workflow.connect([
         (inputnode, spectrogram, [(f, f) for f in _RUN_INPUTS]),
         (spectrogram, outputnode, [("out_file", "spectrogram"), ("out_sidecar", "spectrogram_json"),
@@ -159,7 +163,7 @@ def init_bold_target_wf(*, config=None, mem_gb: float = 1.0, name: str = "bold_t
 
 def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str | os.PathLike | None = None,
                      device: str = "auto", batch_size: int = 8, omp_nthreads: int = 1,
-                     eeg_mem_gb: float = 1.0, bold_mem_gb: float = 1.0,
+                     eeg_mem_gb: float = 1.0, bold_mem_gb: float = 1.0, progress: bool = False,
                      name: str = "spec2vol_wf") -> pe.Workflow:
     """Build the workflow of one paired EEG-fMRI run: spectrogram, target, (prediction) and derivatives.
 
@@ -181,6 +185,8 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
         Threads of the prediction node (``n_procs``).
     eeg_mem_gb, bold_mem_gb : float
         Memory budgets of the spectrogram and target nodes.
+    progress : bool
+        Show progress bars on the long steps.
     name : str
         Workflow name.
 
@@ -215,7 +221,7 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "target", "mask", "prediction",
                                                        "out_files"]), name="outputnode")
-    eeg_wf = init_eeg_spectrogram_wf(config=config, mem_gb=eeg_mem_gb)
+    eeg_wf = init_eeg_spectrogram_wf(config=config, mem_gb=eeg_mem_gb, progress=progress)
     bold_wf = init_bold_target_wf(config=config, mem_gb=bold_mem_gb)
     n_files = 6 + (2 if model is not None else 0)
     merge = pe.Node(niu.Merge(n_files), name="merge_derivatives", run_without_submitting=True)
@@ -251,7 +257,7 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
 def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.PathLike,
                           work_dir: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
                           device: str = "auto", batch_size: int = 8, omp_nthreads: int = 1,
-                          crashdump_dirs: dict[str, str | os.PathLike] | None = None,
+                          crashdump_dirs: dict[str, str | os.PathLike] | None = None, progress: bool = False,
                           name: str = "spec2vol_bids_wf") -> pe.Workflow:
     """Build the participant-level workflow of the BIDS-App: one sub-workflow per subject and per run.
 
@@ -269,6 +275,8 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
         As for :func:`init_spec2vol_wf`.
     crashdump_dirs : dict, optional
         Subject label -> folder for that subject's crash files (``OUT_DIR/sub-<label>/log/<uuid>``).
+    progress : bool
+        Show progress bars on the long steps.
     name : str
         Workflow name.
 
@@ -290,7 +298,7 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
         for pair in runs:
             run_wf = init_spec2vol_wf(config=config, output_dir=output_dir, model=model, device=device,
                                       batch_size=batch_size, omp_nthreads=omp_nthreads,
-                                      bold_mem_gb=_bold_mem_gb(pair), name=pair.wf_name)
+                                      bold_mem_gb=_bold_mem_gb(pair), progress=progress, name=pair.wf_name)
             run_wf.inputs.inputnode.eeg_file = str(pair.eeg_file)
             run_wf.inputs.inputnode.bold_file = str(pair.bold_file)
             run_wf.inputs.inputnode.repetition_time = float(pair.repetition_time)
