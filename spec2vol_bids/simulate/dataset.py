@@ -2,7 +2,7 @@
 
 The entry point is :func:`simulate_dataset`. For every run it
 
-1. lays out the recording: EEG starts a random 2-8 s before the first scanner volume marker;
+1. lays out the recording: EEG starts a random few seconds (``Preset.lead_in``) before the first volume marker;
 2. draws the slowly varying band power of K latent sources (theta, alpha, beta, gamma);
 3. writes the EEG block by block as BrainVision (``R128`` volume markers, stimulus markers for task presets) and
    hands it to ``mne_bids.write_raw_bids`` for the BIDS sidecars (channels, electrodes, coordsystem, events);
@@ -515,6 +515,9 @@ class _Simulation:
         self.ceiling_rows.append([f"sub-{ent['subject']}", ent["session"] or "n/a", ent["task"],
                                   ent["run"] or "n/a", p.n_volumes, _fmt(ceiling["ssim"]),
                                   _fmt(ceiling["psnr"]), _fmt(ceiling["dynamic_correlation"])])
+        logger.info("%s: %d volumes, first volume at %.3f s; noise ceiling SSIM %.3f, PSNR %.1f dB, dynamic "
+                    "correlation %.3f", stem, p.n_volumes, timing.first_volume_onset, ceiling["ssim"],
+                    ceiling["psnr"], ceiling["dynamic_correlation"])
 
     # ------------------------------------------------------------------ EEG
     def _write_eeg(self, ent: dict, stem: str, keys, timing, power, meas_date: str) -> None:

@@ -148,3 +148,25 @@ def test_ground_truth_contract(tiny_bids):
     assert ceiling["ssim"].between(0.5, 1.0).all() and (ceiling["psnr"] > 20).all()
     maps = nib.load(deriv / "sub-01/func/sub-01_desc-sources_map.nii.gz")
     assert maps.shape == (*TINY.grid, len(TINY.bands))
+
+
+def test_sessions_and_runs_layout(tmp_path):
+    from spec2vol_bids.simulate import simulate_dataset
+
+    root = simulate_dataset(tmp_path / "ds", subjects=1, sessions=2, runs=2, volumes=6, progress=False)
+    bold = sorted(p.relative_to(root).as_posix() for p in root.glob("sub-*/ses-*/func/*_bold.nii.gz"))
+    assert bold == [f"sub-01/ses-{s}/func/sub-01_ses-{s}_task-rest_run-{r}_bold.nii.gz"
+                    for s in ("01", "02") for r in ("01", "02")]
+    for ses in ("01", "02"):
+        scans = pd.read_csv(root / f"sub-01/ses-{ses}/sub-01_ses-{ses}_scans.tsv", sep="\t")
+        assert len(scans) == 4  # 2 EEG + 2 BOLD runs, concurrent pairs share the clock
+        times = pd.to_datetime(scans["acq_time"].str.rstrip("Z"))
+        assert times.is_unique
+    ceiling = pd.read_csv(root / SIMULATION_DIR / "noise_ceiling.tsv", sep="\t", dtype=str)
+    assert list(zip(ceiling["session"], ceiling["run"])) == [("01", "01"), ("01", "02"), ("02", "01"),
+                                                              ("02", "02")]
+    if validator_available():
+        report = run_validator(root)
+        assert report.ok, report.summary()
+        assert sorted(report.summary_info["sessions"]) == ["ses-01", "ses-02"] or \
+            sorted(report.summary_info["sessions"]) == ["01", "02"]
