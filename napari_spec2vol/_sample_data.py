@@ -164,51 +164,38 @@ def _train(deriv: Path, model_dir: Path, pairs, settings: dict, say: Callable[[P
 
 
 def make_sample_data():
-    """napari sample-data command: the simulated run, predicted by the tiny model, compared with its BOLD.
+    """napari sample-data command: a simulated run predicted by a tiny model, compared with its measured BOLD.
 
-    When a viewer is open the prediction widget is docked (filled in with the sample's dataset, run and
-    checkpoint) and shows the comparison itself, in grid mode with linked contrast and the metrics; otherwise
-    the layer data are returned.
+    With a viewer open (the normal case) the prediction widget is docked and does the work in a background
+    thread, with its progress bar: it builds or reuses the sample (:func:`prepare_sample`), fills in the dataset,
+    run and checkpoint, predicts the held-out run and shows the comparison in grid mode with linked contrast
+    limits and the per-volume metrics. The viewer stays responsive meanwhile.
+
+    Without a viewer the same work runs here and the layer data are returned.
 
     Returns
     -------
     layers : list of tuple
-        ``(data, kwargs, layer_type)`` tuples, or ``[]`` when the widget added the layers.
+        ``(data, kwargs, layer_type)`` tuples, or ``[]`` when the docked widget adds the layers.
     """
-    from napari.utils import progress
-
+    widget = _dock_widget()
+    if widget is not None:
+        widget.load_sample(predict=True)
+        return []
     from . import _pipeline
 
-    with progress(total=1000, desc="spec2vol sample") as bar:
-        def report(p: Progress) -> None:
-            bar.set_description(f"spec2vol sample: {p.stage}")
-            bar.n = int(1000 * p.fraction * 0.8)
-            bar.refresh()
-
-        paths = prepare_sample(report=report)
-        pair = _pipeline.find_run(_pipeline.list_runs(paths.bids_dir), paths.run)
-        gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=_pipeline.default_output_dir(paths.bids_dir),
-                                    device="auto", batch_size=8)
-        result = _consume(gen, lambda p: (bar.set_description(f"spec2vol sample: {p.stage}"), bar.refresh()))
-        bar.n = 1000
-        bar.refresh()
-    widget = _dock_widget(paths)
-    if widget is not None:
-        widget.show_result(result)
-        return []
-    return result.layer_data()
-
-
-def _consume(gen, on_progress: Callable[[Progress], None]):
+    paths = prepare_sample()
+    pair = _pipeline.find_run(_pipeline.list_runs(paths.bids_dir), paths.run)
+    gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=_pipeline.default_output_dir(paths.bids_dir))
     while True:
         try:
-            on_progress(next(gen))
+            next(gen)
         except StopIteration as stop:
-            return stop.value
+            return stop.value.layer_data()
 
 
-def _dock_widget(paths: SamplePaths):
-    """Dock a prefilled prediction widget in the current viewer (``None`` when there is no viewer)."""
+def _dock_widget():
+    """The prediction widget docked in the current viewer (reused if present; ``None`` without a viewer)."""
     import napari
 
     viewer = napari.current_viewer()
@@ -216,7 +203,9 @@ def _dock_widget(paths: SamplePaths):
         return None
     from ._widget import Spec2VolWidget
 
+    for inner in list(viewer.window.dock_widgets.values()):  # the inner (magicgui) widgets
+        if isinstance(inner, Spec2VolWidget) and inner.viewer is viewer:
+            return inner
     widget = Spec2VolWidget(viewer)
-    widget.use_sample(paths)
     viewer.window.add_dock_widget(widget, name="Spec2Vol prediction", area="right")
     return widget

@@ -65,6 +65,7 @@ class Spec2VolWidget(Container):
         self.worker = None
         self._pairs: list = []
         self._cancel_requested = False
+        self._after = None  # what to run once the current worker has finished
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
 
@@ -82,6 +83,8 @@ class Spec2VolWidget(Container):
         self.scan_backend = ComboBox(label="scan backend", choices=list(SCAN_BACKENDS), value="auto",
                                      tooltip="Selective-scan implementation (mamba_ssm needs CUDA)")
         self.batch_size = SpinBox(label="batch size", value=8, min=1, max=512)
+        self.sample_button = PushButton(text="Try the sample data",
+                                        tooltip="Simulate a small run, train a tiny model (cached) and predict it")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="progress", min=0, max=1000, value=0)
@@ -90,13 +93,14 @@ class Spec2VolWidget(Container):
         self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": []},
                                    label="per volume")
         self.extend([self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
-                     self.batch_size, self.run_button, self.cancel_button, self.progress_bar, self.status,
+                     self.batch_size, self.sample_button, self.run_button, self.cancel_button, self.progress_bar, self.status,
                      self.summary, self.metrics_table])
         self._plot = _MetricsPlot()
         self.native.layout().addWidget(self._plot.canvas)
 
         self.bids_dir.changed.connect(self._on_dataset_changed)
         self.run_button.changed.connect(self.start)
+        self.sample_button.changed.connect(self.load_sample)
         self.cancel_button.changed.connect(self.cancel)
         self.metrics_table.native.cellClicked.connect(self._on_row_clicked)
         self.viewer.dims.events.current_step.connect(self._on_time_changed)
@@ -112,7 +116,7 @@ class Spec2VolWidget(Container):
 
     def _set_running(self, running: bool) -> None:
         for w in (self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
-                  self.batch_size, self.run_button):
+                  self.batch_size, self.sample_button, self.run_button):
             w.enabled = not running
         self.cancel_button.enabled = running
 
@@ -127,6 +131,10 @@ class Spec2VolWidget(Container):
         self._pairs = []
         self.run_choice.reset_choices()
         if not str(self.bids_dir.value) or not path.is_dir() or path == Path("."):
+            return
+        if not (path / "dataset_description.json").is_file():
+            # typed paths change on every key stroke: say it quietly, notify only on Predict
+            self.status.value = f"{path} is not a BIDS dataset (no dataset_description.json)."
             return
         try:
             self.load_dataset(path)
@@ -226,6 +234,49 @@ class Spec2VolWidget(Container):
         if paths.run in self.run_choice.choices:
             self.run_choice.value = paths.run
 
+    def load_sample(self, value=None, *, settings: dict | None = None, predict: bool = True):
+        """Prepare the sample data in a worker (simulated run + tiny model, cached), then fill in the form.
+
+        Parameters
+        ----------
+        settings : dict, optional
+            Overrides of :data:`napari_spec2vol._sample_data.SAMPLE`.
+        predict : bool
+            Start the prediction of the sample run as soon as the sample is ready.
+
+        Returns
+        -------
+        worker : GeneratorWorker or None
+            ``None`` when a worker is already running.
+        """
+        if self.running:
+            return None
+        self._cancel_requested = False
+        self.progress_bar.value = 0
+        self.status.value = "Preparing the sample data ..."
+        worker = _sample_worker(settings=settings, report=self._relay.progress.emit,
+                                should_stop=lambda: self._cancel_requested)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda outcome: self._on_sample_ready(outcome, predict))
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def _on_sample_ready(self, outcome: _Outcome, predict: bool) -> None:
+        if outcome.error is not None:
+            self._notify_error(outcome.error)
+            return
+        if outcome.result is None:
+            self.status.value = "Cancelled."
+            return
+        self.use_sample(outcome.result)
+        self.status.value = f"Sample ready: {outcome.result.run}."
+        if predict:
+            self._after = self.start
+
     def cancel(self, value=None) -> None:
         """Ask the running prediction to stop (at the next window block, volume or batch)."""
         if self.worker is None:
@@ -260,6 +311,9 @@ class Spec2VolWidget(Container):
         self._set_running(False)
         if self.status.value.startswith("Cancel"):
             self.progress_bar.value = 0
+        after, self._after = self._after, None
+        if after is not None:
+            after()
 
     # --------------------------------------------------------------------------------------------- results
     def show_result(self, result: RunResult) -> list:
@@ -306,6 +360,10 @@ _STAGES = {
     "BOLD targets": (0.35, 0.55),
     "predicting": (0.55, 0.95),
     "metrics": (0.95, 1.0),
+    # sample data
+    "simulating an EEG-fMRI dataset": (0.0, 0.25),
+    "computing spectrograms and targets": (0.25, 0.35),
+    "training a tiny model": (0.35, 1.0),
 }
 
 
@@ -325,6 +383,30 @@ def _prediction_worker(pair, checkpoint, **kwargs):
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
         return _Outcome(error=exc)
     return _Outcome(result=result)
+
+
+@thread_worker(start_thread=False)
+def _sample_worker(settings=None, report=None, should_stop=None):
+    """Generator run in a worker thread: build or reuse the sample; errors are returned, not raised."""
+    from ._pipeline import Cancelled, _inner
+    from ._sample_data import prepare_sample
+
+    yield Progress("simulating an EEG-fMRI dataset", 0, 1)
+    relay = _inner("sample", None, should_stop)
+
+    def on_progress(p: Progress) -> None:
+        relay(0, 1)  # raises Cancelled when the user asked to stop
+        if report is not None:
+            report(p)
+
+    try:
+        paths = prepare_sample(settings=settings, report=on_progress)
+    except Cancelled:
+        return _Outcome()
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
+        return _Outcome(error=exc)
+    yield Progress("training a tiny model", 1, 1)
+    return _Outcome(result=paths)
 
 
 class _MetricsPlot:

@@ -26,20 +26,31 @@ def test_manifest_contributions_resolve():
     manifest = PluginManifest.from_file(MANIFEST)
     manifest.validate_imports()  # every python_name imports and exists
     contrib = manifest.contributions
-    assert {r.command for r in contrib.readers} == {"napari-spec2vol.get_reader"}
+    assert {r.command for r in contrib.readers} == {"spec2vol-bids.get_reader"}
     patterns = contrib.readers[0].filename_patterns
     assert "*_spectrogram.h5" in patterns and "*.nii.gz" in patterns and "*.vhdr" in patterns
     assert [w.display_name for w in contrib.widgets] == ["Spec2Vol prediction"]
     assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run"]
 
 
-def test_entry_point_registered():
+def test_entry_point_registered_and_discovered():
     from importlib.metadata import entry_points
 
     eps = [ep for ep in entry_points(group="napari.manifest") if ep.value.startswith("napari_spec2vol")]
     if not eps:
         pytest.skip("package not installed with its entry points (editable install missing)")
     assert eps[0].value == "napari_spec2vol:napari.yaml"
+    # npe2 finds the plugin through the entry point (the manifest name must be the distribution name)
+    npe2 = Path(sys.executable).with_name("npe2")
+    result = subprocess.run([str(npe2), "validate", "spec2vol-bids", "--imports"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    from npe2 import PluginManager
+
+    pm = PluginManager()
+    pm.discover(include_npe1=False)
+    assert "spec2vol-bids" in pm._manifests
+    assert pm.get_command("spec2vol-bids.make_widget").python_name == "napari_spec2vol._widget:Spec2VolWidget"
 
 
 def test_no_qt_binding_in_core_or_napari_extra():

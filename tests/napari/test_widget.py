@@ -172,12 +172,12 @@ def test_missing_inputs_are_notifications(make_napari_viewer, qtbot, errors, tmp
     viewer, widget = _widget(make_napari_viewer)
     assert widget.start() is None
     assert "no BIDS dataset is chosen" in errors[-1]
-    # a folder that is not a BIDS dataset
+    # a folder that is not a BIDS dataset: a quiet status while typing, a notification on Predict
     widget.bids_dir.value = tmp_path
-    assert "has no subjects" in errors[-1] or "no" in errors[-1].lower()
-    n_before = len(errors)
+    assert len(errors) == 1
+    assert "not a BIDS dataset" in widget.status.value
     assert widget.start() is None
-    assert len(errors) == n_before + 1
+    assert len(errors) == 2 and "not a BIDS dataset" in errors[-1]
     # a dataset but no checkpoint
     widget.bids_dir.value = napari_sample.paths.bids_dir
     widget.checkpoint.value = tmp_path / "missing.ckpt"
