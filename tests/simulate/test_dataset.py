@@ -170,3 +170,31 @@ def test_sessions_and_runs_layout(tmp_path):
         assert report.ok, report.summary()
         assert sorted(report.summary_info["sessions"]) == ["ses-01", "ses-02"] or \
             sorted(report.summary_info["sessions"]) == ["01", "02"]
+
+
+def test_task_preset_events_and_ecg(tmp_path):
+    """oddball-like (with an ECG channel added): stimulus markers in the .vmrk, both events.tsv files agree."""
+    from spec2vol_bids.simulate import get_preset, simulate_dataset
+
+    preset = get_preset("oddball-like").replace(n_eeg=8, ecg=True, grid=(64, 64, 4))
+    root = simulate_dataset(tmp_path / "ds", preset=preset, subjects=1, runs=1, volumes=10, progress=False)
+    stem = "sub-01_task-visualoddball"
+    markers = _vmrk_markers(root / f"sub-01/eeg/{stem}_eeg.vmrk")
+    stimuli = [(desc, pos) for typ, desc, pos in markers if typ == "Stimulus"]
+    assert stimuli and {d for d, _ in stimuli} <= {"S  1", "S  2"}
+    eeg_events = pd.read_csv(root / f"sub-01/eeg/{stem}_events.tsv", sep="\t")
+    stim_rows = eeg_events[eeg_events["trial_type"].str.startswith("Stimulus/")]
+    assert len(stim_rows) == len(stimuli)
+    func_events = pd.read_csv(root / f"sub-01/func/{stem}_events.tsv", sep="\t")
+    params = json.loads((root / SIMULATION_DIR / f"sub-01/func/{stem}_desc-simulation_params.json").read_text())
+    np.testing.assert_allclose(func_events["onset"].to_numpy() + params["FirstVolumeOnset"],
+                               stim_rows["onset"].to_numpy(), atol=1e-6)
+    assert set(func_events["trial_type"]) <= {"standard", "target"}
+    chans = pd.read_csv(root / f"sub-01/eeg/{stem}_channels.tsv", sep="\t")
+    assert list(chans["type"]) == ["EEG"] * 8 + ["ECG"]
+    eeg_json = json.loads((root / f"sub-01/eeg/{stem}_eeg.json").read_text())
+    assert eeg_json["ECGChannelCount"] == 1 and eeg_json["PowerLineFrequency"] == 60.0
+    assert eeg_json["SamplingFrequency"] == 1000.0
+    if validator_available():
+        report = run_validator(root)
+        assert report.ok, report.summary()
