@@ -435,7 +435,8 @@ class _Simulation:
         write_json(self.deriv / "noise_ceiling.json", {
             "Description": "Best score any EEG-to-fMRI model can reach on this dataset: the noise-free BOLD "
                            "compared with the measured BOLD, both min-max scaled to [0, 1] per volume "
-                           "(the official preprocessing), with spec2vol_bids.train.metrics.",
+                           "(the official preprocessing), on the native BOLD grid (before any resize to the "
+                           "model grid), with spec2vol_bids.train.metrics.",
             "ssim": {"Description": "Mean over volumes of the published 2-D SSIM (slices as channels)"},
             "psnr": {"Description": "Mean over volumes of the PSNR (data range 1)", "Units": "dB"},
             "dynamic_correlation": {"Description": "Mean over brain voxels of the Pearson correlation of the "
