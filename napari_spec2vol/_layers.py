@@ -84,6 +84,12 @@ def _limits(data: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
+def viewer_grid(viewer):
+    """The grid-mode model of a viewer: ``viewer.canvas.grid`` (napari >= 0.9) or ``viewer.grid`` (older)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def show_comparison(viewer, layer_data: Sequence[tuple[np.ndarray, dict, str]]) -> list:
     """Add comparison layers to ``viewer`` side by side with linked contrast and one time slider.
 
@@ -114,10 +120,11 @@ def show_comparison(viewer, layer_data: Sequence[tuple[np.ndarray, dict, str]]) 
     if "measured" in by_role and "predicted" in by_role:
         viewer.layers.link_layers([by_role["measured"], by_role["predicted"]],
                                   ("contrast_limits", "colormap", "gamma"))
-    viewer.canvas.grid.enabled = True
+    grid = viewer_grid(viewer)
+    grid.enabled = True
     # 1 x n for up to three cells, else two rows (fits the canvas next to the docked widget)
-    viewer.canvas.grid.shape = (1, len(added)) if len(added) <= 3 else (2, -(-len(added) // 2))
-    viewer.canvas.grid.stride = 1
+    grid.shape = (1, len(added)) if len(added) <= 3 else (2, -(-len(added) // 2))
+    grid.stride = 1
     viewer.dims.ndisplay = 2
     # RAS+ data: show the y (anterior) axis pointing up, as radiology viewers do.
     viewer.camera.orientation2d = ("up", "right")
