@@ -251,6 +251,7 @@ class DerivativeRun(_RunBase):
         self.mask_path = Path(self.mask_path) if self.mask_path else None
         self._h5 = _LazyH5(self.spectrogram)
         self._y = None
+        self._npy = None
 
     # ---- pairs
     @property
@@ -304,7 +305,30 @@ class DerivativeRun(_RunBase):
         return self._y
 
     def read_y(self, k: int) -> np.ndarray:
-        return np.array(self.target_array()[int(self.targets[k])], dtype=np.float32)  # [D, X, Y]
+        """Target volume of pair ``k``, ``[D, X, Y]``: one positioned read from the ``.npy`` cache.
+
+        A read (not a slice of the memory map) keeps the process's resident memory flat: pages of a memory map
+        stay counted in its RSS once touched, read pages only live in the kernel's page cache.
+        """
+        if self._npy is None or self._npy[0] != os.getpid():
+            self.target_array()  # creates the cache if needed
+            path = self._cache_file()
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                offset = f.tell()
+            if fortran or len(shape) != 4:
+                raise DataError(f"unexpected target cache layout in {path}", hint="delete MODEL_DIR/cache")
+            self._npy = (os.getpid(), open(path, "rb"), offset, tuple(shape[1:]), np.dtype(dtype))
+        _, fh, offset, vshape, dtype = self._npy
+        count = int(np.prod(vshape))
+        fh.seek(offset + int(self.targets[k]) * count * dtype.itemsize)
+        vol = np.fromfile(fh, dtype=dtype, count=count)
+        if vol.size != count:
+            raise DataError(f"the target cache of {self.name} is truncated", hint="delete MODEL_DIR/cache")
+        return vol.reshape(vshape).astype(np.float32, copy=False)  # [D, X, Y]
 
     def input_values(self) -> np.ndarray:
         return read_spectrogram(self.spectrogram)[self.window_rows()]
@@ -326,7 +350,8 @@ class DerivativeRun(_RunBase):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_y"] = None  # workers re-open their own memory map
+        state["_y"] = None  # workers re-open their own memory map and file handle
+        state["_npy"] = None
         return state
 
 
