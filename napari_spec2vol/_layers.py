@@ -120,6 +120,7 @@ def show_comparison(viewer, layer_data: Sequence[tuple[np.ndarray, dict, str]]) 
     if "measured" in by_role and "predicted" in by_role:
         viewer.layers.link_layers([by_role["measured"], by_role["predicted"]],
                                   ("contrast_limits", "colormap", "gamma"))
+        viewer.layers.selection.active = by_role["predicted"]  # its controls set both (linked)
     grid = viewer_grid(viewer)
     grid.enabled = True
     # 1 x n for up to three cells, else two rows (fits the canvas next to the docked widget)

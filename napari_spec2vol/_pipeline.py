@@ -65,6 +65,8 @@ class RunResult:
         napari geometry of the 4-D layers: ``[TR, dz, dy, dx]`` and ``[t0, z0, y0, x0]`` (seconds, mm).
     ssim, psnr : ndarray of float64, shape (t,)
         Per-volume SSIM and PSNR (dB), the published definitions.
+    spatial_r : ndarray of float64, shape (t,)
+        Per-volume Pearson correlation of predicted and measured voxel values inside the brain mask.
     dynamic_r : float
         Mean over brain voxels of the correlation of predicted and measured time courses.
     correlation_map : ndarray of float32, shape (z, y, x)
@@ -81,6 +83,7 @@ class RunResult:
     translate: list
     ssim: np.ndarray
     psnr: np.ndarray
+    spatial_r: np.ndarray
     dynamic_r: float
     correlation_map: np.ndarray
     metadata: dict = field(default_factory=dict)
@@ -91,12 +94,13 @@ class RunResult:
         return self.volume_indices * float(self.scale[0])
 
     def table(self) -> dict[str, list]:
-        """Per-volume metrics as columns (``volume``, ``time (s)``, ``SSIM``, ``PSNR (dB)``)."""
+        """Per-volume metrics as columns (``volume``, ``time (s)``, ``SSIM``, ``PSNR (dB)``, ``r``)."""
         return {
             "volume": [int(i) for i in self.volume_indices],
             "time (s)": [round(float(t), 3) for t in self.times],
             "SSIM": [round(float(v), 4) for v in self.ssim],
             "PSNR (dB)": [round(float(v), 2) for v in self.psnr],
+            "r": [round(float(v), 4) for v in self.spatial_r],
         }
 
     def layer_data(self) -> list[tuple[np.ndarray, dict, str]]:
@@ -316,6 +320,8 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     p_model, t_model = metrics.from_nifti_layout(pred_xyzt), metrics.from_nifti_layout(target)  # [N, Z, X, Y]
     ssim_v = np.asarray(metrics.ssim(p_model, t_model, reduction="none"), dtype=float)
     psnr_v = np.asarray(metrics.psnr(p_model, t_model, reduction="none"), dtype=float)
+    # spatial r of each volume: the same Pearson correlation, taken across the brain voxels ([V, N], axis 0)
+    spatial_r = metrics.dynamic_correlation_map(p_model[:, mask].T, t_model[:, mask].T)  # [N]
     if len(idx) > 1:
         r_model = metrics.dynamic_correlation_map(p_model, t_model, mask)  # [Z, X, Y]
         dyn_r = metrics.dynamic_correlation(p_model, t_model, mask)
@@ -345,7 +351,7 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     yield Progress("metrics", 1, 1)
     return RunResult(run=pair.name, measured=measured, predicted=predicted, volume_indices=idx,
                      scale=info_pred["scale"], translate=info_pred["translate"], ssim=ssim_v, psnr=psnr_v,
-                     dynamic_r=float(dyn_r), correlation_map=r_map.astype(np.float32), metadata=meta)
+                     spatial_r=np.asarray(spatial_r, dtype=float), dynamic_r=float(dyn_r), correlation_map=r_map.astype(np.float32), metadata=meta)
 
 
 def find_run(pairs, name: str):
@@ -370,6 +376,7 @@ def describe(result: RunResult) -> dict[str, Any]:
         "volumes": int(len(result.volume_indices)),
         "SSIM": float(np.mean(result.ssim)),
         "PSNR (dB)": float(np.mean(result.psnr)),
+        "r": float(np.nanmean(result.spatial_r)) if np.isfinite(result.spatial_r).any() else float("nan"),
         "dynamic r": result.dynamic_r,
         "device": result.metadata.get("device"),
     }

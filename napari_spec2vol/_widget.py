@@ -90,7 +90,7 @@ class Spec2VolWidget(Container):
         self.progress_bar = ProgressBar(label="progress", min=0, max=1000, value=0)
         self.status = Label(label="status", value="Choose a dataset and a checkpoint.")
         self.summary = Label(label="run metrics", value="")
-        self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": []},
+        self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": [], "r": []},
                                    label="per volume")
         self.extend([self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
                      self.batch_size, self.sample_button, self.run_button, self.cancel_button, self.progress_bar, self.status,
@@ -329,11 +329,12 @@ class Spec2VolWidget(Container):
         self.result = result
         layers = show_comparison(self.viewer, result.layer_data())
         self.metrics_table.value = result.table()
+        self.metrics_table.native.resizeColumnsToContents()
         self._plot.show(result)
         summary = _pipeline.describe(result)
         r = summary["dynamic r"]
         self.summary.value = (f"SSIM {summary['SSIM']:.3f} | PSNR {summary['PSNR (dB)']:.1f} dB | "
-                              f"dynamic r {'n/a' if math.isnan(r) else f'{r:.3f}'}")
+                              f"spatial r {_fmt(summary['r'])} | dynamic r {_fmt(r)}")
         self.progress_bar.value = 1000
         self.status.value = (f"{result.run}: {summary['volumes']} volumes predicted on {summary['device']} "
                              f"({result.metadata.get('scan_backend')} scan).")
@@ -350,6 +351,10 @@ class Spec2VolWidget(Container):
             return
         t = float(self.viewer.dims.point[self.viewer.dims.ndim - 4])
         self._plot.mark(t - float(self.result.translate[0]) + float(self.result.times[0]))
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 #: share of the progress bar given to each stage (start, end)
@@ -410,7 +415,7 @@ def _sample_worker(settings=None, report=None, should_stop=None):
 
 
 class _MetricsPlot:
-    """A small matplotlib plot of the per-volume SSIM and PSNR with a marker at the current time."""
+    """A small matplotlib plot of the per-volume SSIM, spatial r and PSNR with a marker at the current time."""
 
     def __init__(self):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -429,7 +434,7 @@ class _MetricsPlot:
             ax.clear()
             ax.tick_params(labelsize=7)
         self.ax.set_xlabel("time (s)", fontsize=7)
-        self.ax.set_ylabel("SSIM", fontsize=7, color="tab:blue")
+        self.ax.set_ylabel("SSIM, r", fontsize=7)
         self.ax2.set_ylabel("PSNR (dB)", fontsize=7, color="tab:orange")
         self._marker = None
 
@@ -437,8 +442,10 @@ class _MetricsPlot:
         """Plot the metrics of ``result``."""
         self._clear()
         t = result.times
-        self.ax.plot(t, result.ssim, color="tab:blue", lw=1.2)
-        self.ax2.plot(t, result.psnr, color="tab:orange", lw=1.0)
+        self.ax.plot(t, result.ssim, color="tab:blue", lw=1.2, label="SSIM")
+        self.ax.plot(t, result.spatial_r, color="tab:green", lw=1.0, label="r")
+        self.ax2.plot(t, result.psnr, color="tab:orange", lw=1.0, label="PSNR")
+        self.ax.legend(fontsize=6, loc="upper left", frameon=False)
         self._marker = self.ax.axvline(float(t[0]) if len(t) else 0.0, color="k", lw=0.8, ls="--")
         self.canvas.draw_idle()
 

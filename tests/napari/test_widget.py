@@ -98,7 +98,15 @@ def test_widget_predicts_the_sample_in_a_worker(make_napari_viewer, qtbot, napar
     assert len(table["data"]) == n
     ssim = np.array([row[2] for row in table["data"]], dtype=float)
     assert np.all(np.isfinite(ssim)) and np.all(ssim <= 1.0)
-    assert "SSIM" in widget.summary.value
+    assert "SSIM" in widget.summary.value and "dynamic r" in widget.summary.value
+    # spatial r per volume: Pearson correlation over the brain mask (independent oracle: np.corrcoef)
+    r = np.array([row[4] for row in table["data"]], dtype=float)
+    mask_file = result.metadata["target_file"].replace("_desc-target_bold", "_desc-brain_mask")
+    mask, _ = load_bold(mask_file)
+    inside = mask > 0
+    for k in (0, n - 1):
+        expected = np.corrcoef(measured.data[k][inside], predicted.data[k][inside])[0, 1]
+        assert r[k] == pytest.approx(expected, abs=1e-3)
     # clicking a row moves the time slider to that volume
     widget._on_row_clicked(3, 0)
     assert viewer.dims.point[0] == pytest.approx(result.translate[0] + 3 * result.scale[0])
