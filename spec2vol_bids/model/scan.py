@@ -6,14 +6,17 @@ One function, :func:`selective_scan`, with the signature and semantics of ``mamb
 ``"reference"``
     The sequential loop over time, written for clarity: the test oracle. Slow (one Python step per position).
 ``"chunked"``
-    Parallel and exact, pure PyTorch, the default on CPU. The sequence is cut into chunks; inside a chunk the
+    Exact, pure PyTorch, the default on CPU. The sequence is cut into chunks of ``T`` steps; inside a chunk the
     linear recurrence is solved in closed form with cumulative sums in log space
     (``h_t = exp(S_t) * (h_0 + cumsum_s exp(-S_s) x_s)`` with ``S_t = A * cumsum(delta)``), and a short loop
-    carries the state across chunks. The chunk length is chosen per call so that no exponential can overflow
-    (the decay accumulated inside one chunk stays below ``e^60`` in float32, ``e^600`` in float64), so the
-    result equals the sequential loop to rounding error whatever ``delta`` is. A custom autograd function
-    recomputes the states in the backward pass (a reverse scan of the same kind) instead of storing every
-    intermediate, so training memory stays a small multiple of one ``[batch, d, n, L]`` state tensor.
+    carries the state across chunks. ``T`` is chosen per call so that no exponential can overflow (the decay
+    accumulated inside one chunk stays below ``e^60`` in float32, ``e^600`` in float64), so the result equals the
+    sequential loop to rounding error whatever ``delta`` is. The chunk length per device is :data:`CHUNK_LENGTH`:
+    on CPU it is 1, where the method becomes an in-place recurrence over a time-major ``(l, b, d, n)`` state
+    tensor (vectorised over batch, channels and states), which measured 2-3x faster than longer chunks
+    (``benchmarks/bench_scan.py``). Both forms are custom autograd functions that save only their inputs and
+    recompute the states in the backward pass, then run the adjoint (reverse) scan, so training memory stays a
+    small multiple of one ``[batch, d, n, L]`` state tensor instead of one per time step.
 ``"mamba_ssm"``
     The fused CUDA kernel of the ``mamba-ssm`` package (optional extra ``cuda``), chosen automatically for CUDA
     tensors when it imports. A missing or broken install is a clear :class:`ScanBackendError` naming the fix.

@@ -133,3 +133,13 @@ def test_encoder_attention_never_mixes_electrodes():
 def test_encoder_block_rejects_bad_heads():
     with pytest.raises(ValueError, match="divisible"):
         EncoderBlock(dim=30, heads=8)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_encoder_attention_equals_torch_multihead_attention(training):
+    torch.manual_seed(0)
+    blk = EncoderBlock(dim=32, heads=4).train(training)
+    seq = torch.randn(6, 21, 32, dtype=torch.float64)
+    blk.double()
+    expected, _ = blk.attn(seq, seq, seq, need_weights=False)  # the module itself is the oracle
+    assert torch.allclose(blk.self_attention(seq), expected, atol=1e-12)
