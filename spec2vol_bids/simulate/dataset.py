@@ -100,9 +100,10 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise CantCreateError(f"{out_dir} exists and is not empty",
                               hint="Choose an empty or new OUT_DIR, or pass --overwrite (overwrite=True) to replace it")
     parent = out_dir.parent
-    if not parent.exists():
-        raise CantCreateError(f"The parent folder of {out_dir} does not exist",
-                              hint="Create it first or choose another OUT_DIR")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CantCreateError(f"Cannot create {parent} ({err.strerror})", hint="Choose a writable OUT_DIR") from None
     if not os.access(parent, os.W_OK):
         raise CantCreateError(f"Cannot write to {parent}", hint="Choose a writable OUT_DIR")
 

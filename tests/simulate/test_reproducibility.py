@@ -186,3 +186,10 @@ def test_volumes_override_changes_marker_count(two_runs_seed3):
     a, _, _ = two_runs_seed3
     events = pd.read_csv(a / "sub-01/eeg/sub-01_task-rest_events.tsv", sep="\t")
     assert int(np.sum(events["trial_type"] == "Response/R128")) == 12
+
+
+def test_missing_parent_folders_are_created(tmp_path):
+    out = tmp_path / "a" / "b" / "ds"
+    simulate_dataset(out, **{**SMALL, "volumes": 4})
+    assert (out / "dataset_description.json").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ds"]
