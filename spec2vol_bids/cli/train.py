@@ -114,6 +114,8 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--num-threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument("--num-workers", type=_nonneg, default=0,
+                   help="DataLoader worker processes reading training batches ahead (0: read in the main process)")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in MODEL_DIR (same arguments) to the same final weights")
     g.add_argument("--save-every", type=_nonneg, default=0,

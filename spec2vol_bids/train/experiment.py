@@ -133,7 +133,8 @@ class Experiment:
         cfg = TrainConfig(model=args.model, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
                           accumulation=args.accumulation, lr=args.lr, weight_decay=args.weight_decay,
                           warmup_steps=args.warmup_steps, schedule=args.schedule, seed=args.seed,
-                          device=args.device, save_every=args.save_every, normalization=args.normalization)
+                          device=args.device, save_every=args.save_every, normalization=args.normalization,
+                          num_workers=args.num_workers)
         return cls(None if args.official_h5 else args.deriv_dir, args.model_dir, cfg=cfg, cv=args.cv,
                    test_subjects=args.test_subjects, val_subjects=args.val_subjects, n_val=args.n_val,
                    select_on=args.select_on, baselines=baselines, official_h5=args.official_h5,

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_size: int = 16
     save_every: int = 0
+    num_workers: int = 0
     normalization: str = "train-minmax"
     select_metric: str = "ssim"
 
@@ -133,6 +134,24 @@ def _batches(ds: PairDataset, batch_size: int, order: Sequence[int] | None = Non
     order = range(len(ds)) if order is None else order
     for s in range(0, len(order), batch_size):
         yield _stack(ds, order[s:s + batch_size])
+
+
+def _collate(items):
+    xs, ys = zip(*items)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _train_batches(ds: PairDataset, chunks: Sequence[Sequence[int]], num_workers: int):
+    """Micro-batches of ``chunks`` in order; with ``num_workers`` > 0 read ahead by DataLoader workers (each
+    opens its own h5 and cache handles). The order, hence the result, does not depend on ``num_workers``."""
+    if num_workers <= 0:
+        for c in chunks:
+            yield _stack(ds, c)
+        return
+    from torch.utils.data import DataLoader
+
+    yield from DataLoader(ds, batch_sampler=[list(c) for c in chunks], num_workers=num_workers,
+                          collate_fn=_collate)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -351,7 +370,9 @@ def train_fold(
     best = {"epoch": None, "score": -math.inf, "state": None}
     ep_loss_sum, ep_loss_n = 0.0, 0
     resume_path = out_dir / "resume.ckpt"
-    fingerprint = {"config": cfg.to_dict(), "fold": fold.to_dict(), "n_train": n_train}
+    # what must not change across a resume (execution-only settings may)
+    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("num_workers", "save_every")},
+                   "fold": fold.to_dict(), "n_train": n_train}
 
     if resume and resume_path.exists():
         st = load_checkpoint(resume_path, fmt=RESUME_FORMAT)
@@ -387,8 +408,9 @@ def train_fold(
         chunks = [order[s:s + cfg.batch_size] for s in range(0, n_train, cfg.batch_size)]
         bar = tqdm(total=len(chunks), initial=mb_pos, desc=f"{fold.name} {cfg.model} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, unit="batch", leave=False)
+        batches = _train_batches(train_ds, chunks[mb_pos:], cfg.num_workers)
         while mb_pos < len(chunks):
-            x, y = _stack(train_ds, chunks[mb_pos])
+            x, y = next(batches)
             pred = model(x.to(device))  # [b, D, X, Y]
             loss = criterion(pred, y.to(device))
             (loss / cfg.accumulation).backward()

@@ -151,3 +151,11 @@ def test_gradient_training_reduces_loss(small, tmp_path):
     losses = [h["train_loss"] for h in res["history"]]
     assert losses[-1] < 0.8 * losses[0]
     assert res["history"][-1]["val"]["ssim"] > res["history"][0]["val"]["ssim"]
+
+
+def test_dataloader_workers_do_not_change_the_result(small, tmp_path):
+    runs, fold = small
+    L.train_fold(runs, fold, _cfg(epochs=1), tmp_path / "w0", progress=False)
+    L.train_fold(runs, fold, _cfg(epochs=1, num_workers=1), tmp_path / "w2", progress=False)
+    w0, w2 = _weights(tmp_path / "w0" / "last.ckpt"), _weights(tmp_path / "w2" / "last.ckpt")
+    assert all(torch.equal(w0[k], w2[k]) for k in w0)
