@@ -6,14 +6,16 @@ fresh Python process so that its peak resident memory (``ru_maxrss``) is its own
 
 * ``read EEG (stream)``: read every sample of the raw file through MNE in the blocks the pipeline uses
   (the cost of "merely reading the raw EEG file"),
-* ``read EEG (preload)``: ``mne.io.read_raw(..., preload=True)`` (what the official code does),
+* ``read EEG (preload)``: ``mne.io.read_raw(..., preload=True)``, i.e. loading the file the usual way (what the
+  official code does),
 * ``spectrogram``: :func:`spec2vol_bids.bids.process.compute_spectrogram` (markers, streaming STFT, pairs, h5),
 * ``BOLD target``: :func:`spec2vol_bids.bids.process.compute_target` (DCT resize, mask, scaling, NIfTI),
 * ``participant (CLI)``: ``spec2vol_bids BIDS OUT participant --nprocs 1`` end to end (nipype, both steps above,
   derivatives, report),
 * ``imports only``: the interpreter with the same imports, the floor of every peak.
 
-Targets (issue 5): spectrogram wall time <= 2x the streamed read; peak memory <= 1.5x the raw data of one run.
+Targets (issue 5): spectrogram wall time <= 2x the read time (reported against both reads: the streamed read is
+the stricter floor, since it already skips MNE's full load); peak memory <= 1.5x the raw data of one run.
 
 Run: ``python -m benchmarks.bench_participant [--quick] [--data DIR]`` (``--data`` reuses a simulated dataset).
 """
@@ -130,9 +132,11 @@ def main(quick: bool = False, data: str | None = None) -> dict:
         records.append({"case": "participant (CLI)", "seconds": stats["seconds"], "peak_rss_mb": stats["peak_rss_mb"]})
         by = {r["case"]: r for r in records}
         read_s = by["read EEG (stream)"]["seconds"]
+        load_s = by["read EEG (preload)"]["seconds"]
         floor = by["imports only"]["peak_rss_mb"]
         for r in records:
             r["x_read_time"] = r["seconds"] / read_s
+            r["x_mne_load_time"] = r["seconds"] / load_s
             r["peak_over_imports_mb"] = r["peak_rss_mb"] - floor
             r["x_run_size"] = r["peak_over_imports_mb"] / run_mb
         meta = {
@@ -141,6 +145,7 @@ def main(quick: bool = False, data: str | None = None) -> dict:
             "eeg_mb": eeg_bytes / 2**20, "bold_mb_native_dtype": bold_bytes / 2**20, "run_mb": run_mb,
             "target_time_x_read": 2.0, "target_memory_x_run": 1.5,
             "spectrogram_time_x_read": by["spectrogram"]["x_read_time"],
+            "spectrogram_time_x_mne_load": by["spectrogram"]["x_mne_load_time"],
             "spectrogram_memory_x_run": by["spectrogram"]["x_run_size"],
             "cli_memory_x_run": by["participant (CLI)"]["x_run_size"],
             "time_target_met": by["spectrogram"]["x_read_time"] <= 2.0,
@@ -152,7 +157,8 @@ def main(quick: bool = False, data: str | None = None) -> dict:
                  "Times relative to streaming every EEG sample through MNE. The CLI case adds nipype, the BOLD "
                  "target and the HTML report to the EEG work.")
         return write_results("participant", records, meta=meta, title="Participant level on a CN-EPFL-like run",
-                             notes=notes, md_table_columns=["case", "seconds", "x_read_time", "peak_rss_mb",
+                             notes=notes, md_table_columns=["case", "seconds", "x_read_time", "x_mne_load_time",
+                                                            "peak_rss_mb",
                                                             "peak_over_imports_mb", "x_run_size"])
 
 

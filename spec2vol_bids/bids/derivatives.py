@@ -32,6 +32,7 @@ __all__ = [
     "DERIVATIVE_DATASET_NAME",
     "BIDSIGNORE",
     "derivative_path",
+    "sidecar_path",
     "write_spectrogram",
     "read_spectrogram",
     "write_nifti",

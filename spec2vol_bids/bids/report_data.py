@@ -13,65 +13,91 @@ from typing import Any
 
 import numpy as np
 
-from .derivatives import read_spectrogram
+from .derivatives import read_spectrogram, sidecar_path
+from .layout import parse_entities
 from .process import RunInfo, prediction_name, spectrogram_name, target_names
 
-__all__ = ["run_report"]
+__all__ = ["run_report", "run_report_from_files", "subject_runs"]
 
 
-def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None):
-    """A :class:`~spec2vol_bids.reports.participant.RunReport` for one run, or ``None`` if nothing was written.
+def _stem(path: Path) -> str:
+    ents = parse_entities(path)
+    return "_".join(f"{k}-{v}" for k, v in ents.items() if k != "desc")
+
+
+def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.PathLike | None = None,
+                          mask: str | os.PathLike | None = None, prediction: str | os.PathLike | None = None,
+                          info: RunInfo | None = None):
+    """A :class:`~spec2vol_bids.reports.participant.RunReport` from a run's derivative files.
 
     Parameters
     ----------
-    output_dir : path-like
-        The derivative dataset.
-    pair : RunPair
-        The run.
+    spectrogram : path-like
+        The run's ``*_desc-stft_spectrogram.h5``.
+    target, mask, prediction : path-like, optional
+        The run's target, brain mask and predicted BOLD (sections without them are skipped).
     info : RunInfo, optional
-        Header information gathered before processing (volume markers, EEG duration).
+        Header information gathered before processing (all volume markers, EEG duration).
     """
     import nibabel as nib
 
     from ..reports.participant import RunReport
 
-    out = Path(output_dir)
-    spec_path = spectrogram_name(out, pair.eeg_file)
-    target_path, mask_path = target_names(out, pair.bold_file)
-    pred_path = prediction_name(out, pair.eeg_file)
-    if not spec_path.is_file():
-        return None
-    spec = read_spectrogram(spec_path)
+    spectrogram = Path(spectrogram)
+    spec = read_spectrogram(spectrogram)
     attrs = spec["attrs"]
-    side = json.loads(spec_path.with_suffix(".json").read_text(encoding="utf-8"))
+    side = json.loads(sidecar_path(spectrogram).read_text(encoding="utf-8"))
     kwargs: dict[str, Any] = {
-        "name": pair.name,
-        "repetition_time": float(pair.repetition_time),
+        "name": _stem(spectrogram),
+        "repetition_time": float(attrs["repetition_time"]),
         "n_volumes": int(spec["spectrogram"].shape[0]),
         "volume_onsets": spec["volume_onsets"],
         "onset_source": str(attrs.get("onset_source", "markers")),
-        "sfreq": float(attrs.get("sfreq")),
+        "sfreq": float(attrs["sfreq"]),
         "channels": list(attrs.get("channels", [])),
         "spectrogram": spec["spectrogram"],  # [n_volumes, C, F], as written (scaled)
         "frequencies": spec["frequencies"],
         "valid": spec["valid"],
         "n_pairs": int(spec["pair_targets"].size),
         "warnings": list(side.get("AlignmentWarnings", [])),
-        "files": {"spectrogram": spec_path},
+        "files": {"spectrogram": spectrogram},
     }
     if info is not None:
         kwargs["eeg_duration"] = float(info.eeg_duration) or None
         if info.onsets.markers.size:
             kwargs["marker_onsets"] = info.onsets.markers
-    if target_path.is_file():
-        kwargs["target"] = np.asarray(nib.load(str(target_path)).dataobj, dtype=np.float32)  # [X, Y, Z, T]
-        kwargs["files"]["target"] = target_path
-    if mask_path.is_file():
-        kwargs["mask"] = np.asarray(nib.load(str(mask_path)).dataobj).astype(bool)  # [X, Y, Z]
-        kwargs["files"]["mask"] = mask_path
-    if pred_path.is_file():
-        kwargs["prediction"] = np.asarray(nib.load(str(pred_path)).dataobj, dtype=np.float32)  # [X, Y, Z, N]
-        pred_side = json.loads(pred_path.with_name(pred_path.name.replace(".nii.gz", ".json")).read_text())
+    if target is not None and Path(target).is_file():
+        kwargs["target"] = np.asarray(nib.load(str(target)).dataobj, dtype=np.float32)  # [X, Y, Z, T]
+        kwargs["files"]["target"] = Path(target)
+    if mask is not None and Path(mask).is_file():
+        kwargs["mask"] = np.asarray(nib.load(str(mask)).dataobj).astype(bool)  # [X, Y, Z]
+        kwargs["files"]["mask"] = Path(mask)
+    if prediction is not None and Path(prediction).is_file():
+        kwargs["prediction"] = np.asarray(nib.load(str(prediction)).dataobj, dtype=np.float32)  # [X, Y, Z, N]
+        pred_side = json.loads(sidecar_path(prediction).read_text(encoding="utf-8"))
         kwargs["prediction_indices"] = np.asarray(pred_side.get("VolumeIndices", []), dtype=int)
-        kwargs["files"]["prediction"] = pred_path
+        kwargs["files"]["prediction"] = Path(prediction)
     return RunReport(**kwargs)
+
+
+def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None):
+    """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing."""
+    out = Path(output_dir)
+    spec = spectrogram_name(out, pair.eeg_file)
+    if not spec.is_file():
+        return None
+    target, mask = target_names(out, pair.bold_file)
+    return run_report_from_files(spec, target=target, mask=mask, prediction=prediction_name(out, pair.eeg_file),
+                                 info=info)
+
+
+def subject_runs(files) -> list[dict[str, Path]]:
+    """Group derivative files of one subject by run: ``[{"spectrogram", "target", "mask", "prediction"}]``."""
+    kinds = {"_desc-stft_spectrogram.h5": "spectrogram", "_desc-target_bold.nii.gz": "target",
+             "_desc-brain_mask.nii.gz": "mask", "_desc-spec2vol_bold.nii.gz": "prediction"}
+    runs: dict[str, dict[str, Path]] = {}
+    for f in map(Path, files):
+        for suffix, kind in kinds.items():
+            if f.name.endswith(suffix):
+                runs.setdefault(f.name[: -len(suffix)], {})[kind] = f
+    return [runs[k] for k in sorted(runs) if "spectrogram" in runs[k]]

@@ -11,11 +11,13 @@ interface                                 wraps
 :class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.bids.process.compute_target`
 :class:`.model.Predict`                   :func:`spec2vol_bids.bids.process.predict_run`
 :class:`.bids.DerivativesDataSink`        :func:`spec2vol_bids.bids.derivatives.copy_atomic`
+:class:`.reports.ParticipantReport`       :func:`spec2vol_bids.reports.participant.participant_report`
 ========================================  ==============================================================
 """
 
 from .bids import DerivativesDataSink
 from .model import Predict
 from .preproc import BOLDTarget, EEGSpectrogram
+from .reports import ParticipantReport
 
-__all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink"]
+__all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink", "ParticipantReport"]

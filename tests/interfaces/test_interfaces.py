@@ -56,3 +56,14 @@ def test_predict_hash_ignores_device_but_not_weights(tmp_path):
     assert p.inputs.get_hashval()[1] == h
     p.inputs.checkpoint = str(tmp_path / "b.ckpt")
     assert p.inputs.get_hashval()[1] != h
+
+
+def test_participant_report_from_derivative_files(tiny_derivatives, tmp_path):
+    from spec2vol_bids.interfaces import ParticipantReport
+
+    files = sorted(str(p) for p in (tiny_derivatives / "sub-01").rglob("*") if p.suffix in (".h5", ".gz"))
+    res = ParticipantReport(base_directory=str(tmp_path), subject="sub-01", in_files=files).run(cwd=str(tmp_path))
+    report = Path(res.outputs.out_report)
+    assert report == tmp_path / "sub-01.html"
+    html = report.read_text()
+    assert "sub-01_task-rest" in html and "<img" in html
