@@ -24,6 +24,7 @@ from ._pipeline import Progress, cache_root
 #: sizes of the sample (kept small: the whole thing runs in well under a minute on one CPU core)
 SAMPLE = {"preset": "tiny", "subjects": 2, "volumes": 48, "seed": 7, "epochs": 4, "batch_size": 4, "lr": 5e-3}
 _DONE = "sample.json"
+_DATASET_DONE = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,57 @@ def _settings(settings: dict | None) -> dict:
     return {**SAMPLE, **(settings or {})}
 
 
+def prepare_dataset(root: str | os.PathLike | None = None, *, settings: dict | None = None,
+                    report: Callable[[Progress], None] | None = None) -> tuple[Path, str]:
+    """Simulate (or reuse) the sample's raw BIDS dataset; the quick first half of :func:`prepare_sample`.
+
+    Parameters
+    ----------
+    root, settings, report
+        As for :func:`prepare_sample`.
+
+    Returns
+    -------
+    bids_dir : Path
+        The simulated dataset.
+    run : str
+        The held-out run the sample predicts (the last subject's).
+    """
+    cfg = _settings(settings)
+    folder = sample_dir(root, cfg)
+    bids, marker = folder / "bids", folder / _DATASET_DONE
+    if not (marker.is_file() and bids.is_dir()):
+        from spec2vol_bids.simulate import simulate_dataset
+        from spec2vol_bids.utils import write_json
+
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        (report or (lambda p: None))(Progress("simulating an EEG-fMRI dataset", 0, 1))
+        try:
+            simulate_dataset(bids, preset=cfg["preset"], subjects=cfg["subjects"], volumes=cfg["volumes"],
+                             seed=cfg["seed"], progress=False)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        write_json(marker, {"settings": cfg, "version": __version__})
+    return bids, _held_out_run(bids, cfg)
+
+
+def _held_out_run(bids: Path, cfg: dict) -> str:
+    """The first EEG run of the last subject (``sub-02_task-rest``), named as :attr:`RunPair.name`."""
+    from spec2vol_bids.errors import DataError
+
+    subjects = sorted(p for p in bids.glob("sub-*") if p.is_dir())
+    eeg = sorted(subjects[-1].rglob("*_eeg.vhdr")) if subjects else []
+    if not eeg:
+        raise DataError(f"the sample dataset {bids} has no EEG recording", hint="Delete it to simulate it again.")
+    return eeg[0].name[: -len("_eeg.vhdr")]
+
+
 def prepare_sample(root: str | os.PathLike | None = None, *, settings: dict | None = None,
                    report: Callable[[Progress], None] | None = None, rebuild: bool = False) -> SamplePaths:
-    """Build (or reuse) the simulated dataset and the tiny trained model.
+    """Build (or reuse) the simulated dataset, its derivatives and the tiny trained model.
 
     Parameters
     ----------
@@ -89,7 +138,9 @@ def prepare_sample(root: str | os.PathLike | None = None, *, settings: dict | No
     cfg = _settings(settings)
     folder = sample_dir(root, cfg)
     done = folder / _DONE
-    if done.is_file() and not rebuild:
+    if rebuild and folder.exists():
+        shutil.rmtree(folder)
+    if done.is_file():
         try:
             info = json.loads(done.read_text(encoding="utf-8"))
             paths = SamplePaths(Path(info["bids_dir"]), Path(info["derivatives"]), Path(info["checkpoint"]),
@@ -98,27 +149,28 @@ def prepare_sample(root: str | os.PathLike | None = None, *, settings: dict | No
                 return paths
         except (OSError, KeyError, json.JSONDecodeError):
             pass
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     say = report or (lambda p: None)
+    bids, run = prepare_dataset(root, settings=cfg, report=say)
     try:
-        return _build(folder, cfg, say)
+        return _build(folder, bids, run, cfg, say)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        for part in ("derivatives", "model"):
+            shutil.rmtree(folder / part, ignore_errors=True)
         raise
 
 
-def _build(folder: Path, cfg: dict, say: Callable[[Progress], None]) -> SamplePaths:
+def _build(folder: Path, bids: Path, run: str, cfg: dict, say: Callable[[Progress], None]) -> SamplePaths:
     from spec2vol_bids.bids import process
     from spec2vol_bids.bids.layout import collect_pairs
-    from spec2vol_bids.simulate import simulate_dataset
     from spec2vol_bids.utils import write_json
 
-    say(Progress("simulating an EEG-fMRI dataset", 0, 1))
-    bids = simulate_dataset(folder / "bids", preset=cfg["preset"], subjects=cfg["subjects"],
-                            volumes=cfg["volumes"], seed=cfg["seed"], progress=False)
     pairs = collect_pairs(bids)
+    held_out = [p for p in pairs if p.name == run]
+    if len(pairs) < 2 or not held_out:
+        from spec2vol_bids.errors import DataError
+
+        raise DataError(f"the sample dataset {bids} has {len(pairs)} paired run(s); two subjects are needed",
+                        hint="Delete the folder to simulate it again.")
     deriv = folder / "derivatives"
     for k, pair in enumerate(pairs):
         say(Progress("computing spectrograms and targets", k, len(pairs)))
@@ -129,15 +181,16 @@ def _build(folder: Path, cfg: dict, say: Callable[[Progress], None]) -> SamplePa
         target, mask = process.target_names(deriv, pair.bold_file)
         process.compute_target(pair.bold_file, out_file=target, mask_file=mask,
                                repetition_time=pair.repetition_time)
-    checkpoint = _train(deriv, folder / "model", pairs, cfg, say)
-    held_out = pairs[-1]
-    paths = SamplePaths(bids, deriv, checkpoint, held_out.name)
+    train_pairs = [p for p in pairs if p.name != run]
+    checkpoint = _train(deriv, folder / "model", train_pairs, held_out, cfg, say)
+    paths = SamplePaths(bids, deriv, checkpoint, run)
     write_json(folder / _DONE, {"bids_dir": str(bids), "derivatives": str(deriv), "checkpoint": str(checkpoint),
-                                "run": held_out.name, "settings": cfg, "version": __version__})
+                                "run": run, "settings": cfg, "version": __version__})
     return paths
 
 
-def _train(deriv: Path, model_dir: Path, pairs, settings: dict, say: Callable[[Progress], None]) -> Path:
+def _train(deriv: Path, model_dir: Path, train_pairs, test_pairs, settings: dict,
+           say: Callable[[Progress], None]) -> Path:
     import math
 
     from spec2vol_bids.train.data import discover_runs
@@ -145,8 +198,8 @@ def _train(deriv: Path, model_dir: Path, pairs, settings: dict, say: Callable[[P
     from spec2vol_bids.train.splits import Fold
 
     runs = discover_runs(deriv, cache_dir=model_dir / "cache")
-    train_subjects = tuple(sorted({p.subject for p in pairs[:-1]}))
-    test_subjects = (pairs[-1].subject,)
+    train_subjects = tuple(sorted({p.subject for p in train_pairs}))
+    test_subjects = tuple(sorted({p.subject for p in test_pairs}))
     fold = Fold(name="sample", train=train_subjects, val=(), test=test_subjects)  # no validation: last epoch
     cfg = TrainConfig(preset="tiny", epochs=settings["epochs"], batch_size=settings["batch_size"], accumulation=1,
                       lr=settings["lr"], warmup_steps=2, restart_every=settings["epochs"], seed=settings["seed"],
@@ -166,32 +219,39 @@ def _train(deriv: Path, model_dir: Path, pairs, settings: dict, say: Callable[[P
 def make_sample_data():
     """napari sample-data command: a simulated run predicted by a tiny model, compared with its measured BOLD.
 
-    With a viewer open (the normal case) the prediction widget is docked and does the work in a background
-    thread, with its progress bar: it builds or reuses the sample (:func:`prepare_sample`), fills in the dataset,
-    run and checkpoint, predicts the held-out run and shows the comparison in grid mode with linked contrast
-    limits and the per-volume metrics. The viewer stays responsive meanwhile.
-
-    Without a viewer the same work runs here and the layer data are returned.
+    The simulated dataset is made first (a few seconds, cached) and the held-out run's EEG is returned at once:
+    an image ``(channel, time)`` and its volume markers. With a viewer open, the prediction widget is docked and,
+    in a background thread with its progress bar, computes the derivatives, trains the tiny model (both cached),
+    predicts the run and shows the comparison in grid mode with linked contrast limits and the per-volume
+    metrics. The viewer stays responsive meanwhile. Without a viewer the prediction runs here and its layers are
+    returned after the EEG.
 
     Returns
     -------
     layers : list of tuple
-        ``(data, kwargs, layer_type)`` tuples, or ``[]`` when the docked widget adds the layers.
+        ``(data, kwargs, layer_type)`` tuples.
     """
+    from napari.utils import progress
+
+    from . import _pipeline
+    from ._reader import read_eeg
+
+    with progress(total=1, desc="spec2vol sample: simulating an EEG-fMRI dataset") as bar:
+        bids, run = prepare_dataset()
+        bar.update(1)
+    pair = _pipeline.find_run(_pipeline.list_runs(bids), run)
+    layers = read_eeg(pair.eeg_file)
     widget = _dock_widget()
     if widget is not None:
         widget.load_sample(predict=True)
-        return []
-    from . import _pipeline
-
+        return layers
     paths = prepare_sample()
-    pair = _pipeline.find_run(_pipeline.list_runs(paths.bids_dir), paths.run)
     gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=_pipeline.default_output_dir(paths.bids_dir))
     while True:
         try:
             next(gen)
         except StopIteration as stop:
-            return stop.value.layer_data()
+            return layers + stop.value.layer_data()
 
 
 def _dock_widget():

@@ -269,7 +269,7 @@ class Spec2VolWidget(Container):
         if outcome.error is not None:
             self._notify_error(outcome.error)
             return
-        if outcome.result is None:
+        if outcome.result is None or self._cancel_requested:  # a late Cancel still wins
             self.status.value = "Cancelled."
             return
         self.use_sample(outcome.result)
@@ -297,7 +297,7 @@ class Spec2VolWidget(Container):
         if result.error is not None:
             self._notify_error(result.error)
             return
-        if result.result is None:
+        if result.result is None or self._cancel_requested:  # a late Cancel still wins
             self.status.value = "Cancelled."
             return
         self.show_result(result.result)

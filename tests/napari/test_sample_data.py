@@ -37,20 +37,38 @@ def test_unknown_sample_setting_is_a_usage_error():
 
 def test_sample_command_docks_the_widget_and_shows_the_comparison(make_napari_viewer, qtbot, monkeypatch,
                                                                   napari_sample):
+    """File > Open Sample through napari and npe2: EEG at once, the comparison when the worker is done."""
     monkeypatch.setattr(_sample_data, "SAMPLE", {**_sample_data.SAMPLE, **TEST_SAMPLE})  # the cached sample
     viewer = make_napari_viewer()
-    assert _sample_data.make_sample_data() == []
+    _register_plugin()
+    added = viewer.open_sample("spec2vol-bids", "tiny-simulated-run")
+    assert [layer.metadata["kind"] for layer in added] == ["eeg", "volume-markers"]
+    assert added[0].data.shape[0] == 16  # the tiny preset's channels
     widget = viewer.window.dock_widgets["Spec2Vol prediction"]
     qtbot.waitUntil(lambda: widget.result is not None and not widget.running, timeout=180_000)
     assert widget.bids_dir.value == napari_sample.paths.bids_dir
     assert widget.run_choice.value == napari_sample.paths.run
     roles = {layer.metadata.get("spec2vol_role") for layer in viewer.layers}
     assert {"measured", "predicted", "difference", "correlation"} <= roles
+    assert not added[0].visible  # the EEG stays in the layer list, out of the grid
     assert viewer.canvas.grid.enabled
     # a second click reuses the docked widget
-    assert _sample_data.make_sample_data() == []
+    assert len(_sample_data.make_sample_data()) == 2
     assert list(viewer.window.dock_widgets).count("Spec2Vol prediction") == 1
     qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
+
+
+def _register_plugin():
+    """Make sure npe2's plugin manager knows this plugin (napari's test fixtures may isolate it)."""
+    from pathlib import Path
+
+    from npe2 import PluginManager, PluginManifest
+
+    import napari_spec2vol
+
+    pm = PluginManager.instance()
+    if "spec2vol-bids" not in pm._manifests:
+        pm.register(PluginManifest.from_file(Path(napari_spec2vol.__file__).with_name("napari.yaml")))
 
 
 def test_sample_command_without_a_viewer_returns_layer_data(monkeypatch, napari_sample):
@@ -59,9 +77,10 @@ def test_sample_command_without_a_viewer_returns_layer_data(monkeypatch, napari_
     monkeypatch.setattr(_sample_data, "SAMPLE", {**_sample_data.SAMPLE, **TEST_SAMPLE})
     monkeypatch.setattr(napari, "current_viewer", lambda: None)
     layers = _sample_data.make_sample_data()
-    assert [kw["metadata"]["spec2vol_role"] for _, kw, _ in layers] == ["measured", "predicted", "difference",
-                                                                         "correlation"]
-    (m, mkw, _), (p, pkw, _) = layers[:2]
+    assert [kw["metadata"].get("kind") for _, kw, _ in layers[:2]] == ["eeg", "volume-markers"]
+    assert [kw["metadata"]["spec2vol_role"] for _, kw, _ in layers[2:]] == ["measured", "predicted", "difference",
+                                                                             "correlation"]
+    (m, mkw, _), (p, pkw, _) = layers[2:4]
     assert m.shape == p.shape and m.ndim == 4
     assert mkw["contrast_limits"] == pkw["contrast_limits"]
     assert np.isfinite(p).all()
