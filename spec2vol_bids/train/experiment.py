@@ -302,14 +302,17 @@ class Experiment:
     def summary_text(self) -> str:
         """A short plain-text results table for the terminal."""
         lines = [f"protocol: {self.folds[0].protocol}; {len(self.folds)} fold(s); outputs in {self.model_dir}"]
-        lines.append(f"{'model':<10} {'ckpt':<5} {'SSIM':>16} {'PSNR (dB)':>16} {'dyn. r':>16}")
-        for r in self.summary_rows():
-            if r["split"] != "test" and any(x["split"] == "test" for x in self.summary_rows()):
+        lines.append(f"{'model':<10} {'ckpt':<5} {'split':<5} {'SSIM':>16} {'PSNR (dB)':>17} {'dyn. r':>16}")
+        summ = self.summary_rows()
+        has_test = any(x["split"] == "test" for x in summ)
+        for r in summ:
+            if has_test and r["split"] != "test":
                 continue
             cells = [f"{r[f'{k}_mean']:.4f} +- {r[f'{k}_std']:.4f}" for k in ("ssim", "psnr", "dyncorr")]
-            lines.append(f"{r['model']:<10} {r['checkpoint']:<5} " + " ".join(f"{c:>16}" for c in cells))
+            lines.append(f"{r['model']:<10} {r['checkpoint']:<5} {r['split']:<5} {cells[0]:>16} {cells[1]:>17} "
+                         f"{cells[2]:>16}")
         ceiling = self._ceiling_for([s for f in self.folds for s in f.test])
         if ceiling:
-            lines.append(f"{'ceiling':<10} {'':<5} {ceiling['ssim']:>16.4f} {ceiling['psnr']:>16.4f} "
+            lines.append(f"{'ceiling':<10} {'':<5} {'test':<5} {ceiling['ssim']:>16.4f} {ceiling['psnr']:>17.4f} "
                          f"{ceiling['dyncorr']:>16.4f}")
         return "\n".join(lines)
