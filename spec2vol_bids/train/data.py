@@ -462,8 +462,10 @@ def discover_runs(deriv_dir: str | os.PathLike, *, cache_dir: str | os.PathLike 
     if not root.is_dir():
         raise NoInputError(f"derivatives folder {root} does not exist",
                            hint="pass the OUT_DIR of `spec2vol_bids BIDS_DIR OUT_DIR participant`")
+    # BIDS layout only (sub-<label>[/ses-<label>]/eeg/): skips hidden folders and nipype work directories
     specs = sorted(p for p in root.rglob(f"*{SPECTROGRAM_SUFFIX}")
-                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
+                   if not any(part.startswith(".") for part in p.relative_to(root).parts)
+                   and p.parent.name == "eeg" and p.parent.parent.name.startswith(("sub-", "ses-")))
     if not specs:
         raise NoInputError(f"no *{SPECTROGRAM_SUFFIX} files under {root}",
                            hint="run `spec2vol_bids BIDS_DIR OUT_DIR participant` first and pass its OUT_DIR "

@@ -109,3 +109,13 @@ def test_official_h5_reader(tmp_path):
         D.load_official_h5([paths[0], bad])
     with pytest.raises(NoInputError):
         D.load_official_h5([tmp_path / "nope.h5"])
+
+
+def test_discovery_ignores_work_directories(fake_derivs):
+    import shutil
+
+    spec = next(fake_derivs.rglob("sub-01_*_desc-stft_spectrogram.h5"))
+    node = fake_derivs / "work" / "spec2vol_wf" / "_subject_01" / "sink"
+    node.mkdir(parents=True)
+    shutil.copy(spec, node / spec.name)  # a nipype node's copy must not become a second run
+    assert [r.subject for r in D.discover_runs(fake_derivs)] == ["01", "02", "03", "04"]
