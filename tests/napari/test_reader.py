@@ -238,3 +238,26 @@ def test_layers_load_in_a_viewer(make_napari_viewer, tmp_path):
         layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
         assert layer.ndim == data.ndim
     assert len(viewer.layers) == 2
+
+
+def test_reader_on_files_written_by_the_bids_app(napari_sample):
+    """The derivatives and raw EEG of the simulated sample (written by the project's own writers) read back."""
+    paths = napari_sample.paths
+    spec_file = next(paths.derivatives.rglob("*_desc-stft_spectrogram.h5"))
+    (spec, kwargs, _), = napari_get_reader(str(spec_file))(str(spec_file))
+    meta = kwargs["metadata"]
+    assert spec.shape[0] == 36 and spec.shape[1] == len(meta["channels"]) == 16
+    assert spec.shape[2] == len(meta["frequencies"])
+    assert kwargs["scale"][0] == meta["repetition_time"] == 2.0
+    assert isinstance(meta["config"], dict) and "eeg" in meta["config"]
+    assert meta["pairs_windows"].shape[1] == 20
+    target_file = next(paths.derivatives.rglob("*_desc-target_bold.nii.gz"))
+    (bold, bkw, _), = read_paths(target_file)
+    assert bold.shape == (36, 8, 64, 64)
+    assert bkw["metadata"]["kind"] == "bold-target" and bkw["scale"][0] == 2.0
+    eeg_file = next(paths.bids_dir.rglob("sub-02*_eeg.vhdr"))
+    layers = read_paths(eeg_file)
+    assert [layer_type for _, _, layer_type in layers] == ["image", "shapes"]
+    assert layers[0][0].shape[0] == 16
+    assert len(layers[1][0]) == 36  # one R128 marker per BOLD volume
+    assert layers[0][1]["metadata"]["onset_source"] == "markers"
