@@ -390,6 +390,22 @@ def _bids_companion(path: Path, suffix: str) -> Path:
     return path.with_name(f"{stem}_{suffix}")
 
 
+def _read_decimated(raw, picks: list[int], n_samples: int, decim: int,
+                    block: int = 2_000_000) -> np.ndarray:
+    """``raw``'s ``picks`` as float32, averaged over blocks of ``decim`` samples, read a few seconds at a time.
+
+    Only the (decimated) output is held in memory, so a long high-rate recording opens without loading it whole.
+    """
+    n_out = n_samples // decim
+    out = np.empty((len(picks), n_out), dtype=np.float32)
+    step = max(1, block // max(1, len(picks)) // decim) * decim  # samples per read, a multiple of decim
+    for start in range(0, n_out * decim, step):
+        stop = min(start + step, n_out * decim)
+        seg = raw.get_data(picks=picks, start=start, stop=stop)  # [C, stop - start]
+        out[:, start // decim: stop // decim] = seg.reshape(len(picks), -1, decim).mean(axis=2)
+    return out
+
+
 def read_eeg(path: PathLike) -> list[LayerDataTuple]:
     """Read an EEG recording as an image ``(channel, time)`` plus its volume markers.
 
@@ -421,10 +437,7 @@ def read_eeg(path: PathLike) -> list[LayerDataTuple]:
         raise DataError(f"{p.name} has no data channels", hint="Open a recording with EEG channels.")
     sfreq = rec.sfreq
     decim = max(1, int(np.ceil(len(picks) * rec.n_samples / MAX_DISPLAY_SAMPLES)))
-    data = rec.raw.get_data(picks=idx).astype(np.float32)  # [C, n_samples], volts
-    if decim > 1:
-        n = data.shape[1] // decim * decim
-        data = data[:, :n].reshape(data.shape[0], -1, decim).mean(axis=2)
+    data = _read_decimated(rec.raw, idx, rec.n_samples, decim)  # [C, n_samples // decim], volts
     med = np.median(data, axis=1, keepdims=True)
     mad = np.median(np.abs(data - med), axis=1, keepdims=True) * 1.4826
     mad[mad == 0] = 1.0

@@ -261,3 +261,30 @@ def test_reader_on_files_written_by_the_bids_app(napari_sample):
     assert layers[0][0].shape[0] == 16
     assert len(layers[1][0]) == 36  # one R128 marker per BOLD volume
     assert layers[0][1]["metadata"]["onset_source"] == "markers"
+
+
+def test_long_eeg_is_block_averaged_for_display(tmp_path, monkeypatch):
+    import mne
+
+    import napari_spec2vol._reader as reader
+
+    raw, data = _raw(n_ch=3, sfreq=100.0, seconds=12.0)
+    path = tmp_path / "sub-01_task-rest_eeg.vhdr"
+    mne.export.export_raw(path, raw, fmt="brainvision", verbose="error")
+    monkeypatch.setattr(reader, "MAX_DISPLAY_SAMPLES", 1000)  # 3 x 1200 samples -> every 4 samples averaged
+    (image, kwargs, _), markers = read_paths(path)
+    assert kwargs["metadata"]["decimation"] == 4
+    assert image.shape == (3, 300)
+    assert kwargs["scale"] == [1.0, 0.04]
+    # the block means, robust-z-scored like the full-rate display (BrainVision stores 0.1 uV resolution)
+    means = data.reshape(3, 300, 4).mean(axis=2)
+    med = np.median(means, axis=1, keepdims=True)
+    mad = 1.4826 * np.median(np.abs(means - med), axis=1, keepdims=True)
+    np.testing.assert_allclose(image, (means - med) / mad, atol=0.05)
+    # markers keep their times in seconds
+    np.testing.assert_allclose([ln[0, 1] for ln in markers[0]], 1.0 + 2.0 * np.arange(5), atol=0.02)
+    # reading in several blocks gives the same result as one block
+    raw_mne = mne.io.read_raw(path, preload=False, verbose="error")
+    one = reader._read_decimated(raw_mne, [0, 1, 2], 1200, 4, block=10_000_000)
+    many = reader._read_decimated(raw_mne, [0, 1, 2], 1200, 4, block=50)
+    np.testing.assert_array_equal(one, many)
