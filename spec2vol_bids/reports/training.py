@@ -41,13 +41,24 @@ def learning_curves_figure(results: Sequence[Mapping[str, Any]]):
         ep = [h["epoch"] for h in hist]
         c = colors[r["model"]]
         label = f"{r['model']} {r['fold']}"
-        axes[0].plot(ep, [h["train_loss"] for h in hist], color=c, alpha=0.8, label=label)
+        axes[0].plot(ep, [h["train_loss"] for h in hist], color=c, alpha=0.8, label=label, marker="o", ms=2)
         for ax, key in ((axes[1], "ssim"), (axes[2], "dyncorr")):
             vals = [(h.get("val") or h.get("test_selection") or {}).get(key, math.nan) for h in hist]
             ax.plot(ep, vals, color=c, alpha=0.8, marker="o", ms=2)
         sel = r.get("selected_epoch")
         if sel:
             axes[1].axvline(sel, color=c, ls=":", lw=0.8)
+    # closed-form baselines (no epochs): their validation score, averaged over folds, as dashed lines
+    for j, m in enumerate(dict.fromkeys(r["model"] for r in results if not r.get("history"))):
+        vals = [r["results"]["last"].get("val") for r in results if r["model"] == m]
+        vals = [v for v in vals if v]
+        if not vals:
+            continue
+        c = plt.cm.Set2(j % 8)
+        for ax, key in ((axes[1], "ssim"), (axes[2], "dyncorr")):
+            ax.axhline(float(np.nanmean([v[key] for v in vals])), color=c, ls="--", lw=1, label=f"{m} (baseline)")
+    if any(not r.get("history") for r in results):
+        axes[2].legend(fontsize=7, loc="best")
     axes[0].set(title="training loss 0.5(1-SSIM)+0.5MSE", xlabel="epoch")
     sel_split = "selection set"
     axes[1].set(title=f"SSIM on the {sel_split}", xlabel="epoch")
