@@ -44,6 +44,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ..errors import DataError, UsageError
 
@@ -412,6 +413,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         return y, last
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy, glast):
         u, delta, A, B, C = ctx.saved_tensors
         g, T = ctx.g, ctx.T
@@ -469,6 +471,7 @@ class _RecurrentScanFn(torch.autograd.Function):
         return y, last
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy, glast):
         u, delta, A, B, C = ctx.saved_tensors
         g = ctx.g
