@@ -51,6 +51,13 @@ def run_cli(bids, out, work, *extra) -> int:
                  *map(str, extra)])
 
 
+def _fov_corners(img) -> np.ndarray:
+    """World coordinates of the two outer voxel-edge corners of an image's grid."""
+    shape = img.shape[:3]
+    corners = np.array([[-0.5, -0.5, -0.5, 1.0], [shape[0] - 0.5, shape[1] - 0.5, shape[2] - 0.5, 1.0]])
+    return (img.affine @ corners.T).T[:, :3]
+
+
 def official_row(data: np.ndarray, start: int, n: int, n_freqs: int = 249) -> np.ndarray:
     """Independent NumPy version of the official per-window step: |FFT| bins 1..n_freqs, z-score over channels."""
     seg = data[:, start:start + n]  # [C, n]
@@ -374,3 +381,27 @@ def test_valid_input_passes_validation_and_plugin_file_is_used(tiny_bids, tmp_pa
         assert cfg["eeg"]["taper"] == "hann" and cfg["eeg"]["exclude"] == ["Fp1"]
     toml = next((out / "sub-01" / "log").glob("*/spec2vol.toml")).read_text()
     assert 'taper = "hann"' in toml and "n_windows = 10" in toml
+
+
+# ------------------------------------------------------------------------------------------------ other shapes
+@pytest.mark.slow
+def test_cnepfl_like_run_is_resized_and_ecg_can_be_dropped(tmp_path):
+    """64 channels (one ECG) at 5 kHz, 108 x 108 x 64 BOLD: DCT resize to 64 x 64 x 30 with the same field of view."""
+    from spec2vol_bids.simulate import simulate_dataset
+
+    bids = simulate_dataset(tmp_path / "bids", preset="cnepfl-like", subjects=1, runs=1, volumes=24, seed=1,
+                            progress=False)
+    out = tmp_path / "out"
+    assert run_cli(bids, out, tmp_path / "work", "--n-windows", "8", "--discard", "2",
+                   "--exclude-channel-types", "ECG") == 0
+    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
+        assert h5["spectrogram"].shape == (24, 63, 249)
+        assert "ECG" not in json.loads(h5.attrs["channel_types"])
+        np.testing.assert_allclose(h5["frequencies"][()], np.arange(1, 250) / 1.28)
+    target = nib.load(next(out.rglob("*_desc-target_bold.nii.gz")))
+    raw = nib.load(next(bids.rglob("*_bold.nii.gz")))
+    assert raw.shape[:3] == (108, 108, 64) and target.shape == (64, 64, 30, 24)
+    # same field of view: the outer voxel edges map to the same world coordinates
+    np.testing.assert_allclose(_fov_corners(target), _fov_corners(raw), atol=1e-4)
+    side = json.loads(next(out.rglob("*_desc-target_bold.json")).read_text())
+    assert side["Resize"] == "dct" and side["NativeShape"] == [108, 108, 64, 24]
