@@ -313,3 +313,12 @@ def test_bad_shapes_raise_data_error(change, match):
     args.update(change)
     with pytest.raises(DataError, match=match):
         selective_scan(**args, backend="chunked")
+
+
+def test_double_backward_is_a_clear_error(chunked):
+    args = _inputs(1, 4, 2, 6, "shared", "shared")
+    u = args["u"].clone().requires_grad_(True)
+    out = selective_scan(u, args["delta"], args["A"], args["B"], args["C"], backend=chunked)
+    (g,) = torch.autograd.grad(out.square().sum(), u, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice|double|once"):
+        g.sum().backward()
