@@ -57,10 +57,6 @@ _DOCKER_HINT = ("In a container, mount the folders first, e.g. "
 
 
 # ------------------------------------------------------------------------------------------------ parser
-def _labels(value: str) -> str:
-    return value
-
-
 def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     """The BIDS-App argument parser (fMRIPrep's option names and spellings)."""
     from .main import commands_epilog, version_string
@@ -164,7 +160,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--write-graph", action="store_true", help="write the workflow graph (needs graphviz)")
     g.add_argument("--notrack", action="store_true", help="accepted for compatibility; spec2vol-bids never tracks")
     g.add_argument("-v", "--verbose", action="count", default=0, dest="verbose",
-                   help="more messages (-v: steps, -vv: nipype details and debug)")
+                   help="more messages (default: steps; -v: debug details; -vv: also nipype's own messages)")
     return parser
 
 
