@@ -290,7 +290,9 @@ class Spec2VolWidget(Container):
             return
         stage = _STAGES.get(prog.stage.split(" on ")[0], (0.0, 1.0))
         overall = stage[0] + (stage[1] - stage[0]) * prog.fraction
-        self.progress_bar.value = int(round(1000 * overall))
+        # inference reports no partial progress: a busy bar meanwhile (Qt: maximum 0)
+        self.progress_bar.max = 0 if prog.stage.startswith("predicting") and prog.done == 0 else 1000
+        self.progress_bar.value = int(round(1000 * overall)) if self.progress_bar.max else 0
         self.status.value = f"{prog.stage}: {prog.done}/{prog.total}" if prog.total > 1 else prog.stage
 
     def _on_returned(self, result: _Outcome) -> None:
@@ -309,7 +311,8 @@ class Spec2VolWidget(Container):
     def _on_finished(self) -> None:
         self.worker = None
         self._set_running(False)
-        if self.status.value.startswith("Cancel"):
+        self.progress_bar.max = 1000
+        if self.status.value.startswith("Cancel") or self.result is None:
             self.progress_bar.value = 0
         after, self._after = self._after, None
         if after is not None:
@@ -335,6 +338,7 @@ class Spec2VolWidget(Container):
         r = summary["dynamic r"]
         self.summary.value = (f"SSIM {summary['SSIM']:.3f} | PSNR {summary['PSNR (dB)']:.1f} dB | "
                               f"spatial r {_fmt(summary['r'])} | dynamic r {_fmt(r)}")
+        self.progress_bar.max = 1000
         self.progress_bar.value = 1000
         self.status.value = (f"{result.run}: {summary['volumes']} volumes predicted on {summary['device']} "
                              f"({result.metadata.get('scan_backend')} scan).")
@@ -349,8 +353,8 @@ class Spec2VolWidget(Container):
     def _on_time_changed(self, event=None) -> None:
         if self.result is None or self.viewer.dims.ndim < 4:
             return
-        t = float(self.viewer.dims.point[self.viewer.dims.ndim - 4])
-        self._plot.mark(t - float(self.result.translate[0]) + float(self.result.times[0]))
+        # world time of the slider == seconds since the first BOLD volume (the layers' time translate)
+        self._plot.mark(float(self.viewer.dims.point[self.viewer.dims.ndim - 4]))
 
 
 def _fmt(value: float) -> str:
