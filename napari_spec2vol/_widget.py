@@ -4,8 +4,9 @@ The work runs in a napari ``thread_worker`` (a generator over :func:`napari_spec
 the viewer stays responsive; a progress bar follows it and a Cancel button stops it. When it finishes, the
 measured, predicted and difference volumes appear side by side in grid mode with linked contrast limits and one
 time slider (:func:`napari_spec2vol._layers.show_comparison`), plus the voxel-wise dynamic correlation, and the
-per-volume SSIM / PSNR fill a table and a small plot. Every user error becomes a napari notification (never a
-traceback).
+per-volume SSIM, PSNR and spatial correlation fill a table and a small plot. *Try the sample data* prepares the
+simulated sample (:mod:`napari_spec2vol._sample_data`) in the same kind of worker and predicts it. Every user error
+becomes a napari notification (never a traceback).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Spec2VolWidget(Container):
     result : RunResult or None
         The last completed prediction.
     worker : napari.qt.threading.GeneratorWorker or None
-        The running prediction, if any.
+        The running prediction or sample preparation, if any.
     """
 
     def __init__(self, napari_viewer: napari.Viewer):
@@ -65,7 +66,10 @@ class Spec2VolWidget(Container):
         self.worker = None
         self._pairs: list = []
         self._cancel_requested = False
+        self._after_index = None  # what to run once the dataset is indexed
         self._after = None  # what to run once the current worker has finished
+        self._indexing: Path | None = None  # dataset being indexed in a worker thread
+        self._wanted_run: str | None = None  # run to select once the dataset is indexed
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
 
@@ -92,9 +96,9 @@ class Spec2VolWidget(Container):
         self.summary = Label(label="run metrics", value="")
         self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": [], "r": []},
                                    label="per volume")
-        self.extend([self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device, self.scan_backend,
-                     self.batch_size, self.sample_button, self.run_button, self.cancel_button, self.progress_bar, self.status,
-                     self.summary, self.metrics_table])
+        self.extend([self.bids_dir, self.run_choice, self.checkpoint, self.output_dir, self.device,
+                      self.scan_backend, self.batch_size, self.sample_button, self.run_button, self.cancel_button,
+                      self.progress_bar, self.status, self.summary, self.metrics_table])
         self._plot = _MetricsPlot()
         self.native.layout().addWidget(self._plot.canvas)
 
@@ -108,7 +112,7 @@ class Spec2VolWidget(Container):
     # ------------------------------------------------------------------------------------------------ state
     @property
     def running(self) -> bool:
-        """Whether a prediction is in progress."""
+        """Whether a prediction or a sample preparation is in progress."""
         return self.worker is not None
 
     def _run_names(self, widget=None) -> list[str]:
@@ -136,10 +140,44 @@ class Spec2VolWidget(Container):
             # typed paths change on every key stroke: say it quietly, notify only on Predict
             self.status.value = f"{path} is not a BIDS dataset (no dataset_description.json)."
             return
-        try:
-            self.load_dataset(path)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
-            self._notify_error(exc)
+        self._start_indexing(path)
+
+    @property
+    def indexing(self) -> bool:
+        """Whether the chosen dataset is being indexed (in a worker thread)."""
+        return self._indexing is not None
+
+    def _start_indexing(self, path: Path) -> None:
+        """Index the dataset in a worker thread: pybids can take seconds on a large dataset."""
+        self._indexing = path
+        self.run_button.enabled = False
+        self.status.value = f"Indexing {path.name} ..."
+        worker = _index_worker(path)
+        worker.returned.connect(lambda outcome: self._on_indexed(path, outcome))
+        worker.start()
+
+    def _on_indexed(self, path: Path, outcome: _Outcome) -> None:
+        if path != Path(self.bids_dir.value):  # the user chose another folder meanwhile
+            return
+        self._indexing = None
+        self.run_button.enabled = not self.running
+        if outcome.error is not None:
+            self._notify_error(outcome.error)
+            return
+        self._set_pairs(outcome.result, path)
+
+    def _set_pairs(self, pairs: list, path) -> list[str]:
+        self._pairs = list(pairs)
+        names = self._run_names()
+        self.run_choice.reset_choices()
+        wanted, self._wanted_run = self._wanted_run, None
+        if names:
+            self.run_choice.value = wanted if wanted in names else names[0]
+        self.status.value = f"{len(names)} paired run(s) in {Path(path).name}."
+        after, self._after_index = self._after_index, None
+        if after is not None:
+            after()
+        return names
 
     def load_dataset(self, path) -> list[str]:
         """Index the BIDS dataset at ``path`` and offer its paired runs.
@@ -153,15 +191,13 @@ class Spec2VolWidget(Container):
         -------
         runs : list of str
             The names of the paired runs now offered in the run box.
+
+        Notes
+        -----
+        Runs in the calling thread; choosing a folder in the form indexes it in a worker thread instead.
         """
-        self.status.value = f"Indexing {path} ..."
-        self._pairs = _pipeline.list_runs(path)
-        names = self._run_names()
-        self.run_choice.reset_choices()
-        if names:
-            self.run_choice.value = names[0]
-        self.status.value = f"{len(names)} paired run(s) in {Path(path).name}."
-        return names
+        self._indexing = None
+        return self._set_pairs(_pipeline.list_runs(path), path)
 
     # --------------------------------------------------------------------------------------------- running
     def start(self, value=None):
@@ -173,6 +209,10 @@ class Spec2VolWidget(Container):
             The started worker, or ``None`` when the inputs are wrong (a notification says why).
         """
         if self.running:
+            return None
+        if self.indexing:
+            self.status.value = "Waiting for the dataset to be indexed ..."
+            self._after_index = self.start
             return None
         try:
             pair, checkpoint = self._inputs()
@@ -230,9 +270,11 @@ class Spec2VolWidget(Container):
             The output of :func:`napari_spec2vol._sample_data.prepare_sample`.
         """
         self.checkpoint.value = paths.checkpoint
-        self.bids_dir.value = paths.bids_dir  # indexes the dataset and offers its runs
-        if paths.run in self.run_choice.choices:
-            self.run_choice.value = paths.run
+        self._wanted_run = paths.run
+        if Path(self.bids_dir.value) == Path(paths.bids_dir) and self._pairs:
+            self._set_pairs(self._pairs, paths.bids_dir)
+        else:
+            self.bids_dir.value = paths.bids_dir  # indexes the dataset (worker), then selects the run
 
     def load_sample(self, value=None, *, settings: dict | None = None, predict: bool = True):
         """Prepare the sample data in a worker (simulated run + tiny model, cached), then fill in the form.
@@ -392,6 +434,15 @@ def _prediction_worker(pair, checkpoint, **kwargs):
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
         return _Outcome(error=exc)
     return _Outcome(result=result)
+
+
+@thread_worker(start_thread=False)
+def _index_worker(path):
+    """Paired runs of a dataset, found in a worker thread; errors are returned (and shown), not raised."""
+    try:
+        return _Outcome(result=_pipeline.list_runs(path))
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
+        return _Outcome(error=exc)
 
 
 @thread_worker(start_thread=False)

@@ -39,12 +39,19 @@ def _widget(make_napari_viewer):
 
 
 def _wait(qtbot, widget):
-    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not widget.running and not widget.indexing, timeout=WAIT_MS)
+
+
+def _indexed(qtbot, widget):
+    """Wait for the dataset indexing (a worker thread) to finish."""
+    qtbot.waitUntil(lambda: not widget.indexing, timeout=60_000)
 
 
 def test_widget_predicts_the_sample_in_a_worker(make_napari_viewer, qtbot, napari_sample, errors, tmp_path):
     viewer, widget = _widget(make_napari_viewer)
     widget.use_sample(napari_sample.paths)
+    assert widget.indexing and not widget.run_button.enabled  # pybids runs in a worker thread
+    _indexed(qtbot, widget)
     assert widget.run_choice.value == napari_sample.paths.run
     assert len(widget.run_choice.choices) == 2
     widget.output_dir.value = tmp_path / "out"
@@ -136,6 +143,7 @@ def test_widget_predicts_the_sample_in_a_worker(make_napari_viewer, qtbot, napar
 def test_cancel_leaves_the_viewer_usable(make_napari_viewer, qtbot, napari_sample, errors):
     viewer, widget = _widget(make_napari_viewer)
     widget.use_sample(napari_sample.paths)
+    _indexed(qtbot, widget)
     aborted = []
     worker = widget.start()
     worker.aborted.connect(lambda: aborted.append(True))
@@ -170,6 +178,7 @@ def test_cancel_inside_a_long_step_stops_the_pipeline(napari_sample, tmp_path):
 
 
 def _start_and_wait(qtbot, widget):
+    _indexed(qtbot, widget)
     worker = widget.start()
     if worker is not None:
         _wait(qtbot, widget)
@@ -189,13 +198,14 @@ def test_missing_inputs_are_notifications(make_napari_viewer, qtbot, errors, tmp
     # a dataset but no checkpoint
     widget.bids_dir.value = napari_sample.paths.bids_dir
     widget.checkpoint.value = tmp_path / "missing.ckpt"
+    _indexed(qtbot, widget)
     assert widget.start() is None
     assert "checkpoint" in errors[-1] and "does not exist" in errors[-1]
     assert "Traceback" not in " ".join(errors)
     assert widget.status.value == errors[-1]
 
 
-def test_eeg_without_paired_bold_is_a_notification(make_napari_viewer, errors, tmp_path, napari_sample):
+def test_eeg_without_paired_bold_is_a_notification(make_napari_viewer, qtbot, errors, tmp_path, napari_sample):
     import shutil
 
     bids = tmp_path / "eeg_only"
@@ -204,6 +214,7 @@ def test_eeg_without_paired_bold_is_a_notification(make_napari_viewer, errors, t
         bold.unlink()
     viewer, widget = _widget(make_napari_viewer)
     widget.bids_dir.value = bids
+    _indexed(qtbot, widget)
     assert errors, "no notification for a dataset without BOLD runs"
     assert "BOLD" in errors[-1] or "bold" in errors[-1]
     assert widget.run_choice.choices == ()
@@ -244,3 +255,18 @@ def test_cuda_without_gpu_is_a_notification(make_napari_viewer, qtbot, errors, t
     widget.scan_backend.value = "mamba_ssm"
     _start_and_wait(qtbot, widget)
     assert len(errors) == 2 and "mamba_ssm" in errors[1]
+
+
+def test_predict_while_indexing_waits_for_the_runs(make_napari_viewer, qtbot, errors, tmp_path, napari_sample):
+    """Clicking Predict before the dataset is indexed starts the run once the runs are known."""
+    viewer, widget = _widget(make_napari_viewer)
+    widget.checkpoint.value = napari_sample.paths.checkpoint
+    widget.output_dir.value = tmp_path / "out"
+    widget.device.value = "cpu"
+    widget.bids_dir.value = napari_sample.paths.bids_dir
+    assert widget.indexing
+    assert widget.start() is None  # deferred, not refused
+    assert errors == []
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.running, timeout=WAIT_MS)
+    assert errors == []
+    assert widget.result.run == widget.run_choice.choices[0]
