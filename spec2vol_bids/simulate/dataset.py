@@ -396,8 +396,30 @@ class _Simulation:
             "License": "CC0",
             "GeneratedBy": [{"Name": "spec2vol-bids", "Version": __version__,
                              "Description": "simulate: noise-free BOLD, latent source powers and maps"}],
-            "SourceDatasets": [{"URL": "bids::"}],
+            "Authors": ["spec2vol-bids developers"],
+            "DatasetLinks": {"raw": "../../"},
+            "SourceDatasets": [{"URL": "../../"}],
         })
+        atomic_write(self.deriv / "README", "\n".join([
+            "# Ground truth of the simulated dataset",
+            "",
+            "Per run (in `sub-<label>/[ses-<label>/]func/`):",
+            "- `*_desc-noisefree_bold.nii.gz`: the BOLD without drift and thermal noise (float32, same grid,",
+            "  affine and TR as the raw BOLD): baseline x (1 + A sum_k sign_k map_k r_k(t)).",
+            "- `*_desc-sources_timeseries.tsv`: per volume, each source's mean relative band power over the TR",
+            "  window starting at the volume marker (`<band>_power`) and its HRF-convolved, z-scored regressor",
+            "  (`<band>_hrf`, r_k above).",
+            "- `*_desc-simulation_params.json`: every parameter and the seed; `FirstVolumeOnset` is the time (s)",
+            "  from the first EEG sample to the first `Response/R128` volume marker.",
+            "- `*_desc-brain_mask.nii.gz`: brain mask on the BOLD grid.",
+            "",
+            "Per subject: `sub-<label>_desc-sources_map.nii.gz`, the BOLD map of each source (4-D, one volume per",
+            "source in the order of its sidecar's `Sources`).",
+            "",
+            "`noise_ceiling.tsv`: SSIM, PSNR and dynamic correlation of the noise-free against the measured BOLD",
+            "after per-volume min-max scaling: the best score an EEG-to-fMRI model can reach on this dataset.",
+            "",
+        ]))
         # ground-truth files that BIDS has no name for (the validator applies this file when the derivative
         # dataset is validated on its own)
         atomic_write(self.deriv / ".bidsignore", "\n".join([
@@ -651,10 +673,11 @@ class _Simulation:
         self._save_nifti(mask, deriv_dir / f"{stem}_desc-brain_mask.nii.gz")
         write_json(deriv_dir / f"{stem}_desc-brain_mask.json", {
             "Type": "Brain", "Description": "MNI152 brain mask moved to the subject's head position",
-            "Sources": [f"bids::{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
+            "SpatialReference": f"bids:raw:{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}",
+            "Sources": [f"bids:raw:{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
         write_json(deriv_dir / f"{stem}_desc-noisefree_bold.json", {
             **sidecar, "SkullStripped": True, "Description": "BOLD without drift and thermal noise: baseline x (1 + coupled signal)",
-            "Sources": [f"bids::{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
+            "Sources": [f"bids:raw:{(func_dir / f'{stem}_bold.nii.gz').relative_to(self.root).as_posix()}"]})
         return ceiling.result(anat.mask.transpose(2, 0, 1))
 
     def _write_func_events(self, ent: dict, stem: str, timing, power) -> None:

@@ -133,7 +133,11 @@ def test_mne_bids_reads_back(tiny_bids):
 def test_ground_truth_contract(tiny_bids):
     deriv = tiny_bids / SIMULATION_DIR
     desc = json.loads((deriv / "dataset_description.json").read_text())
-    assert desc["DatasetType"] == "derivative"
+    assert desc["DatasetType"] == "derivative" and desc["DatasetLinks"] == {"raw": "../../"}
+    assert "FirstVolumeOnset" in (deriv / "README").read_text()
+    nf_json = json.loads((deriv / "sub-01/func/sub-01_task-rest_desc-noisefree_bold.json").read_text())
+    assert nf_json["Sources"] == ["bids:raw:sub-01/func/sub-01_task-rest_bold.nii.gz"]
+    assert nf_json["RepetitionTime"] == TINY.tr
     params = _params(tiny_bids, "01")
     assert params["Seed"] == 0 and params["Preset"]["name"] == "tiny"
     for rel in params["Files"].values():
