@@ -159,6 +159,10 @@ class Spec2VolCAMUNet(nn.Module):
         if not x.is_floating_point():
             raise DataError(f"Spec2VolCAMUNet expects a floating-point input, got {x.dtype}",
                             hint="convert it with x.float()")
+        dtype = self.encoder.stem.weight.dtype
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise DataError(f"Spec2VolCAMUNet has {dtype} weights but the input is {x.dtype}",
+                            hint=f"convert the input with x.to({dtype}) (or the model with model.to(x.dtype))")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[B, n_windows, n_electrodes, n_freqs]`` to ``[B, n_slices, grid, grid]``."""

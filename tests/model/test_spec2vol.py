@@ -134,10 +134,12 @@ def test_wrong_input_shape_is_a_data_error(shape, match):
     assert isinstance(info.value, ValueError)
 
 
-def test_integer_input_is_a_data_error():
+def test_integer_or_mismatched_dtype_input_is_a_data_error():
     model = Spec2VolCAMUNet.from_preset("tiny", n_electrodes=16, n_slices=8)
     with pytest.raises(DataError, match="floating-point"):
         model(torch.zeros(1, 20, 16, 249, dtype=torch.int64))
+    with pytest.raises(DataError, match=r"torch.float32 weights but the input is torch.float64.*x.to\(torch.float32\)"):
+        model(torch.zeros(1, 20, 16, 249, dtype=torch.float64))
 
 
 def test_bad_hyperparameters_are_usage_errors():
