@@ -8,7 +8,7 @@ The option vocabulary, sanity checks and exit codes follow fMRIPrep/MRIQC and th
   ``OUT_DIR/sub-<label>/log/<run-uuid>/``. Participant runs are independent and can run in parallel into the same
   ``OUT_DIR``.
 * ``group``: when predictions exist, ``group_metrics.tsv`` (SSIM, PSNR and dynamic correlation per run and per
-  subject) and ``group_report.html``.
+  subject) and ``group.html``.
 
 Only the standard library and light spec2vol modules are imported at start-up; nipype, torch and nilearn are
 imported when a level actually runs, so ``--help`` and ``--version`` are fast.
