@@ -51,7 +51,7 @@ def build_derivatives(work: Path, *, preset: str, subjects: int, volumes: int, s
 def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = None, volumes: int | None = None,
          epochs: int | None = None, batch_size: int = 8, accumulation: int = 1, warmup: int = 20,
          n_test: int = 2, seed: int = 0, models=("spec2vol", "e2fnet", "ridge", "mean"), threads: int | None = None,
-         keep: Path | None = None) -> dict:
+         keep: Path | None = None, name: str = "train_quality") -> dict:
     import torch
 
     from spec2vol_bids.train.experiment import Experiment
@@ -134,7 +134,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
         "pass_ahead_of_baselines": bool(all(s2v > v for v in baselines.values() if math.isfinite(v))),
     }
     write_results(
-        "train_quality", records, meta=meta, title="Benchmark: training quality on simulated data",
+        name, records, meta=meta, title="Benchmark: training quality on simulated data",
         md_table_columns=["model", "preset", "protocol", "checkpoint", "epoch", "test_subjects", "ssim", "psnr",
                           "dyncorr", "dyncorr_std", "dyncorr_pct_ceiling", "train_s"],
         notes=f"Simulated `{preset}` dataset ({subjects} subjects x {volumes} volumes, seed {seed}), BIDS-App "
@@ -162,7 +162,8 @@ if __name__ == "__main__":
     p.add_argument("--models", nargs="+", default=["spec2vol", "e2fnet", "ridge", "mean"])
     p.add_argument("--threads", type=int)
     p.add_argument("--keep", type=Path, help="copy the experiment outputs (without checkpoints) here")
+    p.add_argument("--name", default="train_quality", help="result file stem in benchmarks/results/")
     a = p.parse_args()
     print(main(a.quick, preset=a.preset, subjects=a.subjects, volumes=a.volumes, epochs=a.epochs,
                batch_size=a.batch_size, accumulation=a.accumulation, warmup=a.warmup, n_test=a.n_test,
-               seed=a.seed, models=tuple(a.models), threads=a.threads, keep=a.keep))
+               seed=a.seed, models=tuple(a.models), threads=a.threads, keep=a.keep, name=a.name))
