@@ -122,3 +122,62 @@ def test_measured_bold_depends_on_the_eeg_of_its_own_run(tiny_bids):
     own, other = _corr(x, bold1[top].mean(0)), _corr(x, bold2[top].mean(0))
     assert own < -0.6  # alpha power is anti-correlated with BOLD in its (occipital) map
     assert abs(other) < abs(own) - 0.3
+
+
+def _official_band_features(raw) -> np.ndarray:
+    """Official features (|FFT| of TR windows at the markers, z-scored across electrodes per (window, frequency)
+    cell), averaged within the four source bands: (V, C, 4)."""
+    spec, freqs = _window_spectra(raw)
+    spec = spec[:, :, :249]
+    freqs = freqs[:249]
+    z = (spec - spec.mean(axis=1, keepdims=True)) / spec.std(axis=1, keepdims=True)
+    return np.stack([z[:, :, (freqs >= b.low) & (freqs < b.high)].mean(axis=2) for b in TINY.bands], axis=2)
+
+
+def _pairs(feats: np.ndarray, vols: np.ndarray, discard: int = 6, n_win: int = 20):
+    """Official pairing: windows i..i+19 -> volume i+20 after discarding the first 6 volumes."""
+    idx = range(discard, feats.shape[0] - n_win)
+    return (np.stack([feats[i:i + n_win].ravel() for i in idx]),
+            np.stack([vols[i + n_win].ravel() for i in idx]))
+
+
+def test_a_linear_model_learns_the_coupling_across_subjects(tiny_bids):
+    """Leave-one-subject-out ridge regression from the preceding 20 windows of official features to the
+    (per-volume min-max scaled) measured BOLD beats the same model trained on time-shuffled EEG."""
+    from spec2vol_bids.train.metrics import dynamic_correlation
+
+    subs = ("01", "02", "03", "04")
+    feats, vols, masks = {}, {}, {}
+    for sub in subs:
+        _, raw, bold, _ = _load(tiny_bids, sub)
+        feats[sub] = _official_band_features(raw)
+        b = bold.transpose(3, 2, 0, 1)  # (V, Z, X, Y)
+        lo, hi = b.min(axis=(1, 2, 3), keepdims=True), b.max(axis=(1, 2, 3), keepdims=True)
+        vols[sub] = (b - lo) / (hi - lo)
+        mask = tiny_bids / SIMULATION_DIR / f"sub-{sub}/func/sub-{sub}_task-rest_desc-brain_mask.nii.gz"
+        masks[sub] = nib.load(mask).get_fdata().transpose(2, 0, 1) > 0
+
+    def loso(test: str, shuffle: bool) -> float:
+        rng = np.random.default_rng(0)
+        xs, ys = [], []
+        for sub in subs:
+            if sub != test:
+                f = feats[sub][rng.permutation(len(feats[sub]))] if shuffle else feats[sub]
+                x, y = _pairs(f, vols[sub])
+                xs.append(x)
+                ys.append(y)
+        x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
+        x_te, y_te = _pairs(feats[test], vols[test])
+        mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-9
+        x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
+        y_mean = y_tr.mean(0)
+        alpha = np.linalg.solve(x_tr @ x_tr.T + 1e4 * np.eye(len(x_tr)), y_tr - y_mean)  # kernel ridge (dual)
+        pred = x_te @ (x_tr.T @ alpha) + y_mean
+        shape = vols[test].shape[1:]
+        return dynamic_correlation(pred.reshape(-1, *shape), y_te.reshape(-1, *shape), masks[test])
+
+    for test in ("01", "04"):
+        real, shuffled = loso(test, False), loso(test, True)
+        assert real > 0.12, (test, real)
+        assert abs(shuffled) < 0.1, (test, shuffled)
+        assert real > shuffled + 0.1
