@@ -90,3 +90,23 @@ def test_reconcile_spacing_mismatch_warns():
 def test_reconcile_eeg_shorter_than_bold_raises():
     with pytest.raises(DataError, match="shorter than the BOLD"):
         reconcile_onsets(np.arange(5) * 2.0, n_volumes=10, repetition_time=2.0, duration=11.0)
+
+
+def test_raw_markers_win_over_events_tsv(tiny_bids, tmp_path):
+    """mne-bids' read_raw_bids would replace the file's markers with events.tsv rows; we read the raw file, so a
+    stale events.tsv (here: shifted by 1 s and without volume markers) does not move the onsets."""
+    import shutil
+
+    src = tiny_bids / "sub-02" / "eeg"
+    for f in src.glob("sub-02_task-rest_*"):
+        shutil.copy(f, tmp_path / f.name)
+    events = tmp_path / "sub-02_task-rest_events.tsv"
+    lines = events.read_text().splitlines()
+    header, rows = lines[0], [r.split("\t") for r in lines[1:]]
+    events.write_text("\n".join([header] + ["\t".join([f"{float(r[0]) + 1:.3f}", *r[1:2], "Stimulus/S  1",
+                                                        *r[3:]]) for r in rows]) + "\n")
+    rec = EEGRecording(tmp_path / "sub-02_task-rest_eeg.vhdr")
+    v = volume_onsets(rec, n_volumes=72, repetition_time=2.0, marker="R128", events_tsv=events)
+    assert v.source == "markers"
+    ref, _ = marker_onsets(EEGRecording(src / "sub-02_task-rest_eeg.vhdr"))
+    np.testing.assert_array_equal(v.onsets, ref)
