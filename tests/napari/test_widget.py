@@ -116,7 +116,11 @@ def test_widget_predicts_the_sample_in_a_worker(make_napari_viewer, qtbot, napar
         assert r[k] == pytest.approx(expected, abs=1e-3)
     # clicking a row moves the time slider to that volume
     widget._on_row_clicked(3, 0)
-    assert viewer.dims.point[0] == pytest.approx(result.translate[0] + 3 * result.scale[0])
+    t3 = result.translate[0] + 3 * result.scale[0]
+    assert viewer.dims.point[0] == pytest.approx(t3)
+    # ... and the plot's time marker follows the slider
+    assert widget._plot._marker.get_xdata()[0] == pytest.approx(t3)
+    assert t3 == pytest.approx(result.times[3])
 
     # a real screenshot for the docs, not blank
     viewer.window._qt_window.resize(1280, 760)
