@@ -1,10 +1,11 @@
 """What the widget runs in its worker thread: one paired BIDS run and a checkpoint -> predicted vs measured BOLD.
 
-No science lives here: every step calls the function the BIDS-App uses (volume onsets and EEG reading from
-:mod:`spec2vol_bids.bids.eeg`, the spectrogram and BOLD targets from :mod:`spec2vol_bids.preproc`, the checkpoint
-checks and inference from :mod:`spec2vol_bids.train`, SSIM/PSNR/dynamic correlation from
+No science lives here: every step calls the function the BIDS-App uses (run pairing from
+:mod:`spec2vol_bids.bids.layout`; header checks, spectrogram, BOLD targets and prediction from
+:mod:`spec2vol_bids.bids.process`, which write the same derivatives as ``spec2vol_bids ... participant``; checkpoint
+checks from :mod:`spec2vol_bids.train.checkpoint`; SSIM, PSNR and correlations from
 :mod:`spec2vol_bids.train.metrics`). This module only wires them together as a generator that reports
-:class:`Progress` and can be stopped between steps, and converts the arrays to napari's ``(t, z, y, x)`` layout.
+:class:`Progress` and can be stopped, and converts the results to napari's ``(t, z, y, x)`` layout.
 Nothing here imports napari or Qt, so it is usable (and tested) without a viewer; torch is imported only when the
 model runs.
 """
@@ -177,8 +178,10 @@ def predict_run(
 ) -> Generator[Progress, None, RunResult | None]:
     """Preprocess one run with the checkpoint's settings, predict its volumes and compare them to the measured ones.
 
-    A generator: it yields a :class:`Progress` between steps and between prediction batches (napari's
-    ``thread_worker`` stops a generator at a yield when asked to quit) and returns the :class:`RunResult`.
+    A generator: it yields a :class:`Progress` between steps (napari's ``thread_worker`` stops a generator at a
+    yield when asked to quit) and returns the :class:`RunResult`. The steps are the BIDS-App's own
+    (:mod:`spec2vol_bids.bids.process`): header checks and volume onsets, the spectrogram, the BOLD targets and the
+    prediction, each written as a BIDS derivative under ``out_dir``; then the metrics.
 
     Parameters
     ----------
@@ -196,10 +199,10 @@ def predict_run(
     batch_size : int
         Pairs per forward pass.
     report : callable, optional
-        Called with a :class:`Progress` from inside the long preprocessing steps (spectrogram, BOLD targets),
-        where the generator cannot yield.
+        Called with a :class:`Progress` from inside the spectrogram computation (window blocks), where the
+        generator cannot yield.
     should_stop : callable, optional
-        Polled inside those steps; when it returns True the run stops and the generator returns ``None``.
+        Polled there too; when it returns True the run stops and the generator returns ``None``.
 
     Yields
     ------
