@@ -25,14 +25,18 @@ GRID_CENTRE_MM = (0.0, -18.0, 14.0)
 
 @functools.lru_cache(maxsize=1)
 def _template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MNI152 T1 template (float, 0-1), brain mask (float) and their affine, 2 mm; cached."""
-    from nilearn.datasets import load_mni152_brain_mask, load_mni152_template
+    """MNI152 T1 template (float, 0-1), brain mask (float) and their affine, 2 mm; cached.
+
+    The mask is nilearn's ``load_mni152_brain_mask`` definition (template above 0.2), computed here from the
+    same resampled template instead of resampling it a second time (it differs in a few voxels at the 0.2
+    boundary through rounding).
+    """
+    from nilearn.datasets import load_mni152_template
 
     t1 = load_mni152_template(resolution=2)
-    mask = load_mni152_brain_mask(resolution=2)
     data = np.asarray(t1.get_fdata(), dtype=np.float32)
     data /= data.max()
-    return data, np.asarray(mask.get_fdata(), dtype=np.float32), np.asarray(t1.affine, float)
+    return data, (data > 0.2).astype(np.float32), np.asarray(t1.affine, float)
 
 
 def grid_affine(preset: Preset) -> np.ndarray:
