@@ -159,11 +159,12 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
     -----
     Layout (``tiny``; ``ses-``/``run-`` entities appear when there is more than one)::
 
-        dataset_description.json  README  participants.tsv/.json  task-rest_bold.json  task-rest_eeg.json
+        dataset_description.json  README  participants.tsv/.json  task-rest_bold.json
+        sub-01/sub-01_scans.tsv/.json  (EEG and BOLD acq_time on one clock)
         sub-01/eeg/sub-01_task-rest_eeg.{vhdr,vmrk,eeg,json}  _channels.tsv  _events.tsv/.json
-                   sub-01_space-CapTrak_electrodes.tsv  _coordsystem.json
-        sub-01/func/sub-01_task-rest_bold.nii.gz  .json
-        derivatives/simulation/dataset_description.json  noise_ceiling.tsv/.json
+                   sub-01_space-CapTrak_electrodes.tsv/.json  _coordsystem.json
+        sub-01/func/sub-01_task-rest_bold.nii.gz  .json  (task presets: _events.tsv/.json)
+        derivatives/simulation/dataset_description.json  README  .bidsignore  noise_ceiling.tsv/.json
         derivatives/simulation/sub-01/func/sub-01_task-rest_desc-noisefree_bold.nii.gz  .json
                                            sub-01_task-rest_desc-sources_timeseries.tsv  .json
                                            sub-01_task-rest_desc-simulation_params.json
