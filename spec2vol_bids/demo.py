@@ -71,6 +71,7 @@ def run(out: Path, *, epochs: int = 12, seed: int = 0) -> dict[str, Path]:
         "training report": model_dir / "report.html",
         "model": checkpoint,
         "group metrics": deriv_dir / "group_metrics.tsv",
+        "group report": deriv_dir / "group.html",
     }
     print(f"\nDemo finished in {time.perf_counter() - t0:.0f} s. Open these:")
     for name, path in outputs.items():
