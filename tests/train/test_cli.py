@@ -107,3 +107,29 @@ def test_help_does_not_import_torch():
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_train_on_official_h5_files(tmp_path):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    files = []
+    for s in ("sub-32", "sub-35", "sub-36"):
+        p = tmp_path / f"{s}.h5"
+        with h5py.File(p, "w") as f:
+            f["eeg"] = rng.standard_normal((12, 20, 4, 249)).astype(np.float32)
+            f["fmri"] = rng.random((12, 2, 64, 64)).astype(np.float32)
+        files.append(str(p))
+    out = tmp_path / "m"
+    rc = main(["train", "-", str(out), "--official-h5", *files, "--model", "mean", "--baselines", "none",
+               "--cv", "split", "--test-subjects", "36", "--no-progress"])
+    assert rc == 0
+    ck = load_checkpoint(out / "model.ckpt")
+    assert ck["training"]["data"]["source"]["kind"] == "official-h5"
+    assert ck.frequencies is None and ck.channels == ["ch000", "ch001", "ch002", "ch003"]
+    # the mean volume of the two training files' fmri arrays (independent oracle: h5py directly)
+    train = [f for f in files if "sub-36" not in f and f"sub-{ck['training']['fold']['val'][0]}" not in f]
+    with h5py.File(train[0]) as f:
+        oracle = f["fmri"][()].mean(0)
+    np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
