@@ -14,7 +14,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 export QT_QPA_PLATFORM ?= xcb
 export NIPYPE_NO_ET ?= 1
 export MPLBACKEND ?= Agg
-export OMP_NUM_THREADS ?= 2
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install system-deps test demo bench docs lint clean help
 
