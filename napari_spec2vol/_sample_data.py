@@ -255,6 +255,10 @@ def make_sample_data():
             return layers + stop.value.layer_data()
 
 
+def _unwrap(obj):
+    return getattr(obj, "__wrapped__", obj)
+
+
 def _dock_widget():
     """The prediction widget docked in the current viewer (reused if present; ``None`` without a viewer)."""
     import napari
@@ -265,7 +269,8 @@ def _dock_widget():
     from ._widget import Spec2VolWidget
 
     for inner in list(viewer.window.dock_widgets.values()):  # the inner (magicgui) widgets
-        if isinstance(inner, Spec2VolWidget) and inner.viewer is viewer:
+        # napari hands plugin widgets a PublicOnlyProxy of the viewer: compare the wrapped objects
+        if isinstance(inner, Spec2VolWidget) and _unwrap(inner.viewer) is _unwrap(viewer):
             return inner
     widget = Spec2VolWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Spec2Vol prediction", area="right")
