@@ -73,25 +73,26 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
         records = []
         timing = {}
         # every model on the same split; gradient models with the same optimisation settings
-        for name in models:
-            closed = name in ("ridge", "mean")
-            cfg = TrainConfig(model=name, preset="tiny", epochs=1 if closed else epochs, batch_size=batch_size,
+        for model_name in models:
+            closed = model_name in ("ridge", "mean")
+            cfg = TrainConfig(model=model_name, preset="tiny", epochs=1 if closed else epochs, batch_size=batch_size,
                               accumulation=accumulation, warmup_steps=warmup, seed=seed, device="auto")
-            exp = Experiment(derivs, tmp / "models" / f"split-{name}", cfg=cfg, cv="split", test_subjects=test,
+            exp = Experiment(derivs, tmp / "models" / f"split-{model_name}", cfg=cfg, cv="split", test_subjects=test,
                              baselines=(), noise_ceiling=ceiling_tsv)
             t1 = time.perf_counter()
             (res,) = exp.run(progress=False)
-            timing[name] = time.perf_counter() - t1
+            timing[model_name] = time.perf_counter() - t1
             ceil = res.get("noise_ceiling") or {}
             for ck in ("last", "best"):
                 m = res["results"][ck]["test"]
                 records.append({
-                    "model": name, "preset": "tiny" if name in ("spec2vol", "e2fnet") else "-", "protocol": "split",
+                    "model": model_name, "preset": "tiny" if model_name in ("spec2vol", "e2fnet") else "-",
+                    "protocol": "split",
                     "checkpoint": ck, "epoch": res["selected_epoch"] if ck == "best" else (
                         epochs if not closed else None),
                     "test_subjects": "+".join(test), "ssim": m["ssim"], "psnr": m["psnr"], "dyncorr": m["dyncorr"],
                     "dyncorr_pct_ceiling": 100 * m["dyncorr"] / ceil["dyncorr"] if ceil.get("dyncorr") else None,
-                    "train_s": round(timing[name], 1),
+                    "train_s": round(timing[model_name], 1),
                 })
             if keep is not None:
                 keep.mkdir(parents=True, exist_ok=True)
