@@ -97,6 +97,9 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g.add_argument("--select-on", choices=SELECT_CHOICES, default="val",
                    help="choose the best epoch on the validation subject (val), on the TEST subjects (test: the "
                         "paper's optimistic protocol, labelled in every output) or keep the last epoch")
+    g.add_argument("--select-metric", choices=("ssim", "dyncorr", "loss"), default="ssim",
+                   help="what the selection set maximises (ssim as in the paper; dyncorr rewards predicted dynamics "
+                        "rather than the mean image)")
     g.add_argument("--normalization", choices=NORMALIZATION_CHOICES, default="train-minmax",
                    help="EEG min-max statistics from the training subjects (default) or from every subject "
                         "including the test ones (global-leaky, the official code)")

@@ -134,7 +134,7 @@ class Experiment:
                           accumulation=args.accumulation, lr=args.lr, weight_decay=args.weight_decay,
                           warmup_steps=args.warmup_steps, schedule=args.schedule, seed=args.seed,
                           device=args.device, save_every=args.save_every, normalization=args.normalization,
-                          num_workers=args.num_workers)
+                          num_workers=args.num_workers, select_metric=args.select_metric)
         return cls(None if args.official_h5 else args.deriv_dir, args.model_dir, cfg=cfg, cv=args.cv,
                    test_subjects=args.test_subjects, val_subjects=args.val_subjects, n_val=args.n_val,
                    select_on=args.select_on, baselines=baselines, official_h5=args.official_h5,

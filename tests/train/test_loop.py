@@ -100,6 +100,12 @@ def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
     best_val = max(h["val"]["ssim"] for h in res["history"])
     assert res["results"]["best"]["val"]["ssim"] == pytest.approx(best_val, abs=1e-6)
 
+    # selecting on dynamic correlation picks the epoch with the highest validation dynamic r
+    res_d = L.train_fold(runs, fold, _cfg(epochs=2, select_metric="dyncorr"), tmp_path / "dyn", progress=False)
+    dyn = [h["val"]["dyncorr"] for h in res_d["history"]]
+    assert res_d["selected_epoch"] == 1 + int(np.argmax(dyn))
+    assert res_d["results"]["best"]["val"]["dyncorr"] == pytest.approx(max(dyn), abs=1e-9)
+
     # the paper protocol is available, and labelled
     seen.clear()
     (paper,) = make_folds(["01", "02", "03"], "split", test_subjects=["03"], select_on="test")
