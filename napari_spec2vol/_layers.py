@@ -84,6 +84,12 @@ def _limits(data: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
+def viewer_camera(viewer):
+    """The camera model: ``viewer.scene.camera`` (napari >= 0.9) or ``viewer.camera`` (older)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def viewer_grid(viewer):
     """The grid-mode model of a viewer: ``viewer.canvas.grid`` (napari >= 0.9) or ``viewer.grid`` (older)."""
     canvas = getattr(viewer, "canvas", None)
@@ -128,7 +134,7 @@ def show_comparison(viewer, layer_data: Sequence[tuple[np.ndarray, dict, str]]) 
     grid.stride = 1
     viewer.dims.ndisplay = 2
     # RAS+ data: show the y (anterior) axis pointing up, as radiology viewers do.
-    viewer.camera.orientation2d = ("up", "right")
+    viewer_camera(viewer).orientation2d = ("up", "right")
     if added:
         first = added[0]
         nd = viewer.dims.ndim

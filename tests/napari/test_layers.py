@@ -53,7 +53,9 @@ def test_show_comparison_grid_links_and_replaces(make_napari_viewer):
     assert not other.visible  # other layers are hidden so the grid shows only the comparison
     assert viewer.dims.point[0] == pytest.approx(10.0)  # time slider on the first compared volume
     assert viewer.dims.point[1] == pytest.approx(4.0 * 1)  # middle slice of 3
-    assert tuple(viewer.camera.orientation2d) == ("up", "right")
+    from napari_spec2vol._layers import viewer_camera
+
+    assert tuple(viewer_camera(viewer).orientation2d) == ("up", "right")
     layers[0].contrast_limits = (0.2, 0.3)
     assert tuple(layers[1].contrast_limits) == pytest.approx((0.2, 0.3))
     layers[1].colormap = "viridis"
