@@ -68,6 +68,7 @@ class Spec2VolWidget(Container):
         self._cancel_requested = False
         self._after_index = None  # what to run once the dataset is indexed
         self._after = None  # what to run once the current worker has finished
+        self._succeeded = False  # whether the last worker ended with a shown result
         self._indexing: Path | None = None  # dataset being indexed in a worker thread
         self._wanted_run: str | None = None  # run to select once the dataset is indexed
         self._relay = _Relay()
@@ -220,6 +221,7 @@ class Spec2VolWidget(Container):
             self._notify_error(exc)
             return None
         self._cancel_requested = False
+        self._succeeded = False
         self.progress_bar.value = 0
         self.status.value = f"Starting {pair.name} ..."
         relay = self._relay
@@ -294,6 +296,7 @@ class Spec2VolWidget(Container):
         if self.running:
             return None
         self._cancel_requested = False
+        self._succeeded = False
         self.progress_bar.value = 0
         self.status.value = "Preparing the sample data ..."
         worker = _sample_worker(settings=settings, report=self._relay.progress.emit,
@@ -354,7 +357,7 @@ class Spec2VolWidget(Container):
         self.worker = None
         self._set_running(False)
         self.progress_bar.max = 1000
-        if self.status.value.startswith("Cancel") or self.result is None:
+        if not self._succeeded:  # cancelled or failed: no stale partial bar
             self.progress_bar.value = 0
         after, self._after = self._after, None
         if after is not None:
@@ -372,6 +375,7 @@ class Spec2VolWidget(Container):
         from ._layers import show_comparison
 
         self.result = result
+        self._succeeded = True
         layers = show_comparison(self.viewer, result.layer_data())
         self.metrics_table.value = result.table()
         self.metrics_table.native.resizeColumnsToContents()

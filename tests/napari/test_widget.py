@@ -249,6 +249,7 @@ def test_wrong_channels_for_the_checkpoint(make_napari_viewer, qtbot, errors, tm
     assert "Traceback" not in errors[0]
     assert widget.result is None
     assert widget.run_button.enabled
+    assert widget.progress_bar.value == 0  # no stale partial progress after a failure
 
 
 def test_cuda_without_gpu_is_a_notification(make_napari_viewer, qtbot, errors, tmp_path, napari_sample):
