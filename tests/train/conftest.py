@@ -114,12 +114,6 @@ def fake_derivs(tmp_path) -> Path:
     return make_derivatives(tmp_path / "derivs")
 
 
-@pytest.fixture(scope="session")
-def fake_derivs_session(tmp_path_factory) -> Path:
-    """Read-only copy of :func:`fake_derivs` shared by the slower tests (do not modify)."""
-    return make_derivatives(tmp_path_factory.mktemp("derivs_ro"))
-
-
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """One intra-op thread: bitwise reproducible on CPU and fast on a shared, oversubscribed machine."""
