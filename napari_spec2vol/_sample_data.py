@@ -240,12 +240,12 @@ def make_sample_data():
     with progress(total=1, desc="spec2vol sample: simulating an EEG-fMRI dataset") as bar:
         bids, run = prepare_dataset()
         bar.update(1)
-    pair = _pipeline.find_run(_pipeline.list_runs(bids), run)
-    layers = read_eeg(pair.eeg_file)
+    layers = read_eeg(next(bids.rglob(f"{run}_eeg.vhdr")))  # no pybids indexing in the GUI thread
     widget = _dock_widget()
     if widget is not None:
         widget.load_sample(predict=True)
         return layers
+    pair = _pipeline.find_run(_pipeline.list_runs(bids), run)
     paths = prepare_sample()
     gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=_pipeline.default_output_dir(paths.bids_dir))
     while True:
