@@ -38,12 +38,12 @@ def _step(title: str, argv: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spec2vol_bids.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="demo folder (replaced; default demo_out)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the tiny model (default 12)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of the tiny model (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and the training (default 0)")
     return parser
 
 
-def run(out: Path, *, epochs: int = 12, seed: int = 0) -> dict[str, Path]:
+def run(out: Path, *, epochs: int = 20, seed: int = 0) -> dict[str, Path]:
     """Run the demo into ``out`` and return the main output paths."""
     out = Path(out).resolve()
     bids_dir, work_dir = out / "bids", out / "work"
@@ -57,7 +57,7 @@ def run(out: Path, *, epochs: int = 12, seed: int = 0) -> dict[str, Path]:
     _step("train the tiny Spec2VolCAMU-Net (test subject held out, best epoch chosen on a validation subject)",
           ["train", str(deriv_dir), str(model_dir), "--model", "spec2vol", "--preset", "tiny",
            "--cv", "split", "--test-subjects", TEST_SUBJECT, "--val-subjects", VAL_SUBJECT,
-           "--epochs", str(epochs), "--batch-size", "8", "--accumulation", "1", "--warmup-steps", "10",
+           "--epochs", str(epochs), "--batch-size", "8", "--accumulation", "1", "--warmup-steps", "10", "--lr", "3e-3",
            "--baselines", "mean", "ridge", "--seed", str(seed), "--noise-ceiling", str(ceiling)])
     checkpoint = model_dir / "model.ckpt"
     _step("participant level with the trained model: predicted BOLD for the test subject",

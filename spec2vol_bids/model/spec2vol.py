@@ -23,8 +23,10 @@ __all__ = ["Spec2VolCAMUNet", "PRESETS"]
 PRESETS: dict[str, dict[str, Any]] = {
     # the published network (official code: Spectrogram2fMRI(in_dim=20, hidden_dim=256, out_dim=D))
     "paper": {},
-    # a small network of the same structure that trains on 2 CPU cores in minutes (tests, demos)
-    "tiny": {"hidden": 32, "heads": 4, "dims": (16, 32, 64, 128), "depths": (1, 1, 1, 1),
+    # a small network of the same structure that trains on 2 CPU cores in minutes (tests, demos). The first VM-UNet
+    # stage is 32 wide so the output head sees 32 / 4 = 8 channels per pixel: with 16 (4 channels) the tiny net took
+    # twice the steps to reach the mean image (held-out SSIM 0.21 vs 0.55 after 10 epochs on the tiny simulation).
+    "tiny": {"hidden": 32, "heads": 4, "dims": (32, 64, 128, 256), "depths": (1, 1, 1, 1),
              "depths_decoder": (1, 1, 1, 1), "d_state": 8, "drop_path": 0.0},
 }
 

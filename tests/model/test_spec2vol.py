@@ -78,7 +78,7 @@ def test_tiny_preset_overfits_a_fixed_batch_and_every_parameter_learns():
 def test_tiny_preset_is_small_and_documented():
     model = Spec2VolCAMUNet.from_preset("tiny", n_electrodes=16, n_slices=8)
     n = sum(p.numel() for p in model.parameters())
-    assert n < 1_000_000
+    assert n < 2_000_000  # about 4 % of the 45.9 M paper network
     assert model.config["hidden"] == PRESETS["tiny"]["hidden"]
     assert model.input_shape == (20, 16, 249) and model.output_shape == (8, 64, 64)
 
