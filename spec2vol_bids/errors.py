@@ -4,22 +4,22 @@ Every error a user can cause is raised as a :class:`Spec2VolError` subclass. The
 its message on one line (``spec2vol_bids: error: <what is wrong>. <what to do>``) and exits with the class's
 ``exit_code``. The codes follow the BIDS-Apps execution-spec draft and fMRIPrep:
 
-====  ==========================  ===============================================================
-code  class                       meaning
-====  ==========================  ===============================================================
-0                                 success
-1     :class:`Spec2VolError`      generic failure (a processing step failed; see the crash file)
-2                                 command-line syntax error (argparse)
-16    :class:`ValidationError`    the input dataset failed BIDS validation
-17    :class:`AnalysisLevelError` unknown analysis level
-18    :class:`NoMatchError`       the entity filters selected no files
-64    :class:`UsageError`         a wrong combination of arguments (e.g. OUT_DIR equal to BIDS_DIR)
-65    :class:`DataError`          bad data (corrupt file, NaNs, EEG shorter than BOLD, mismatched channels)
-66    :class:`NoInputError`       valid input but a required file or folder is missing
-70    :class:`SoftwareError`      the workflow could not be built (a bug: please report it)
-73    :class:`CantCreateError`    an output cannot be created (exists, not writable)
-74    :class:`IOFailure`          an I/O error while reading or writing
-====  ==========================  ===============================================================
+====  ============================  ========================================================================
+code  class                         meaning
+====  ============================  ========================================================================
+0                                   success
+1     :class:`Spec2VolError`        generic failure (a processing step failed; see the crash file)
+2                                   command-line syntax error (argparse)
+16    :class:`ValidationError`      the input dataset failed BIDS validation
+17    :class:`AnalysisLevelError`   unknown analysis level
+18    :class:`NoMatchError`         the entity filters selected no files
+64    :class:`UsageError`           a wrong combination of arguments (e.g. OUT_DIR equal to BIDS_DIR)
+65    :class:`DataError`            bad data (corrupt file, NaNs, EEG shorter than BOLD, mismatched channels)
+66    :class:`NoInputError`         valid input but a required file or folder is missing
+70    :class:`SoftwareError`        the workflow could not be built (a bug: please report it)
+73    :class:`CantCreateError`      an output cannot be created (exists, not writable)
+74    :class:`IOFailure`            an I/O error while reading or writing
+====  ============================  ========================================================================
 """
 
 from __future__ import annotations
