@@ -38,6 +38,7 @@ from ..errors import (
     UsageError,
     ValidationError,
 )
+from .argtypes import nonnegative_int, positive_float, positive_int
 
 __all__ = ["build_parser", "run", "ANALYSIS_LEVELS", "VALIDATOR_IGNORE"]
 
@@ -96,11 +97,11 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help="do not validate BIDS_DIR with bids-validator-deno")
 
     g = parser.add_argument_group("performance")
-    g.add_argument("--nprocs", "--nthreads", "--n_cpus", "--n-cpus", type=int, metavar="N",
+    g.add_argument("--nprocs", "--nthreads", "--n_cpus", "--n-cpus", type=positive_int, metavar="N",
                    help="maximum number of processes nipype runs at once (default: all CPUs; 1: Linear plugin)")
-    g.add_argument("--omp-nthreads", "--omp_nthreads", type=int, metavar="N",
+    g.add_argument("--omp-nthreads", "--omp_nthreads", type=positive_int, metavar="N",
                    help="threads per process for the model (default: min(nprocs - 1, 8), at least 1)")
-    g.add_argument("--mem", "--mem-gb", "--mem_gb", type=float, metavar="GB", dest="mem_gb",
+    g.add_argument("--mem", "--mem-gb", "--mem_gb", type=positive_float, metavar="GB", dest="mem_gb",
                    help="memory nipype may schedule, in GB (gigabytes, not MB as in fMRIPrep's --mem_mb)")
     g.add_argument("--use-plugin", "--use_plugin", type=Path, metavar="FILE",
                    help="YAML file with 'plugin:' and 'plugin_args:' for nipype (e.g. SLURM)")
@@ -111,7 +112,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="device for the model; cuda marks the node use_gpu for nipype's GPU scheduling "
                         "(default: auto, CUDA when a GPU is visible)")
-    g.add_argument("--batch-size", type=int, default=8, metavar="N", help="pairs per forward pass (default 8)")
+    g.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="pairs per forward pass (default 8)")
 
     g = parser.add_argument_group("EEG spectrogram (defaults: the official Spec2VolCAMU-Net pipeline)")
     g.add_argument("--config-file", "--config_file", type=Path, metavar="TOML",
@@ -127,7 +128,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help="power in dB instead of linear |FFT| magnitude")
     g.add_argument("--freq-axis", choices=FREQUENCY_AXES,
                    help="bins: FFT bins 1..N at k/T Hz (default); hz: N frequencies from --fmin to --fmax")
-    g.add_argument("--n-freqs", type=int, metavar="N", help="frequencies per row (default 249)")
+    g.add_argument("--n-freqs", type=positive_int, metavar="N", help="frequencies per row (default 249)")
     g.add_argument("--fmin", type=float, metavar="HZ", help="lowest frequency of the hz axis (default 1)")
     g.add_argument("--fmax", type=float, metavar="HZ", help="highest frequency of the hz axis (default 100)")
     g.add_argument("--eeg-scaling", choices=EEG_SCALINGS,
@@ -138,9 +139,9 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help="drop channels of these BIDS types, e.g. ECG EOG (default: keep all, as the official code)")
 
     g = parser.add_argument_group("pairing of EEG windows and BOLD volumes")
-    g.add_argument("--n-windows", type=int, metavar="N", help="windows per model input (default 20)")
-    g.add_argument("--discard", type=int, metavar="N", help="initial volumes taking part in no pair (default 6)")
-    g.add_argument("--lag", type=int, metavar="N", help="volumes between the last window and the target (default 0)")
+    g.add_argument("--n-windows", type=positive_int, metavar="N", help="windows per model input (default 20)")
+    g.add_argument("--discard", type=nonnegative_int, metavar="N", help="initial volumes taking part in no pair (default 6)")
+    g.add_argument("--lag", type=nonnegative_int, metavar="N", help="volumes between the last window and the target (default 0)")
     g.add_argument("--window-span-s", type=float, metavar="SEC",
                    help="alternative to --n-windows in seconds (the paper's 20 s of EEG)")
     g.add_argument("--lag-s", type=float, metavar="SEC",
@@ -149,7 +150,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g = parser.add_argument_group("BOLD targets")
     g.add_argument("--bold-scaling", choices=BOLD_SCALINGS, help="per-volume scaling (default minmax)")
     g.add_argument("--bold-resize", choices=BOLD_RESIZES, help="resize to the model grid (default dct)")
-    g.add_argument("--n-slices", type=int, metavar="D", help="slices of the target grid (default: see docs)")
+    g.add_argument("--n-slices", type=positive_int, metavar="D", help="slices of the target grid (default: see docs)")
 
     g = parser.add_argument_group("other options")
     g.add_argument("-w", "--work-dir", type=Path, default=None, metavar="DIR",

@@ -7,29 +7,10 @@ import logging
 from pathlib import Path
 
 from .._version import __version__
+from .argtypes import nonnegative_int, positive_int
 
 #: preset names (kept here so ``--help`` does not import the simulator)
 PRESET_NAMES = ("tiny", "noddi-like", "oddball-like", "cnepfl-like")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParser:
@@ -47,11 +28,11 @@ def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParse
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="dataset root to create (new or empty)")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="tiny", help="dataset preset (default: tiny)")
-    parser.add_argument("--subjects", type=_positive, metavar="N", help="number of subjects (default: preset)")
-    parser.add_argument("--sessions", type=_positive, metavar="S", help="sessions per subject (default: preset)")
-    parser.add_argument("--runs", type=_positive, metavar="R", help="runs per task and session (default: preset)")
-    parser.add_argument("--volumes", type=_positive, metavar="V", help="BOLD volumes per run (default: preset)")
-    parser.add_argument("--seed", type=_seed, default=0, metavar="K", help="random seed (default: 0)")
+    parser.add_argument("--subjects", type=positive_int, metavar="N", help="number of subjects (default: preset)")
+    parser.add_argument("--sessions", type=positive_int, metavar="S", help="sessions per subject (default: preset)")
+    parser.add_argument("--runs", type=positive_int, metavar="R", help="runs per task and session (default: preset)")
+    parser.add_argument("--volumes", type=positive_int, metavar="V", help="BOLD volumes per run (default: preset)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, metavar="K", help="random seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages")

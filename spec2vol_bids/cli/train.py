@@ -22,6 +22,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .argtypes import nonnegative_int, positive_float, positive_int
+
 #: kept here so that --help does not import torch
 MODEL_CHOICES = ("spec2vol", "e2fnet", "ridge", "mean")
 CV_CHOICES = ("loso", "split", "none")
@@ -30,36 +32,6 @@ SCHEDULE_CHOICES = ("paper", "official", "constant")
 SELECT_CHOICES = ("val", "test", "last")
 
 logger = logging.getLogger("spec2vol_bids.train")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
@@ -91,7 +63,7 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g.add_argument("--test-subjects", nargs="+", default=None, metavar="LABEL", help="test subjects of --cv split")
     g.add_argument("--val-subjects", nargs="+", default=None, metavar="LABEL",
                    help="validation subjects (default: drawn from each fold's training subjects with --seed)")
-    g.add_argument("--n-val", type=_positive, default=1, help="validation subjects drawn per fold")
+    g.add_argument("--n-val", type=positive_int, default=1, help="validation subjects drawn per fold")
     g.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL",
                    help="use only these subjects")
     g.add_argument("--select-on", choices=SELECT_CHOICES, default="val",
@@ -104,24 +76,24 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
                    help="EEG min-max statistics from the training subjects (default) or from every subject "
                         "including the test ones (global-leaky, the official code)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=_positive, default=50)
-    g.add_argument("--batch-size", type=_positive, default=16, help="micro-batch size")
-    g.add_argument("--accumulation", type=_positive, default=2, help="micro-batches per optimiser step")
-    g.add_argument("--lr", type=_positive_float, default=1e-3)
+    g.add_argument("--epochs", type=positive_int, default=50)
+    g.add_argument("--batch-size", type=positive_int, default=16, help="micro-batch size")
+    g.add_argument("--accumulation", type=positive_int, default=2, help="micro-batches per optimiser step")
+    g.add_argument("--lr", type=positive_float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=1e-2)
-    g.add_argument("--warmup-steps", type=_nonneg, default=50)
+    g.add_argument("--warmup-steps", type=nonnegative_int, default=50)
     g.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="paper",
                    help="cosine restarts every 10 epochs (paper), the official code's effective ~20-epoch "
                         "restarts (official), or a constant LR")
-    g.add_argument("--seed", type=_nonneg, default=42)
+    g.add_argument("--seed", type=nonnegative_int, default=42)
     g = p.add_argument_group("execution")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--num-threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
-    g.add_argument("--num-workers", type=_nonneg, default=0,
+    g.add_argument("--num-threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument("--num-workers", type=nonnegative_int, default=0,
                    help="DataLoader worker processes reading training batches ahead (0: read in the main process)")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in MODEL_DIR (same arguments) to the same final weights")
-    g.add_argument("--save-every", type=_nonneg, default=0,
+    g.add_argument("--save-every", type=nonnegative_int, default=0,
                    help="also write the resume state every N optimiser steps (0: at epoch ends only)")
     g.add_argument("--official-h5", nargs="+", type=Path, default=None, metavar="FILE",
                    help="train on per-subject h5 files of the official scripts (eeg [N,20,C,249], fmri "
