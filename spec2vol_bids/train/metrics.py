@@ -89,12 +89,31 @@ def gaussian_window(
     """Normalised 2-D Gaussian window (outer product of two normalised 1-D Gaussians), shape ``[k, k]``."""
     import torch
 
+    g = gaussian_kernel_1d(kernel_size, sigma, dtype=torch.float64)
+    win = torch.outer(g, g)  # [k, k]
+    return win.to(dtype=dtype or torch.float32, device=device)
+
+
+def gaussian_kernel_1d(kernel_size: int = SSIM_KERNEL_SIZE, sigma: float = SSIM_SIGMA, *, dtype=None,
+                       device=None) -> torch.Tensor:
+    """Normalised 1-D Gaussian, shape ``[k]``; the SSIM window is its outer product with itself."""
+    import torch
+
     half = (kernel_size - 1) / 2.0
     dist = torch.arange(-half, half + 1.0, 1.0, dtype=torch.float64)  # [k]
     g = torch.exp(-((dist / sigma) ** 2) / 2.0)
-    g = g / g.sum()
-    win = torch.outer(g, g)  # [k, k]
-    return win.to(dtype=dtype or torch.float32, device=device)
+    return (g / g.sum()).to(dtype=dtype or torch.float32, device=device)
+
+
+def _band(g: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n, n + k - 1]`` matrix whose row ``i`` holds the 1-D kernel ``g`` at columns ``i .. i + k - 1``."""
+    import torch
+
+    k = g.shape[0]
+    band = torch.zeros(n, n + k - 1, dtype=g.dtype, device=g.device)
+    rows = torch.arange(n, device=g.device)[:, None]
+    band[rows, rows + torch.arange(k, device=g.device)] = g
+    return band
 
 
 def ssim_map(
@@ -138,15 +157,17 @@ def ssim_map(
     pad = (kernel_size - 1) // 2
     if h <= pad or w <= pad:
         raise ValueError(f"images of {h} x {w} pixels are too small for an SSIM window of {kernel_size}")
-    win = gaussian_window(kernel_size, sigma, dtype=preds.dtype, device=preds.device)
-    weight = win.expand(c, 1, kernel_size, kernel_size)  # [C, 1, k, k] grouped conv: one filter per slice
+    g = gaussian_kernel_1d(kernel_size, sigma, dtype=preds.dtype, device=preds.device)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
 
-    # [5B, C, H + 2p, W + 2p]: the five local moments filtered in one grouped convolution
+    # [5B, C, H + 2p, W + 2p]: the five local moments, every slice filtered on its own by the 2-D Gaussian
+    # window. The window is separable, so the "valid" filtering is two banded matrix products,
+    # out = G_H @ X @ G_W^T with G_n[i, i:i + k] = g: identical up to rounding to the k x k grouped convolution
+    # and an order of magnitude faster on a CPU (BLAS, also in float64).
     stack = torch.cat([preds, target, preds * preds, target * target, preds * target], dim=0)
     stack = F.pad(stack, (pad, pad, pad, pad), mode="reflect")
-    out = F.conv2d(stack, weight, groups=c)  # [5B, C, H, W]
+    out = _band(g, h) @ stack @ _band(g, w).T  # [5B, C, H, W]
     mu_p, mu_t, e_pp, e_tt, e_pt = out.split(b, dim=0)
     mu_pp, mu_tt, mu_pt = mu_p * mu_p, mu_t * mu_t, mu_p * mu_t
     var_p = torch.clamp(e_pp - mu_pp, min=0.0)
