@@ -49,6 +49,7 @@ def test_docs_build_without_warnings(tmp_path):
         assert (ROOT / "examples" / f"{script}.py").is_file()
         assert f"{script}.py" in pages["examples"]
     assert "init_spec2vol_wf" in pages["examples"] and "write_raw_bids" in pages["examples"]
+    assert (out / "_images" / "example_open_in_napari.png").is_file()
     # napari page with its real screenshot
     assert "napari_widget.png" in pages["napari"]
     assert (out / "_images" / "napari_widget.png").stat().st_size > 10_000
