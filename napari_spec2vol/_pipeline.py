@@ -300,18 +300,11 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     yield Progress("BOLD targets", 0, 1)
     process.compute_target(pair.bold_file, out_file=target_file, mask_file=mask_file, repetition_time=tr,
                            config=cfg)
-    yield Progress(f"predicting on {dev}", 0, 1)
-    previous = os.environ.get(SCAN_ENV)
-    os.environ[SCAN_ENV] = backend  # the model's SS2D layers resolve their backend from it at run time
-    try:
-        process.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,
-                            batch_size=int(batch_size), eeg_file=pair.eeg_file, bold_file=pair.bold_file,
-                            progress=False)
-    finally:
-        if previous is None:
-            os.environ.pop(SCAN_ENV, None)
-        else:
-            os.environ[SCAN_ENV] = previous
+    stage = f"predicting on {dev}"
+    yield Progress(stage, 0, 1)
+    process.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,
+                        batch_size=int(batch_size), eeg_file=pair.eeg_file, bold_file=pair.bold_file,
+                        progress=_inner(stage, report, should_stop), scan_backend=backend)
 
     yield Progress("metrics", 0, 1)
     predicted, info_pred = load_bold(pred_file)  # (t, z, y, x), canonical

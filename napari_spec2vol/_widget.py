@@ -335,7 +335,7 @@ class Spec2VolWidget(Container):
             return
         stage = _STAGES.get(prog.stage.split(" on ")[0], (0.0, 1.0))
         overall = stage[0] + (stage[1] - stage[0]) * prog.fraction
-        # inference reports no partial progress: a busy bar meanwhile (Qt: maximum 0)
+        # until the first predicted batch reports back, a busy bar (Qt: maximum 0)
         self.progress_bar.max = 0 if prog.stage.startswith("predicting") and prog.done == 0 else 1000
         self.progress_bar.value = int(round(1000 * overall)) if self.progress_bar.max else 0
         self.status.value = f"{prog.stage}: {prog.done}/{prog.total}" if prog.total > 1 else prog.stage

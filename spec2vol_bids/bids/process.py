@@ -298,7 +298,8 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
 def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathLike,
                 checkpoint: str | os.PathLike, *, out_file: str | os.PathLike, device: str = "auto",
                 batch_size: int = 8, eeg_file: str | os.PathLike | None = None,
-                bold_file: str | os.PathLike | None = None, progress: bool = False) -> tuple[Path, Path]:
+                bold_file: str | os.PathLike | None = None, progress=False,
+                scan_backend: str | None = None) -> tuple[Path, Path]:
     """Predict the BOLD volumes of one run from its spectrogram with a trained checkpoint.
 
     Parameters
@@ -317,8 +318,11 @@ def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathL
         Pairs per forward pass.
     eeg_file, bold_file : path-like, optional
         Raw files listed in ``Sources``.
-    progress : bool
-        Show a progress bar.
+    progress : bool or callable
+        Show a progress bar, or call ``progress(done, total)`` after every batch (see
+        :func:`~spec2vol_bids.train.predict.predict_windows`).
+    scan_backend : str, optional
+        Selective-scan backend (default: automatic for the device).
 
     Returns
     -------
@@ -342,7 +346,8 @@ def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathL
                      grid=tuple(int(s) for s in target.shape[:3]))
     windows = spec["pair_windows"]  # [n_pairs, n_windows]
     x = spec["spectrogram"][windows]  # [n_pairs, n_windows, C, F]
-    pred = predict_windows(ckpt, x, device=device, batch_size=int(batch_size), progress=progress)
+    pred = predict_windows(ckpt, x, device=device, batch_size=int(batch_size), progress=progress,
+                           scan_backend=scan_backend)
     pred = np.asarray(pred, dtype=np.float32).transpose(2, 3, 1, 0)  # [n, D, X, Y] -> [X, Y, D, n]
     tr = float(spec["attrs"]["repetition_time"])
     model = ckpt.get("model", {}) if isinstance(ckpt, Mapping) else {}

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ def _model_for(ckpt: Checkpoint, device):
 
 
 def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device: str = "auto", batch_size: int = 8,
-                    progress: bool = True) -> np.ndarray:
+                    progress: bool | Callable[[int, int], None] = True,
+                    scan_backend: str | None = None) -> np.ndarray:
     """Predict one volume per group of spectrogram windows.
 
     Parameters
@@ -55,8 +56,12 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
         ``spectrogram[pairs/windows]``); the checkpoint's input scaling is applied here.
     device : {'auto', 'cpu', 'cuda'}
     batch_size : int
-    progress : bool
-        Show a tqdm progress bar.
+    progress : bool or callable
+        Show a tqdm progress bar, or call ``progress(done, total)`` (in predicted volumes) after every batch
+        (a GUI's progress bar; the callable may raise to cancel between batches).
+    scan_backend : str, optional
+        Selective-scan backend of the model's SS2D layers (``"reference"``, ``"chunked"``, ``"mamba_ssm"``);
+        default: chosen automatically from the device (see :mod:`spec2vol_bids.model.scan`).
 
     Returns
     -------
@@ -89,11 +94,18 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
                         hint="drop invalid windows (the 'valid' dataset of the spectrogram file)")
     dev = _resolve_device(device)
     model = _model_for(ckpt, dev)
+    if hasattr(model, "set_scan_backend"):
+        model.set_scan_backend(scan_backend)
+    report = progress if callable(progress) else None
+    n = arr.shape[0]
     out = []
     with torch.no_grad():
-        for s in tqdm(range(0, arr.shape[0], int(batch_size)), desc="predict", disable=not progress, unit="batch"):
+        for s in tqdm(range(0, n, int(batch_size)), desc="predict", disable=report is not None or not progress,
+                      unit="batch"):
             xb = torch.from_numpy(apply_scaling(arr[s:s + batch_size], ckpt.get("scaling")).astype(np.float32))
             out.append(model(xb.to(dev)).float().cpu().numpy())  # [b, D, X, Y]
+            if report is not None:
+                report(min(s + int(batch_size), n), n)
     if not out:
         d = kw.get("n_slices", 0)
         g = kw.get("grid", 64)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spec2vol_bids.errors import DataError, NoInputError
+from spec2vol_bids.model import Spec2VolCAMUNet
 from spec2vol_bids.model.registry import build_model
 from spec2vol_bids.train.checkpoint import (
     Checkpoint,
@@ -18,9 +19,9 @@ from spec2vol_bids.train.checkpoint import (
 from spec2vol_bids.train.predict import predict_windows
 
 
-def _payload(model):
+def _payload(model, name="ridge"):
     return {
-        "model": {"name": "ridge", "kwargs": dict(model.config)},
+        "model": {"name": name, "kwargs": dict(model.config)},
         "state_dict": model.state_dict(),
         "preprocessing": {"window": "tr"},
         "channels": ["Fp1", "Fp2", "Cz"],
@@ -110,3 +111,23 @@ def test_check_compatible(ridge_model, tmp_path):
         check_compatible(ck, frequencies=np.arange(1, 9) / 2.5)
     with pytest.raises(DataError, match=r"grid is \(8, 8, 3\)"):
         check_compatible(ck, grid={"shape": [8, 8, 3], "affine": np.eye(4)})
+
+
+def test_predict_reports_progress_and_selects_the_scan_backend(tmp_path):
+    torch.manual_seed(0)
+    model = Spec2VolCAMUNet.from_preset("tiny", n_windows=2, n_electrodes=3, n_freqs=8, n_slices=2)
+    path = tmp_path / "model.ckpt"
+    save_checkpoint(path, _payload(model, name="spec2vol"))
+    x = np.random.default_rng(1).random((5, 2, 3, 8)).astype(np.float32)
+    calls = []
+    auto = predict_windows(path, x, device="cpu", batch_size=2,
+                           progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    ref = predict_windows(path, x, device="cpu", batch_size=2, progress=False, scan_backend="reference")
+    np.testing.assert_allclose(ref, auto, rtol=1e-4, atol=1e-5)  # the oracle loop gives the same volumes
+
+    def cancel(done, total):
+        raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):  # a GUI cancels between batches by raising from the callback
+        predict_windows(path, x, device="cpu", batch_size=2, progress=cancel)
