@@ -125,7 +125,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help="extend each window backwards by this fraction of its length, in [0, 1) (default 0)")
     g.add_argument("--taper", choices=TAPERS, help="window function (default boxcar = none)")
     g.add_argument("--log-power", action="store_const", const=True, default=None,
-                   help="power in dB instead of linear |FFT| magnitude")
+                   help="power in dB instead of the linear FFT magnitude")
     g.add_argument("--freq-axis", choices=FREQUENCY_AXES,
                    help="bins: FFT bins 1..N at k/T Hz (default); hz: N frequencies from --fmin to --fmax")
     g.add_argument("--n-freqs", type=positive_int, metavar="N", help="frequencies per row (default 249)")
