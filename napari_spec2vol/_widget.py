@@ -310,12 +310,18 @@ class Spec2VolWidget(Container):
         worker.start()
         return worker
 
-    def _on_sample_ready(self, outcome: _Outcome, predict: bool) -> None:
+    def _accepted(self, outcome: _Outcome):
+        """The worker's result, or None after an error (notified) or a cancel (a late Cancel still wins)."""
         if outcome.error is not None:
             self._notify_error(outcome.error)
-            return
-        if outcome.result is None or self._cancel_requested:  # a late Cancel still wins
+            return None
+        if outcome.result is None or self._cancel_requested:
             self.status.value = "Cancelled."
+            return None
+        return outcome.result
+
+    def _on_sample_ready(self, outcome: _Outcome, predict: bool) -> None:
+        if self._accepted(outcome) is None:
             return
         self.use_sample(outcome.result)
         self.status.value = f"Sample ready: {outcome.result.run}."
@@ -341,13 +347,8 @@ class Spec2VolWidget(Container):
         self.status.value = f"{prog.stage}: {prog.done}/{prog.total}" if prog.total > 1 else prog.stage
 
     def _on_returned(self, result: _Outcome) -> None:
-        if result.error is not None:
-            self._notify_error(result.error)
-            return
-        if result.result is None or self._cancel_requested:  # a late Cancel still wins
-            self.status.value = "Cancelled."
-            return
-        self.show_result(result.result)
+        if self._accepted(result) is not None:
+            self.show_result(result.result)
 
     def _on_aborted(self) -> None:
         self.status.value = "Cancelled."

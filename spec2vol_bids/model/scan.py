@@ -280,7 +280,8 @@ def _finish(y, u, D, z, dtype_in):
 # --------------------------------------------------------------------------------------------------------------
 # reference backend: the sequential loop (the oracle)
 # --------------------------------------------------------------------------------------------------------------
-def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+def _prepare(u, delta, A, delta_bias, delta_softplus):
+    """Upcast to the compute dtype and apply ``delta_bias`` / softplus: ``(input dtype, u, delta, A)``."""
     dtype_in = u.dtype
     ct = _compute_dtype(u, delta)
     u, delta, A = u.to(ct), delta.to(ct), A.to(ct)
@@ -288,11 +289,16 @@ def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_
         delta = delta + delta_bias.to(ct)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
+    return dtype_in, u, delta, A
+
+
+def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    dtype_in, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     b, d, L = u.shape
     n = A.shape[1]
     g = _groups(B, C)
-    Bv = _bc_view(B.to(ct), d, g).expand(b, g, d // g, n, L).reshape(b, d, n, L)
-    Cv = _bc_view(C.to(ct), d, g).expand(b, g, d // g, n, L).reshape(b, d, n, L)
+    Bv = _bc_view(B.to(u.dtype), d, g).expand(b, g, d // g, n, L).reshape(b, d, n, L)
+    Cv = _bc_view(C.to(u.dtype), d, g).expand(b, g, d // g, n, L).reshape(b, d, n, L)
     decay = torch.exp(delta[:, :, None, :] * A[None, :, :, None])  # (b, d, n, l)
     drive = (delta * u)[:, :, None, :] * Bv  # (b, d, n, l)
     h = u.new_zeros(b, d, n)  # (b, d, n)
@@ -564,16 +570,10 @@ def _grad_bc(X5, v, M5, const):
 def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
     if u.shape[-1] == 0:
         return _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    dtype_in = u.dtype
-    ct = _compute_dtype(u, delta)
-    u, delta, A = u.to(ct), delta.to(ct), A.to(ct)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(ct)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    dtype_in, u, delta, A = _prepare(u, delta, A, delta_bias, delta_softplus)
     g = _groups(B, C)
     chunk = CHUNK_LENGTH.get(u.device.type, MAX_CHUNK)
-    args = (u.contiguous(), delta.contiguous(), A.contiguous(), B.to(ct), C.to(ct), g)
+    args = (u.contiguous(), delta.contiguous(), A.contiguous(), B.to(u.dtype), C.to(u.dtype), g)
     if chunk <= 1:
         y, last = _RecurrentScanFn.apply(*args)
     else:
