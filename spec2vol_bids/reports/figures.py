@@ -199,8 +199,7 @@ def spectrogram_figure(spec, freqs, *, volume_onsets=None, valid=None, channels:
     unit = "log10 value" if log else "value"
     fig = plt.figure(figsize=(10, 5.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[3, 1.1])
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#d0d0d0")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#d0d0d0")  # invalid windows in grey
     ax0 = fig.add_subplot(gs[0, 0])
     tf = _nanmean(shown, axis=1).T  # [F, T]
     scale = np.nanmax(np.abs(shown)) if np.isfinite(shown).any() else 0.0
