@@ -166,30 +166,11 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-class _StderrHandler(logging.StreamHandler):
-    """Writes to the *current* ``sys.stderr`` (which test runners and notebooks replace)."""
-
-    def __init__(self):
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):  # StreamHandler.__init__ assigns it; the current stderr is always used
-        pass
-
-
 def _setup_logging(verbose: int) -> None:
     """INFO by default, DEBUG with -v; nipype's own messages appear with -vv."""
-    LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(getattr(h, "_spec2vol", False) for h in LOGGER.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s [spec2vol_bids %(levelname)s] %(message)s",
-                                               "%H:%M:%S"))
-        handler._spec2vol = True  # type: ignore[attr-defined]
-        LOGGER.addHandler(handler)
+    from .main import setup_logging
+
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 def _resolve(path: Path) -> Path:

@@ -62,6 +62,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` (which test runners and notebooks replace)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the current stderr is always used
+        pass
+
+
+def setup_logging(level: int) -> logging.Logger:
+    """Send the ``spec2vol_bids`` loggers' messages at ``level`` and above to stderr, once per process.
+
+    Every command calls this (never ``logging.basicConfig``), so running several commands in one process (the
+    demo, a notebook) neither duplicates lines nor changes the root logger of the caller.
+    """
+    logger = logging.getLogger("spec2vol_bids")
+    logger.setLevel(level)
+    if not any(getattr(h, "_spec2vol", False) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [spec2vol_bids %(levelname)s] %(message)s",
+                                               "%H:%M:%S"))
+        handler._spec2vol = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    return logger
+
+
 def version_string() -> str:
     return f"spec2vol-bids {__version__}"
 

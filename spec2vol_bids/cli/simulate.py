@@ -42,8 +42,9 @@ def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Simulate the dataset described by ``args``; returns the exit code (0)."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else
-                        logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .main import setup_logging
+
+    setup_logging(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     from ..simulate import simulate_dataset
 
     root = simulate_dataset(args.out_dir, preset=args.preset, subjects=args.subjects, sessions=args.sessions,

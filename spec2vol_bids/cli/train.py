@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import CantCreateError, UsageError
     from ..train.experiment import Experiment
+    from .main import setup_logging
 
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging(logging.WARNING - 10 * min(args.verbose, 2))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     model_dir: Path = args.model_dir
