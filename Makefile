@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The local CPU torch wheel folder (pip.conf's find-links), so uv never pulls a CUDA build.
-WHEELS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null || echo /opt/wheels)
+WHEELS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+FIND_LINKS := $(if $(WHEELS),--find-links "$(WHEELS)",)
 TORCH_PIN := torch==2.13.0
 EXTRAS := test,napari,docs,bench
 STAMP := $(VENV)/.installed
@@ -38,9 +39,10 @@ system-deps:
 	fi
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || { $(PYTHON) -m pip install -q uv && $(PYTHON) -m uv venv -q -p $(PYTHON) $(VENV); }
-	$(PYTHON) -m uv pip install -q --python $(BIN)/python --compile-bytecode \
-	  --find-links "$(WHEELS)" "$(TORCH_PIN)" -e ".[$(EXTRAS)]"
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	@test -x $(BIN)/python || $(PYTHON) -m uv venv -q -p $(PYTHON) $(VENV)
+	$(PYTHON) -m uv pip install -q --python $(BIN)/python --compile-bytecode $(FIND_LINKS) \
+	  "$(TORCH_PIN)" -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 test: install
