@@ -229,14 +229,7 @@ class Spec2VolWidget(Container):
             pair, checkpoint, out_dir=self._output_dir(), device=self.device.value, scan_backend=self.scan_backend.value,
             batch_size=int(self.batch_size.value), report=relay.progress.emit,
             should_stop=lambda: self._cancel_requested)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self._set_running(True)
-        worker.start()
-        return worker
+        return self._launch(worker, self._on_returned)
 
     def _inputs(self):
         from spec2vol_bids.errors import NoInputError, UsageError
@@ -301,8 +294,12 @@ class Spec2VolWidget(Container):
         self.status.value = "Preparing the sample data ..."
         worker = _sample_worker(settings=settings, report=self._relay.progress.emit,
                                 should_stop=lambda: self._cancel_requested)
+        return self._launch(worker, lambda outcome: self._on_sample_ready(outcome, predict))
+
+    def _launch(self, worker, on_returned):
+        """Connect a worker's signals to the widget, mark the widget busy and start the worker."""
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_sample_ready(outcome, predict))
+        worker.returned.connect(on_returned)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self.worker = worker

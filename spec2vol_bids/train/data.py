@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ class _LazyH5:
         return {"path": self.path, "_file": None, "_pid": None}
 
 
-class _RunBase:
+class _RunBase(ABC):
     """What every run source provides: subject, pairs, and lazily read samples."""
 
     subject: str
@@ -134,19 +135,21 @@ class _RunBase:
     config: dict
     repetition_time: float | None
 
+    @abstractmethod
     def window_rows(self) -> np.ndarray:
         """Sorted unique spectrogram rows used by the pairs (those the scaling statistics may read)."""
-        raise NotImplementedError
 
-    def read_x(self, k: int) -> np.ndarray:  # [n_windows, C, F]
-        raise NotImplementedError
+    @abstractmethod
+    def read_x(self, k: int) -> np.ndarray:
+        """Input of pair ``k``: ``[n_windows, C, F]``."""
 
-    def read_y(self, k: int) -> np.ndarray:  # [D, X, Y]
-        raise NotImplementedError
+    @abstractmethod
+    def read_y(self, k: int) -> np.ndarray:
+        """Target of pair ``k``: ``[D, X, Y]``."""
 
+    @abstractmethod
     def input_values(self) -> np.ndarray:
         """All input values the statistics may use (any shape)."""
-        raise NotImplementedError
 
     def mask(self) -> np.ndarray | None:  # [D, X, Y] bool
         return None
