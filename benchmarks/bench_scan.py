@@ -123,6 +123,13 @@ def rel_error(result, truth) -> float:
                for k in truth)
 
 
+def _timing_columns(seconds: dict) -> dict:
+    """Per-method times (ms) and the chunked backend's speed-ups, from ``{method: seconds}``."""
+    cols = {f"{m}_ms": 1e3 * seconds[m] for m in ("reference", "chunked", "mambapy", "chunked_T64", "unbind_loop")}
+    cols.update({f"chunked_vs_{m}": seconds[m] / seconds["chunked"] for m in ("reference", "unbind_loop", "mambapy")})
+    return cols
+
+
 def main(quick: bool = False) -> dict:
     repeats = 2 if quick else 5
     shapes = SHAPES[1:3] if quick else SHAPES
@@ -142,30 +149,16 @@ def main(quick: bool = False) -> dict:
         med = {m: sorted(t)[len(t) // 2] for m, t in times.items()}
         for m in METHODS:
             totals[m] += uses * med[m]
-        rec = {
-            "shape": label, "channels": d, "length": L, "uses": uses,
-            "reference_ms": 1e3 * med["reference"], "chunked_ms": 1e3 * med["chunked"],
-            "mambapy_ms": 1e3 * med["mambapy"], "chunked_T64_ms": 1e3 * med["chunked_T64"],
-            "unbind_loop_ms": 1e3 * med["unbind_loop"],
-            "chunked_vs_reference": med["reference"] / med["chunked"],
-            "chunked_vs_unbind_loop": med["unbind_loop"] / med["chunked"],
-            "chunked_vs_mambapy": med["mambapy"] / med["chunked"],
-            "chunked_max_rel_err": errors["chunked"], "chunked_T64_max_rel_err": errors["chunked_T64"],
-            "mambapy_max_rel_err": errors["mambapy"],
-            "reference_fp32_max_rel_err": errors["reference"],
-        }
+        rec = {"shape": label, "channels": d, "length": L, "uses": uses, **_timing_columns(med),
+               "chunked_max_rel_err": errors["chunked"], "chunked_T64_max_rel_err": errors["chunked_T64"],
+               "mambapy_max_rel_err": errors["mambapy"], "reference_fp32_max_rel_err": errors["reference"]}
         records.append(rec)
         print(f"{label:24s} ref {rec['reference_ms']:8.1f} ms  chunked {rec['chunked_ms']:7.1f} ms  "
               f"T64 {rec['chunked_T64_ms']:7.1f} ms  mambapy {rec['mambapy_ms']:7.1f} ms  x{rec['chunked_vs_reference']:.1f} vs ref  "
               f"x{rec['chunked_vs_mambapy']:.2f} vs mambapy  err {errors['chunked']:.1e}", flush=True)
     total_rec = {
         "shape": "paper network, all VSS blocks (weighted by uses)", "uses": sum(r["uses"] for r in records),
-        "reference_ms": 1e3 * totals["reference"], "chunked_ms": 1e3 * totals["chunked"],
-        "mambapy_ms": 1e3 * totals["mambapy"], "chunked_T64_ms": 1e3 * totals["chunked_T64"],
-        "unbind_loop_ms": 1e3 * totals["unbind_loop"],
-        "chunked_vs_reference": totals["reference"] / totals["chunked"],
-        "chunked_vs_unbind_loop": totals["unbind_loop"] / totals["chunked"],
-        "chunked_vs_mambapy": totals["mambapy"] / totals["chunked"],
+        **_timing_columns(totals),
         "chunked_max_rel_err": max(r["chunked_max_rel_err"] for r in records),
         "chunked_T64_max_rel_err": max(r["chunked_T64_max_rel_err"] for r in records),
         "mambapy_max_rel_err": max(r["mambapy_max_rel_err"] for r in records),
