@@ -57,10 +57,12 @@ def atomic_write(dest: str | os.PathLike, data: str | bytes) -> Path:
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (NumPy scalars and arrays allowed), atomically."""
-    return atomic_write(dest, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write(dest, json.dumps(obj, indent=2, default=plain_value) + "\n")
 
 
-def _json_default(obj: Any):
+def plain_value(obj: Any):
+    """NumPy arrays -> lists, NumPy scalars -> Python scalars, paths -> str (JSON and checkpoints);
+    anything else raises ``TypeError``."""
     try:
         import numpy as np
     except ImportError:  # pragma: no cover

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, NoInputError
-from ..utils import atomic_path
+from ..utils import atomic_path, plain_value
 
 __all__ = [
     "FORMAT",
@@ -101,12 +101,8 @@ def to_plain(obj: Any) -> Any:
 
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
+    if isinstance(obj, (np.ndarray, np.generic, os.PathLike)):
+        return plain_value(obj)
     if isinstance(obj, str):
         return str(obj)  # plain str (e.g. torch.__version__ is a str subclass the safe unpickler refuses)
     if isinstance(obj, bool) or obj is None:
