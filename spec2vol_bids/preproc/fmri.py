@@ -26,6 +26,7 @@ __all__ = [
     "dct_resize",
     "resized_affine",
     "brain_mask",
+    "nearest_resize_mask",
     "scale_volumes",
     "BoldTarget",
     "bold_target",
@@ -259,7 +260,21 @@ class BoldTarget:
     resized: bool
 
 
-def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
+def nearest_resize_mask(mask, shape) -> np.ndarray:
+    """Resample a binary mask ``[X, Y, Z]`` onto a grid of ``shape`` with the same field of view (nearest voxel).
+
+    The grids share their outer voxel edges, as :func:`dct_resize` and :func:`resized_affine` do: voxel ``i`` of
+    an ``M``-voxel axis takes native voxel ``floor((i + 0.5) * N / M)`` of the ``N``-voxel axis.
+    """
+    m = np.asarray(mask) > 0
+    if m.ndim != 3 or len(tuple(shape)) != 3:
+        raise DataError(f"a mask must be 3-D, got shape {m.shape}", hint="Pass one volume [X, Y, Z].")
+    index = [np.minimum(((np.arange(new) + 0.5) * old / new).astype(int), old - 1)
+             for old, new in zip(m.shape, shape)]
+    return m[np.ix_(*index)]
+
+
+def bold_target(data, affine, cfg, *, mask=None, progress=None) -> BoldTarget:
     """Native BOLD run ``data[X, Y, Z, T]`` -> model targets on the configured grid (resize, mask, scaling).
 
     Parameters
@@ -268,6 +283,9 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
         Native BOLD (a nibabel ``dataobj`` works; volumes are read one at a time).
     affine : array-like, shape (4, 4)
     cfg : BOLDConfig
+    mask : array-like, shape (X, Y, Z), optional
+        A brain mask on the native grid (e.g. fMRIPrep's ``desc-brain_mask``), resampled to the model grid with
+        :func:`nearest_resize_mask`. Default: :func:`brain_mask` of the resized series.
     progress : bool or callable, optional
         ``True`` shows a tqdm bar over volumes; a callable is called as ``progress(done, total)``.
     """
@@ -278,6 +296,14 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
     native = shape4[:3]
     shape = target_shape(native, cfg)
     resize = shape != native
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != native:
+            raise DataError(f"the brain mask's shape {mask.shape} differs from the BOLD grid {native}",
+                            hint="Use a mask on the same grid as the BOLD series.")
+        mask = nearest_resize_mask(mask, shape)
+        if not mask.any():
+            raise DataError("the brain mask is empty", hint="Check the mask file.")
     out = np.empty((*shape, shape4[3]), dtype=np.float32)  # [X', Y', Z', T]
     bar = None
     if progress is True:
@@ -302,7 +328,8 @@ def bold_target(data, affine, cfg, *, progress=None) -> BoldTarget:
     finally:
         if bar is not None:
             bar.close()
-    mask = brain_mask(out)
+    if mask is None:
+        mask = brain_mask(out)
     scaled = scale_volumes(out, cfg.scaling, mask=mask, out=out)  # in place: one float32 copy of the run
     new_affine = resized_affine(affine, native, shape) if resize else np.asarray(affine, dtype=np.float64)
     return BoldTarget(data=scaled, affine=new_affine, mask=mask.astype(np.uint8), native_shape=native,

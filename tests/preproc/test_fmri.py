@@ -180,3 +180,36 @@ def test_bold_target_official_pipeline():
     data[1, 1, 1, 2] = np.nan
     with pytest.raises(DataError, match="volume 2"):
         fmri.bold_target(data, affine, cfg)
+
+
+def test_nearest_resize_mask_follows_the_resized_affine():
+    rng = np.random.default_rng(1)
+    mask = rng.random((27, 20, 16)) > 0.5
+    affine = np.diag([3.0, 3.0, 3.5, 1.0])
+    affine[:3, 3] = [-40.0, -30.0, -20.0]
+    shape = (16, 16, 10)
+    out = fmri.nearest_resize_mask(mask, shape)
+    assert out.shape == shape and out.dtype == bool
+    # oracle: the native voxel nearest to each new voxel centre, through both affines
+    new_affine = fmri.resized_affine(affine, mask.shape, shape)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    native = apply_affine(np.linalg.inv(affine), apply_affine(new_affine, ijk))
+    idx = np.floor(native + 0.5).astype(int)
+    np.testing.assert_array_equal(out.reshape(-1), mask[idx[:, 0], idx[:, 1], idx[:, 2]])
+    np.testing.assert_array_equal(fmri.nearest_resize_mask(mask, mask.shape), mask)  # same grid: unchanged
+
+
+def test_bold_target_with_a_given_mask():
+    data, inside = phantom(shape=(27, 27, 16), n_vol=3)
+    cfg = BOLDConfig(grid=16, n_slices=10, scaling="minmax-mask")
+    box = np.zeros((27, 27, 16), dtype=np.uint8)
+    box[5:20, 6:22, 3:12] = 1
+    out = fmri.bold_target(data, np.eye(4), cfg, mask=box)
+    expected = fmri.nearest_resize_mask(box, (16, 16, 10))
+    np.testing.assert_array_equal(out.mask, expected.astype(np.uint8))
+    assert np.all(out.data[~expected] == 0)  # minmax-mask: the given mask, not a computed one, is used
+    assert out.data[expected].min() == pytest.approx(0.0) and out.data[expected].max() == pytest.approx(1.0)
+    with pytest.raises(DataError, match="differs from the BOLD grid"):
+        fmri.bold_target(data, np.eye(4), cfg, mask=box[:-1])
+    with pytest.raises(DataError, match="empty"):
+        fmri.bold_target(data, np.eye(4), cfg, mask=np.zeros_like(box))
