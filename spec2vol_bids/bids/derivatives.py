@@ -240,13 +240,15 @@ def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
 
 def write_dataset_description(out_dir: str | os.PathLike, *, bids_dir: str | os.PathLike,
-                              models: Sequence[Mapping[str, Any]] = ()) -> Path:
+                              models: Sequence[Mapping[str, Any]] = (),
+                              derivatives: Mapping[str, str | os.PathLike] | None = None) -> Path:
     """Write ``OUT_DIR/dataset_description.json`` for the derivative dataset.
 
     ``GeneratedBy`` lists spec2vol-bids and, when predictions were made, each model (name, version and the
     checkpoint's SHA-256 in ``Description``). ``SourceDatasets`` names the raw dataset (its DOI when it has
-    one) and ``DatasetLinks.raw`` points at it, so that the ``bids:raw:`` URIs of the sidecars resolve.
-    Models already listed by an earlier run (e.g. another participant) are kept.
+    one) and ``DatasetLinks.raw`` points at it, so that the ``bids:raw:`` URIs of the sidecars resolve; each
+    derivatives dataset the targets were made from (``-d NAME=PATH``) is linked as ``NAME`` in the same way.
+    Models and dataset links already listed by an earlier run (e.g. another participant) are kept.
 
     Parameters
     ----------
@@ -254,6 +256,8 @@ def write_dataset_description(out_dir: str | os.PathLike, *, bids_dir: str | os.
         Output (derivative) dataset and raw dataset.
     models : sequence of dict
         ``{"Name": ..., "Version": ..., "Description": ...}`` per model used.
+    derivatives : mapping of str to path-like, optional
+        ``{name: root}`` of the derivatives datasets whose files are listed in the sidecars (``bids:<name>:...``).
     """
     out_dir, bids_dir = Path(out_dir), Path(bids_dir).resolve()
     raw_desc: dict[str, Any] = {}
@@ -274,12 +278,16 @@ def write_dataset_description(out_dir: str | os.PathLike, *, bids_dir: str | os.
         generated[0]["Container"] = {"Type": "docker", "Tag": container}
     dest = out_dir / "dataset_description.json"
     previous_models: list[dict] = []
+    links: dict[str, str] = {}
     if dest.is_file():
         try:
             previous = json.loads(dest.read_text(encoding="utf-8"))
             previous_models = [g for g in previous.get("GeneratedBy", []) if g.get("Name") != DERIVATIVE_DATASET_NAME]
-        except (json.JSONDecodeError, AttributeError):
-            previous_models = []
+            links = {str(k): str(v) for k, v in dict(previous.get("DatasetLinks") or {}).items() if k != "raw"}
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            previous_models, links = [], {}
+    for name, root in (derivatives or {}).items():
+        links[str(name)] = Path(root).resolve().as_uri()
     for model in [*previous_models, *models]:
         if dict(model) not in generated:
             generated.append(dict(model))
@@ -292,8 +300,8 @@ def write_dataset_description(out_dir: str | os.PathLike, *, bids_dir: str | os.
         "BIDSVersion": raw_desc.get("BIDSVersion", "1.10.0"),
         "DatasetType": "derivative",
         "GeneratedBy": generated,
-        "SourceDatasets": [source],
-        "DatasetLinks": {"raw": bids_dir.as_uri()},
+        "SourceDatasets": [source, *({"URL": uri} for uri in links.values())],
+        "DatasetLinks": {"raw": bids_dir.as_uri(), **links},
         "HowToAcknowledge": "Cite Spec2VolCAMU-Net (see the spec2vol-bids documentation) and the raw dataset",
     }
     if raw_desc.get("License"):

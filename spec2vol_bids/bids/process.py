@@ -231,13 +231,16 @@ def _units(cfg) -> str:
 
 
 def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike, mask_file: str | os.PathLike,
-                   repetition_time: float, config=None, task_name: str | None = None) -> tuple[Path, Path, Path, Path]:
+                   repetition_time: float, config=None, task_name: str | None = None,
+                   brain_mask: str | os.PathLike | None = None, dataset: str = "raw",
+                   space: str | None = None) -> tuple[Path, Path, Path, Path]:
     """Resize and scale one BOLD series into the model's target grid and write it with its brain mask.
 
     Parameters
     ----------
     bold_file : path-like
-        Raw BOLD image ``[X, Y, Z, T]``.
+        BOLD image ``[X, Y, Z, T]``: the raw series, or a preprocessed one from a derivatives dataset (e.g.
+        fMRIPrep's ``desc-preproc_bold``).
     out_file, mask_file : path-like
         Destinations of ``..._desc-target_bold.nii.gz`` and ``..._desc-brain_mask.nii.gz``.
     repetition_time : float
@@ -246,6 +249,14 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         Preprocessing settings (the ``bold`` section is used).
     task_name : str, optional
         ``TaskName`` for the sidecar (default: the ``task`` entity of the file name).
+    brain_mask : path-like, optional
+        A brain mask on the grid of ``bold_file`` (e.g. fMRIPrep's ``desc-brain_mask``), resampled to the model
+        grid; default: a mask computed from the data.
+    dataset : str
+        Name of the dataset holding ``bold_file`` (and ``brain_mask``) in the sidecars' BIDS URIs: ``raw``
+        (default) or the ``-d NAME`` of a derivatives dataset.
+    space : str, optional
+        The ``--bold-space`` the derivative was chosen for, recorded in the sidecar's ``BoldSource``.
 
     Returns
     -------
@@ -254,16 +265,17 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     Raises
     ------
     DataError
-        The image cannot be read (corrupt, truncated) or is not 4-D.
+        The image cannot be read (corrupt, truncated) or is not 4-D; the mask does not fit its grid.
     """
     from ..preproc.fmri import bold_target
 
     cfg = _config(config)
     img = _load_bold_header(bold_file, keep_file_open=True)
+    native_mask = _read_mask(brain_mask) if brain_mask is not None else None
     try:
         # Volumes are read one at a time through one open file handle (a gzip stream is then decompressed
         # once, front to back), so the native series is never held in memory at once.
-        result = bold_target(img.dataobj, img.affine, cfg.bold)
+        result = bold_target(img.dataobj, img.affine, cfg.bold, mask=native_mask)
     except Spec2VolError:
         raise
     except Exception as err:  # zlib.error, EOFError, OSError, ValueError from a truncated or corrupt file
@@ -272,11 +284,19 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     native_shape = (*result.native_shape, int(img.shape[3]))
     task = task_name or parse_entities(bold_file).get("task")
     resize = "dct" if result.resized else "none"
+    bold_uri = bids_uri(bold_file, dataset)
+    mask_uri = bids_uri(brain_mask, dataset) if brain_mask is not None else None
+    source: dict[str, Any] = {"Dataset": dataset, "File": bold_uri}
+    if space is not None:
+        source["Space"] = space
+    if mask_uri is not None:
+        source["Mask"] = mask_uri
     sidecar = {
         "Description": "BOLD series on the model grid, scaled per volume: the training target of Spec2VolCAMU-Net",
         "RepetitionTime": float(repetition_time),
         "TaskName": task,
-        "Sources": [bids_uri(bold_file)],
+        "Sources": [bold_uri] + ([mask_uri] if mask_uri else []),
+        "BoldSource": source,
         "Scaling": cfg.bold.scaling,
         "Resize": resize,
         "NativeShape": list(native_shape),
@@ -286,13 +306,31 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     scaled, affine, mask = result.data, result.affine, result.mask  # [X, Y, Z, T], (4, 4), [X, Y, Z]
     target, target_json = write_nifti(out_file, scaled, affine, sidecar=sidecar, dtype=np.float32,
                                       repetition_time=float(repetition_time))
-    mask_sidecar = {"Description": "Brain mask on the model grid (for the dynamic-correlation metric)",
-                    "Sources": [bids_uri(bold_file)], "Type": "Brain"}
+    mask_sidecar = {"Description": "Brain mask on the model grid (for the dynamic-correlation metric)"
+                                   + (f"; the {dataset} brain mask, nearest-neighbour resampled" if mask_uri else ""),
+                    "Sources": [mask_uri or bold_uri], "Type": "Brain"}
     mask_path, mask_json = write_nifti(mask_file, mask.astype(np.uint8), affine, sidecar=mask_sidecar,
                                        dtype=np.uint8)
     LOGGER.info("%s: target %s (%s resize, %s scaling)", Path(bold_file).name, tuple(scaled.shape), resize,
                 cfg.bold.scaling)
     return target, target_json, mask_path, mask_json
+
+
+def _read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A 3-D brain mask as a bool array ``[X, Y, Z]`` (a trailing axis of length 1 is dropped)."""
+    import nibabel as nib
+
+    try:
+        data = np.asarray(nib.load(str(path)).dataobj)
+    except Exception as err:  # nibabel, zlib and OS errors for corrupt files
+        raise DataError(f"cannot read the brain mask {Path(path).name} ({type(err).__name__}: {err})",
+                        hint="Replace the corrupt file") from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"the brain mask {Path(path).name} is {data.ndim}-D, expected 3-D [X, Y, Z]",
+                        hint="Use the brain mask of this run's BOLD series")
+    return data > 0
 
 
 def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathLike,

@@ -86,3 +86,15 @@ def test_dataset_description_and_bidsignore(tmp_path):
     (out / ".bidsignore").write_text("custom\n")
     text = write_bidsignore(out).read_text().split()
     assert text[0] == "custom" and "*_spectrogram.h5" in text and len(text) == len(set(text))
+
+
+def test_dataset_description_links_the_derivatives_used(tmp_path):
+    raw, fmriprep = tmp_path / "raw", tmp_path / "fmriprep"
+    raw.mkdir()
+    (raw / "dataset_description.json").write_text(json.dumps({"Name": "Raw", "BIDSVersion": "1.9.0"}))
+    out = tmp_path / "out"
+    write_dataset_description(out, bids_dir=raw, derivatives={"fmriprep": fmriprep})
+    write_dataset_description(out, bids_dir=raw)  # a later participant run without -d keeps the link
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetLinks"] == {"raw": raw.resolve().as_uri(), "fmriprep": fmriprep.resolve().as_uri()}
+    assert desc["SourceDatasets"] == [{"URL": raw.resolve().as_uri()}, {"URL": fmriprep.resolve().as_uri()}]
