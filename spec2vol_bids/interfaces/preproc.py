@@ -69,9 +69,14 @@ class EEGSpectrogram(SimpleInterface):
 
 
 class _BOLDTargetInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="raw BOLD series [X, Y, Z, T]")
+    bold_file = File(exists=True, mandatory=True,
+                     desc="BOLD series [X, Y, Z, T]: raw, or preprocessed (e.g. fMRIPrep's desc-preproc_bold)")
     repetition_time = traits.Float(mandatory=True, desc="RepetitionTime (s)")
     config = traits.Dict(desc="preprocessing settings (PreprocConfig.to_dict()); the bold section is used")
+    mask_file = File(exists=True, desc="brain mask on the grid of bold_file (default: computed from the data)")
+    dataset = traits.Str("raw", usedefault=True,
+                         desc="name of the dataset holding bold_file in the sidecar's BIDS URIs (raw or -d NAME)")
+    space = traits.Str(desc="the --bold-space of a preprocessed bold_file (recorded in the sidecar)")
 
 
 class _BOLDTargetOutputSpec(TraitedSpec):
@@ -94,6 +99,7 @@ class BOLDTarget(SimpleInterface):
         target, mask = target_names(runtime.cwd, self.inputs.bold_file)
         t, tj, m, mj = compute_target(self.inputs.bold_file, out_file=target, mask_file=mask,
                                       repetition_time=self.inputs.repetition_time,
-                                      config=_opt(self.inputs.config))
+                                      config=_opt(self.inputs.config), brain_mask=_opt(self.inputs.mask_file),
+                                      dataset=_opt(self.inputs.dataset) or "raw", space=_opt(self.inputs.space))
         self._results.update(out_file=str(t), out_sidecar=str(tj), out_mask=str(m), out_mask_sidecar=str(mj))
         return runtime

@@ -44,6 +44,10 @@ __all__ = [
 DEFAULT_MEMORY_MIN_GB = 0.25
 
 _RUN_INPUTS = ["eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv"]
+#: inputs of a run whose targets come from a preprocessed BOLD series (``use_preproc_bold=True``)
+_PREPROC_INPUTS = ["preproc_bold", "preproc_mask", "preproc_repetition_time", "preproc_dataset", "preproc_space"]
+#: inputs of :func:`init_bold_target_wf`
+_TARGET_INPUTS = ["bold_file", "repetition_time", "mask_file", "dataset", "space"]
 
 
 def _config_dict(config) -> dict[str, Any]:
@@ -137,9 +141,16 @@ def init_bold_target_wf(*, config=None, mem_gb: float = 1.0, name: str = "bold_t
     Inputs
     ------
     bold_file
-        Raw BOLD series ``[X, Y, Z, T]``.
+        BOLD series ``[X, Y, Z, T]``: the raw one, or a preprocessed one (e.g. fMRIPrep's ``desc-preproc_bold``).
     repetition_time
         ``RepetitionTime`` (s).
+    mask_file
+        Optional brain mask on the grid of ``bold_file`` (e.g. fMRIPrep's ``desc-brain_mask``); default: a
+        mask computed from the data.
+    dataset
+        Optional name of the dataset holding ``bold_file`` in the sidecar's BIDS URIs (default ``raw``).
+    space
+        Optional ``--bold-space`` of a preprocessed ``bold_file``, recorded in the sidecar.
 
     Outputs
     -------
@@ -149,12 +160,12 @@ def init_bold_target_wf(*, config=None, mem_gb: float = 1.0, name: str = "bold_t
         ``*_desc-brain_mask.nii.gz`` (uint8 ``[64, 64, D]``) and its sidecar.
     """
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["bold_file", "repetition_time"]), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=_TARGET_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["target", "target_json", "mask", "mask_json"]),
                          name="outputnode")
     target = pe.Node(BOLDTarget(config=_config_dict(config)), name="target", mem_gb=mem_gb)
     workflow.connect([
-        (inputnode, target, [("bold_file", "bold_file"), ("repetition_time", "repetition_time")]),
+        (inputnode, target, [(f, f) for f in _TARGET_INPUTS]),
         (target, outputnode, [("out_file", "target"), ("out_sidecar", "target_json"), ("out_mask", "mask"),
                               ("out_mask_sidecar", "mask_json")]),
     ])
@@ -164,7 +175,7 @@ def init_bold_target_wf(*, config=None, mem_gb: float = 1.0, name: str = "bold_t
 def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str | os.PathLike | None = None,
                      device: str = "auto", batch_size: int = 8, omp_nthreads: int = 1,
                      eeg_mem_gb: float = 1.0, bold_mem_gb: float = 1.0, progress: bool = False,
-                     name: str = "spec2vol_wf") -> pe.Workflow:
+                     use_preproc_bold: bool = False, name: str = "spec2vol_wf") -> pe.Workflow:
     """Build the workflow of one paired EEG-fMRI run: spectrogram, target, (prediction) and derivatives.
 
     Parameters
@@ -187,6 +198,10 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
         Memory budgets of the spectrogram and target nodes.
     progress : bool
         Show progress bars on the long steps.
+    use_preproc_bold : bool
+        Make the targets from a preprocessed BOLD series of the run (``inputnode.preproc_*``, e.g. fMRIPrep's
+        ``desc-preproc_bold``; the BIDS-App's ``-d/--derivatives``) instead of the raw ``bold_file``, which then
+        only gives the EEG side its volume count and ``Sources``.
     name : str
         Workflow name.
 
@@ -202,6 +217,13 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
         Optional ``channels.tsv``.
     events_tsv
         Optional ``events.tsv`` of the EEG run.
+    preproc_bold, preproc_repetition_time
+        Only with ``use_preproc_bold``: the preprocessed series (same volumes as ``bold_file``) and its TR.
+    preproc_mask
+        Only with ``use_preproc_bold``: optional brain mask on the grid of ``preproc_bold``.
+    preproc_dataset, preproc_space
+        Only with ``use_preproc_bold``: the name of its dataset in BIDS URIs (e.g. ``fmriprep``) and its space
+        (e.g. ``MNI152NLin2009cAsym``), recorded in the target's sidecar.
 
     Outputs
     -------
@@ -218,7 +240,8 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     """
     device_used = resolve_device(device)
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS + (_PREPROC_INPUTS if use_preproc_bold else [])),
+                        name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "target", "mask", "prediction",
                                                        "out_files"]), name="outputnode")
     eeg_wf = init_eeg_spectrogram_wf(config=config, mem_gb=eeg_mem_gb, progress=progress)
@@ -228,10 +251,14 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     ds_run = pe.Node(DerivativesDataSink(base_directory=str(Path(output_dir).absolute())), name="ds_run",
                      run_without_submitting=True, mem_gb=DEFAULT_MEMORY_MIN_GB)
 
+    if use_preproc_bold:
+        target_inputs = [("preproc_bold", "bold_file"), ("preproc_repetition_time", "repetition_time"),
+                         ("preproc_mask", "mask_file"), ("preproc_dataset", "dataset"), ("preproc_space", "space")]
+    else:
+        target_inputs = [("bold_file", "bold_file"), ("repetition_time", "repetition_time")]
     workflow.connect([
         (inputnode, eeg_wf, [(f, f"inputnode.{f}") for f in _RUN_INPUTS]),
-        (inputnode, bold_wf, [("bold_file", "inputnode.bold_file"),
-                              ("repetition_time", "inputnode.repetition_time")]),
+        (inputnode, bold_wf, [(src, f"inputnode.{dst}") for src, dst in target_inputs]),
         (eeg_wf, merge, [("outputnode.spectrogram", "in1"), ("outputnode.spectrogram_json", "in2")]),
         (bold_wf, merge, [("outputnode.target", "in3"), ("outputnode.target_json", "in4"),
                           ("outputnode.mask", "in5"), ("outputnode.mask_json", "in6")]),
@@ -264,7 +291,8 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
     Parameters
     ----------
     pairs : sequence of RunPair
-        Paired runs (:func:`spec2vol_bids.bids.layout.collect_pairs`).
+        Paired runs (:func:`spec2vol_bids.bids.layout.collect_pairs`); the targets of a run with a ``preproc``
+        series (:func:`spec2vol_bids.bids.layout.match_preproc_bold`) are made from it.
     config : PreprocConfig or dict, optional
         Preprocessing settings.
     output_dir : path-like
@@ -296,12 +324,21 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
         if crashdump_dirs and subject in crashdump_dirs:
             sub_wf.config["execution"] = {"crashdump_dir": str(crashdump_dirs[subject])}
         for pair in runs:
+            preproc = pair.preproc
             run_wf = init_spec2vol_wf(config=config, output_dir=output_dir, model=model, device=device,
                                       batch_size=batch_size, omp_nthreads=omp_nthreads,
-                                      bold_mem_gb=_bold_mem_gb(pair), progress=progress, name=pair.wf_name)
+                                      bold_mem_gb=_bold_mem_gb(pair), progress=progress,
+                                      use_preproc_bold=preproc is not None, name=pair.wf_name)
             run_wf.inputs.inputnode.eeg_file = str(pair.eeg_file)
             run_wf.inputs.inputnode.bold_file = str(pair.bold_file)
             run_wf.inputs.inputnode.repetition_time = float(pair.repetition_time)
+            if preproc is not None:
+                run_wf.inputs.inputnode.preproc_bold = str(preproc.file)
+                run_wf.inputs.inputnode.preproc_repetition_time = float(preproc.repetition_time)
+                run_wf.inputs.inputnode.preproc_dataset = preproc.dataset
+                run_wf.inputs.inputnode.preproc_space = preproc.space
+                if preproc.mask is not None:
+                    run_wf.inputs.inputnode.preproc_mask = str(preproc.mask)
             if pair.channels_tsv is not None:
                 run_wf.inputs.inputnode.channels_tsv = str(pair.channels_tsv)
             if pair.events_tsv is not None:
@@ -323,7 +360,7 @@ def _bold_mem_gb(pair) -> float:
     try:
         import nibabel as nib
 
-        shape = nib.load(str(pair.bold_file)).shape
+        shape = nib.load(str(pair.target_bold)).shape
         n = 1
         for s in shape:
             n *= int(s)

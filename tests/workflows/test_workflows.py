@@ -39,7 +39,7 @@ def test_eeg_and_bold_builders():
     cfg = eeg.get_node("spectrogram").inputs.config
     assert cfg == PreprocConfig().to_dict()  # settings travel as plain data, hashed by nipype
     bold = init_bold_target_wf(config={"bold": {"scaling": "zscore"}})
-    assert _fields(bold, "inputnode") == {"bold_file", "repetition_time"}
+    assert _fields(bold, "inputnode") == {"bold_file", "repetition_time", "mask_file", "dataset", "space"}
     assert _fields(bold, "outputnode") == {"target", "target_json", "mask", "mask_json"}
     assert bold.get_node("target").inputs.config["bold"]["scaling"] == "zscore"
 
@@ -58,6 +58,23 @@ def test_spec2vol_wf_with_model_marks_the_gpu_node(tmp_path, device, gpu):
     predict.inputs.use_gpu, predict.inputs.batch_size = not gpu, 2
     assert predict.inputs.get_hashval()[1] == h1
     generate_expanded_graph(wf._create_flat_graph())
+
+
+def test_spec2vol_wf_with_preproc_bold_feeds_the_target_from_it():
+    wf = init_spec2vol_wf(output_dir="/tmp/out-x", use_preproc_bold=True)
+    assert _fields(wf, "inputnode") == RUN_INPUTS | {"preproc_bold", "preproc_mask", "preproc_repetition_time",
+                                                     "preproc_dataset", "preproc_space"}
+    inputnode, bold_wf = wf.get_node("inputnode"), wf.get_node("bold_target_wf")
+    links = {(src, dst) for u, v, data in wf._graph.edges(data=True) if u is inputnode and v is bold_wf
+             for src, dst in data["connect"]}
+    assert links == {("preproc_bold", "inputnode.bold_file"), ("preproc_mask", "inputnode.mask_file"),
+                     ("preproc_repetition_time", "inputnode.repetition_time"),
+                     ("preproc_dataset", "inputnode.dataset"), ("preproc_space", "inputnode.space")}
+    # the EEG side still reads the raw BOLD (volume count, Sources)
+    eeg_links = {dst for u, v, data in wf._graph.edges(data=True) if v is wf.get_node("eeg_spectrogram_wf")
+                 for _, dst in data["connect"]}
+    assert "inputnode.bold_file" in eeg_links
+    assert _fields(init_spec2vol_wf(output_dir="/tmp/out-x"), "inputnode") == RUN_INPUTS
 
 
 def test_spec2vol_wf_without_model_has_no_prediction():
