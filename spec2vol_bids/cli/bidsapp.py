@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..bids.layout import DEFAULT_BOLD_SPACE, NATIVE_BOLD_SPACES
 from ..config import BOLD_RESIZES, BOLD_SCALINGS, EEG_SCALINGS, FREQUENCY_AXES, TAPERS
 from ..errors import (
     EXIT_CODES,
@@ -58,6 +59,42 @@ _DOCKER_HINT = ("In a container, mount the folders first, e.g. "
 
 
 # ------------------------------------------------------------------------------------------------ parser
+def _derivatives_arg(text: str) -> tuple[str, Path]:
+    """``NAME=PATH`` of ``-d/--derivatives``: a dataset name and the root of an existing derivatives dataset."""
+    from ..bids.layout import check_dataset_name, check_derivatives_dataset
+
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, e.g. fmriprep=/data/derivatives/fmriprep, got {text!r}")
+    try:
+        return check_dataset_name(name.strip()), check_derivatives_dataset(path.strip())
+    except Spec2VolError as err:
+        raise argparse.ArgumentTypeError(err.one_line()) from None
+
+
+class _DerivativesAction(argparse.Action):
+    """Collect ``-d NAME=PATH`` values, given once or repeated, into one ``{name: path}`` dict, in order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        found = dict(getattr(namespace, self.dest) or {})
+        for name, path in values:
+            if name in found:
+                parser.error(f"argument -d/--derivatives: the name {name!r} is given twice")
+            found[name] = path
+        setattr(namespace, self.dest, found)
+
+
+def _bold_space_arg(text: str) -> str:
+    """A ``--bold-space`` value (checked with :func:`~spec2vol_bids.bids.layout.parse_bold_space`)."""
+    from ..bids.layout import parse_bold_space
+
+    try:
+        parse_bold_space(text)
+    except Spec2VolError as err:
+        raise argparse.ArgumentTypeError(err.one_line()) from None
+    return text.strip()
+
+
 def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     """The BIDS-App argument parser (fMRIPrep's option names and spellings)."""
     from .main import commands_epilog, version_string
@@ -92,6 +129,12 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                         'null means the entity is absent, "*" any value')
     g.add_argument("--bids-database-dir", type=Path, metavar="DIR",
                    help="folder of a cached PyBIDS index (created if missing)")
+    g.add_argument("-d", "--derivatives", nargs="+", type=_derivatives_arg, action=_DerivativesAction,
+                   metavar="NAME=PATH",
+                   help="BIDS derivatives datasets with preprocessed BOLD, e.g. -d fmriprep=/data/derivatives/fmriprep "
+                        "(repeatable; searched in the order given): the targets are made from each run's "
+                        "desc-preproc_bold in --bold-space (and its desc-brain_mask) instead of the raw BOLD; "
+                        "a run without one is an error. NAME names the dataset in the sidecars' BIDS URIs")
     g.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
                    "--skip-bids-validator", action="store_true",
                    help="do not validate BIDS_DIR with bids-validator-deno")
@@ -151,6 +194,11 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--bold-scaling", choices=BOLD_SCALINGS, help="per-volume scaling (default minmax)")
     g.add_argument("--bold-resize", choices=BOLD_RESIZES, help="resize to the model grid (default dct)")
     g.add_argument("--n-slices", type=positive_int, metavar="D", help="slices of the target grid (default: see docs)")
+    g.add_argument("--bold-space", type=_bold_space_arg, metavar="SPACE",
+                   help=f"space of the preprocessed BOLD taken from -d/--derivatives (only with -d): a template "
+                        f"or T1w, optionally with fMRIPrep's modifiers, e.g. MNI152NLin2009cAsym:res-2; "
+                        f"{' or '.join(NATIVE_BOLD_SPACES)} for the BOLD run's own grid (files without a space "
+                        f"entity) (default {DEFAULT_BOLD_SPACE})")
 
     g = parser.add_argument_group("other options")
     g.add_argument("-w", "--work-dir", type=Path, default=None, metavar="DIR",
@@ -185,15 +233,17 @@ def _is_within(path: Path, parent: Path) -> bool:
         return False
 
 
-def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: str) -> None:
-    """fMRIPrep's sanity checks: the raw dataset is never an output or a work folder.
+def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: str,
+                derivatives: dict[str, Path] | None = None) -> None:
+    """fMRIPrep's sanity checks: the raw dataset (and a ``-d`` dataset) is never an output or a work folder.
 
     Raises
     ------
     NoInputError
         ``bids_dir`` does not exist.
     UsageError
-        ``output_dir`` is ``bids_dir`` or lies inside it outside ``derivatives/``; the work dir lies in ``bids_dir``.
+        ``output_dir`` is ``bids_dir`` or lies inside it outside ``derivatives/``; the work dir lies in ``bids_dir``;
+        ``output_dir`` is one of the ``derivatives`` datasets.
     """
     if not bids_dir.is_dir():
         raise NoInputError(f"BIDS_DIR {bids_dir} does not exist", hint=_DOCKER_HINT)
@@ -206,6 +256,10 @@ def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: 
     if work_dir is not None and _is_within(work_dir, bids_dir):
         raise UsageError(f"the work directory {work_dir} lies inside BIDS_DIR",
                          hint="Pass -w/--work-dir with a folder outside the raw dataset")
+    for name, root in (derivatives or {}).items():
+        if os.path.realpath(output_dir) == os.path.realpath(root):
+            raise UsageError(f"OUT_DIR must not be the derivatives dataset {name}={root} (it is read, never written)",
+                             hint=f"Use e.g. {bids_dir / 'derivatives' / 'spec2vol'}")
     if level == "group" and not output_dir.is_dir():
         raise NoInputError(f"OUT_DIR {output_dir} does not exist; group level needs the participant outputs",
                            hint="Run the participant level first")
@@ -320,7 +374,8 @@ def run(args: argparse.Namespace) -> int:
     bids_dir = _resolve(args.bids_dir)
     output_dir = _resolve(args.output_dir)
     work_dir = _resolve(args.work_dir) if args.work_dir else Path.cwd() / "work"
-    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level)
+    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level,
+                args.derivatives)
     if level == "participant":
         return run_participant(args, bids_dir=bids_dir, output_dir=output_dir, work_dir=work_dir)
     return run_group(args, bids_dir=bids_dir, output_dir=output_dir)
@@ -330,9 +385,12 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     """Participant level: find and check the runs, build the nipype workflow, run it, report."""
     import time
 
-    from ..bids.layout import collect_pairs, load_filter_file, strip_prefix
+    from ..bids.layout import collect_pairs, load_filter_file, match_preproc_bold, strip_prefix
     from ..bids.process import inspect_run
 
+    if args.bold_space is not None and not args.derivatives:
+        raise UsageError("--bold-space was given without -d/--derivatives (the raw BOLD has no space to choose)",
+                         hint="Add e.g. -d fmriprep=/data/derivatives/fmriprep, or drop --bold-space")
     cfg = build_config(args)
     participants = strip_prefix(args.participant_label, "sub-")
     filters = load_filter_file(args.bids_filter_file) if args.bids_filter_file else None
@@ -340,12 +398,14 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         _validate_input(bids_dir, participants)
     pairs = collect_pairs(bids_dir, participant_label=participants, session_label=args.session_label,
                           task_id=args.task_id, bids_filters=filters, database_dir=args.bids_database_dir)
+    if args.derivatives:
+        pairs = match_preproc_bold(pairs, args.derivatives, space=args.bold_space or DEFAULT_BOLD_SPACE)
 
     # Cheap checks of every run before anything is written (headers, markers, channels, checkpoint).
     infos = {}
     for pair in pairs:
         LOGGER.info("checking %s", pair.name)
-        infos[pair.name] = inspect_run(pair.eeg_file, pair.bold_file, repetition_time=pair.repetition_time,
+        infos[pair.name] = inspect_run(pair.eeg_file, pair.target_bold, repetition_time=pair.repetition_time,
                                        config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
     device = "cpu"
     model_meta: list[dict] = []
@@ -365,7 +425,8 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     try:
         from ..bids.derivatives import write_bidsignore, write_dataset_description
 
-        write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta)
+        used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
+        write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives=used)
         write_bidsignore(output_dir)
         wf = _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device)
         plugin = _plugin_settings(args, device)
@@ -443,7 +504,12 @@ def _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device) -> list[loggin
         "participant_label": sorted({p.subject for p in pairs}),
         "runs": [p.name for p in pairs], "nprocs": args.nprocs or 0, "omp_nthreads": args.omp_nthreads or 0,
         "command": " ".join(sys.argv),
+        # where each run's target BOLD comes from: the raw file, or a -d dataset's file in --bold-space
+        "bold_sources": {p.name: p.bold_source() for p in pairs},
     }
+    if args.derivatives:
+        execution["derivatives"] = {name: str(root) for name, root in args.derivatives.items()}
+        execution["bold_space"] = args.bold_space or DEFAULT_BOLD_SPACE
     import tomli_w
 
     text = cfg.to_toml() + "\n" + tomli_w.dumps({"execution": execution, "versions": versions()})
