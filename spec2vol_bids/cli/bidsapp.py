@@ -374,8 +374,7 @@ def run(args: argparse.Namespace) -> int:
     bids_dir = _resolve(args.bids_dir)
     output_dir = _resolve(args.output_dir)
     work_dir = _resolve(args.work_dir) if args.work_dir else Path.cwd() / "work"
-    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level,
-                args.derivatives)
+    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level, args.derivatives)
     if level == "participant":
         return run_participant(args, bids_dir=bids_dir, output_dir=output_dir, work_dir=work_dir)
     return run_group(args, bids_dir=bids_dir, output_dir=output_dir)
