@@ -34,7 +34,7 @@ from benchmarks.bench_train_quality import build_derivatives
 from benchmarks.common import write_results
 
 
-def _arrays(runs, subjects, scaling):
+def run_arrays(runs, subjects, scaling):
     """One ``(x, y)`` float32 tensor pair per run of ``subjects`` (every pair of the run, in time order)."""
     import torch
 
@@ -126,8 +126,8 @@ def main(quick: bool = False, *, subjects: int | None = None, volumes: int | Non
         subjects = len(labels)
         train, val, test = labels[:-2], labels[-2:-1], labels[-1:]
         scaling = compute_scaling(runs, "train-minmax", train_subjects=train)
-        sets = {"train": _arrays(runs, train, scaling), "val": _arrays(runs, val, scaling),
-                "test": _arrays(runs, test, scaling)}
+        sets = {"train": run_arrays(runs, train, scaling), "val": run_arrays(runs, val, scaling),
+                "test": run_arrays(runs, test, scaling)}
         x_train = torch.cat([x for x, _ in sets["train"]])
         mu = x_train.mean(dim=(0, 1), keepdim=True)
         sd = x_train.std(dim=(0, 1), keepdim=True) + 1e-6

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_learnability import _arrays, control_signal
+from benchmarks.bench_learnability import control_signal, run_arrays
 from benchmarks.bench_train_quality import build_derivatives
 from benchmarks.common import write_results
 
@@ -126,8 +126,8 @@ def main(quick: bool = False, *, volumes: int | None = None, steps: int | None =
         labels = sorted({r.subject for r in runs})
         train, held = labels[:-1], labels[-1:]
         scaling = compute_scaling(runs, "train-minmax", train_subjects=train)
-        x_train = torch.cat([x for x, _ in _arrays(runs, train, scaling)])
-        x_held = torch.cat([x for x, _ in _arrays(runs, held, scaling)])
+        x_train = torch.cat([x for x, _ in run_arrays(runs, train, scaling)])
+        x_held = torch.cat([x for x, _ in run_arrays(runs, held, scaling)])
     mu = x_train.mean(dim=(0, 1), keepdim=True)
     sd = x_train.std(dim=(0, 1), keepdim=True) + 1e-6
     x_train, x_held = (x_train - mu) / sd, (x_held - mu) / sd
