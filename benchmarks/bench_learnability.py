@@ -49,6 +49,22 @@ def run_arrays(runs, subjects, scaling):
     return out
 
 
+def zscored_sets(runs, groups: dict, train: str = "train") -> dict:
+    """``{name: [(x, y) per run]}`` for each ``{name: subjects}`` of ``groups``: the spectrogram min-max scaled
+    with the ``train`` group's statistics (the trainer's default), then z-scored per (electrode, frequency) over
+    the ``train`` group's windows."""
+    import torch
+
+    from spec2vol_bids.train.data import compute_scaling
+
+    scaling = compute_scaling(runs, "train-minmax", train_subjects=groups[train])
+    sets = {name: run_arrays(runs, subjects, scaling) for name, subjects in groups.items()}
+    x_train = torch.cat([x for x, _ in sets[train]])
+    mu = x_train.mean(dim=(0, 1), keepdim=True)
+    sd = x_train.std(dim=(0, 1), keepdim=True) + 1e-6
+    return {name: [((x - mu) / sd, y) for x, y in v] for name, v in sets.items()}
+
+
 def _dyncorr(pred, sets, mask=None) -> float:
     """Mean over runs of the dynamic correlation inside ``mask`` (default: each run's mean image > 0.2, the
     brain)."""
@@ -73,18 +89,24 @@ def control_signal(x, kind: str):
     raise ValueError(f"unknown control {kind!r}")
 
 
+def control_standardiser(kind: str, x_train):
+    """``f(x)``: the control signal of ``x`` standardised with the mean and std of ``x_train``'s."""
+    train_sig = control_signal(x_train, kind)
+    m, s = train_sig.mean(), train_sig.std()
+    return lambda x: (control_signal(x, kind) - m) / s
+
+
 def control_targets(sets, base, kind: str, *, row: int = 8, sigma: float = 6.0, amplitude: float = 0.03):
     """Replace every run's targets by ``base + amplitude * s * blob``: ``s``, the control signal standardised over
     the training windows; ``blob``, a Gaussian of ``sigma`` pixels at image row ``row`` (on the electrode rows),
     column 32, in every slice. Returns the new sets and the blob's core (``blob > 0.5``) as the scoring mask."""
     import torch
 
-    train_sig = torch.cat([control_signal(x, kind) for x, _ in sets["train"]])
-    m, s = train_sig.mean(), train_sig.std()
+    standardised = control_standardiser(kind, torch.cat([x for x, _ in sets["train"]]))
     _, h, w = base.shape
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     blob = torch.exp(-((yy - row) ** 2 + (xx - w // 2) ** 2) / (2 * sigma ** 2))
-    new = {k: [(x, base + amplitude * ((control_signal(x, kind) - m) / s)[:, None, None, None] * blob)
+    new = {k: [(x, base + amplitude * standardised(x)[:, None, None, None] * blob)
                for x, _ in v] for k, v in sets.items()}
     mask = (blob > 0.5)[None].expand_as(base).numpy()
     return new, mask
@@ -104,7 +126,7 @@ def main(quick: bool = False, *, subjects: int | None = None, volumes: int | Non
     import torch
 
     from spec2vol_bids.model.baselines import RidgeRegression
-    from spec2vol_bids.train.data import compute_scaling, discover_runs
+    from spec2vol_bids.train.data import discover_runs
     from spec2vol_bids.train.loop import build_for_data
     from spec2vol_bids.train.losses import ssim_mse_loss
     from spec2vol_bids.utils import seed_everything
@@ -125,14 +147,8 @@ def main(quick: bool = False, *, subjects: int | None = None, volumes: int | Non
         labels = sorted({r.subject for r in runs})
         subjects = len(labels)
         train, val, test = labels[:-2], labels[-2:-1], labels[-1:]
-        scaling = compute_scaling(runs, "train-minmax", train_subjects=train)
-        sets = {"train": run_arrays(runs, train, scaling), "val": run_arrays(runs, val, scaling),
-                "test": run_arrays(runs, test, scaling)}
+        sets = zscored_sets(runs, {"train": train, "val": val, "test": test})
         x_train = torch.cat([x for x, _ in sets["train"]])
-        mu = x_train.mean(dim=(0, 1), keepdim=True)
-        sd = x_train.std(dim=(0, 1), keepdim=True) + 1e-6
-        sets = {k: [((x - mu) / sd, y) for x, y in v] for k, v in sets.items()}
-        x_train = (x_train - mu) / sd
         base = torch.cat([y for _, y in sets["train"]]).mean(0)                 # training-mean volume
         mask = None
         if control != "none":  # positive control: noise-free targets that are a known function of the input

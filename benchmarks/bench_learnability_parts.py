@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_learnability import control_signal, run_arrays
+from benchmarks.bench_learnability import control_standardiser, zscored_sets
 from benchmarks.bench_train_quality import build_derivatives
 from benchmarks.common import write_results
 
@@ -115,7 +115,7 @@ def main(quick: bool = False, *, volumes: int | None = None, steps: int | None =
          derivatives: str | Path | None = None) -> dict:
     import torch
 
-    from spec2vol_bids.train.data import compute_scaling, discover_runs
+    from spec2vol_bids.train.data import discover_runs
 
     volumes = volumes or (60 if quick else 200)
     steps = steps or (30 if quick else 300)
@@ -125,15 +125,10 @@ def main(quick: bool = False, *, volumes: int | None = None, steps: int | None =
         runs = discover_runs(derivatives, cache_dir=Path(tmp) / "cache")
         labels = sorted({r.subject for r in runs})
         train, held = labels[:-1], labels[-1:]
-        scaling = compute_scaling(runs, "train-minmax", train_subjects=train)
-        x_train = torch.cat([x for x, _ in run_arrays(runs, train, scaling)])
-        x_held = torch.cat([x for x, _ in run_arrays(runs, held, scaling)])
-    mu = x_train.mean(dim=(0, 1), keepdim=True)
-    sd = x_train.std(dim=(0, 1), keepdim=True) + 1e-6
-    x_train, x_held = (x_train - mu) / sd, (x_held - mu) / sd
-    s_train, s_held = control_signal(x_train, "alpha"), control_signal(x_held, "alpha")
-    m, s = s_train.mean(), s_train.std()
-    s_train, s_held = (s_train - m) / s, (s_held - m) / s
+        sets = zscored_sets(runs, {"train": train, "held": held})
+    x_train, x_held = (torch.cat([x for x, _ in sets[k]]) for k in ("train", "held"))
+    standardised = control_standardiser("alpha", x_train)
+    s_train, s_held = standardised(x_train), standardised(x_held)
 
     records = []
     for part in PARTS:
