@@ -24,8 +24,10 @@ from pathlib import Path
 
 from .argtypes import nonnegative_int, positive_float, positive_int
 
-#: kept here so that --help does not import torch
-MODEL_CHOICES = ("spec2vol", "e2fnet", "ridge", "mean")
+#: kept here so that --help does not import torch (tests check it against the registry)
+MODEL_CHOICES = ("spec2vol-lowrank", "spec2vol-xattn", "spec2vol-refine", "spec2vol", "e2fnet", "ridge", "mean")
+#: the model `train` trains without --model: the published encoder with a low-rank global read-out
+DEFAULT_MODEL = "spec2vol-lowrank"
 CV_CHOICES = ("loso", "split", "none")
 NORMALIZATION_CHOICES = ("train-minmax", "global-leaky", "none")
 SCHEDULE_CHOICES = ("paper", "official", "constant")
@@ -52,11 +54,16 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
                    help="OUT_DIR of `spec2vol_bids BIDS_DIR OUT_DIR participant` (not read with --official-h5)")
     p.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="where checkpoints, metrics and reports go")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODEL_CHOICES, default="spec2vol", help="the model to train")
+    g.add_argument("--model", choices=MODEL_CHOICES, default=DEFAULT_MODEL,
+                   help="the model to train: spec2vol-lowrank (default) is the published encoder with a low-rank "
+                        "read-out to every voxel, which learns the EEG-driven dynamics; spec2vol is the published "
+                        "network exactly (for reproducing the paper: it learns the mean image, see the FAQ); "
+                        "spec2vol-xattn and spec2vol-refine are the other read-outs of the ablation")
     g.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                    help="network size (spec2vol, e2fnet): the published one or a small one for CPUs and demos")
     g.add_argument("--baselines", nargs="*", default=["mean", "ridge"], metavar="NAME",
-                   help="baselines trained on the same folds (any of e2fnet ridge mean; none: no baseline)")
+                   help="baselines trained on the same folds (any model name, e.g. spec2vol e2fnet ridge mean; none: no "
+                        "baseline)")
     g = p.add_argument_group("protocol")
     g.add_argument("--cv", choices=CV_CHOICES, default="loso",
                    help="leave-one-subject-out, a fixed split (--test-subjects), or no test set")
@@ -69,9 +76,13 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g.add_argument("--select-on", choices=SELECT_CHOICES, default="val",
                    help="choose the best epoch on the validation subject (val), on the TEST subjects (test: the "
                         "paper's optimistic protocol, labelled in every output) or keep the last epoch")
-    g.add_argument("--select-metric", choices=("ssim", "dyncorr", "loss"), default="ssim",
-                   help="what the selection set maximises (ssim as in the paper; dyncorr rewards predicted dynamics "
-                        "rather than the mean image)")
+    g.add_argument("--select-metric", choices=("auto", "ssim", "dyncorr", "loss"), default="auto",
+                   help="what the selection set maximises (auto: dyncorr for the spec2vol-lowrank/xattn/refine "
+                        "read-outs, which predict dynamics, ssim for spec2vol and e2fnet as in the paper)")
+    g.add_argument("--loss", choices=("auto", "ssim+mse", "demeaned-mse"), default="auto",
+                   help="training loss (auto: demeaned-mse, the MSE of each volume's deviation from its run's mean "
+                        "volume, for the read-outs that predict a deviation from the training-mean volume; the "
+                        "paper's ssim+mse for spec2vol and e2fnet)")
     g.add_argument("--normalization", choices=NORMALIZATION_CHOICES, default="train-minmax",
                    help="EEG min-max statistics from the training subjects (default) or from every subject "
                         "including the test ones (global-leaky, the official code)")
@@ -123,9 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise CantCreateError(f"{model_dir} already holds a training run",
                               hint="pass --resume to continue it, or choose a new MODEL_DIR")
     baselines = [b for b in (args.baselines or []) if b != "none"]
-    unknown = sorted(set(baselines) - {"e2fnet", "ridge", "mean", "spec2vol"})
+    unknown = sorted(set(baselines) - set(MODEL_CHOICES))
     if unknown:
-        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}", hint="choose among e2fnet ridge mean")
+        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}",
+                         hint=f"choose among {' '.join(MODEL_CHOICES)}")
     exp = Experiment.from_args(args, baselines=baselines, argv=sys.argv)
     exp.run(progress=not args.no_progress)
     print(exp.summary_text())

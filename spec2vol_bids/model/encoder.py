@@ -104,9 +104,18 @@ class SpectrogramEncoder(nn.Module):
         self.stem = nn.Conv2d(in_chans, hidden, kernel_size=3, padding=1)
         self.blocks = nn.ModuleList(EncoderBlock(hidden, heads) for _ in range(n_blocks))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoded map before padding: ``(B, in_chans, H, W) -> (B, hidden, H, ceil(W / 2**n_blocks))``.
+
+        Row ``e`` is still electrode ``e`` and column ``j`` covers frequency bins ``4j .. 4j + 3`` (two blocks);
+        the global-read-out variants (:mod:`spec2vol_bids.model.variants`) read this map directly.
+        """
         x = F.silu(self.stem(x))  # (B, hidden, H, W)
         for blk in self.blocks:
             x = blk(x)  # (B, hidden, H, W/2), (B, hidden, H, W/4)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (B, hidden, H, W')
         H, W = x.shape[-2:]
         return F.pad(x, (0, self.grid - W, 0, self.grid - H))  # (B, hidden, grid, grid), zeros right/bottom

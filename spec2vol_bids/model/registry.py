@@ -21,13 +21,13 @@ from torch import nn
 
 from ..errors import UsageError
 
-__all__ = ["MODELS", "register_model", "build_model", "model_names"]
+__all__ = ["MODELS", "register_model", "build_model", "model_names", "model_class_attribute"]
 
 #: name -> builder(**kwargs) -> nn.Module
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 #: modules imported on first look-up so that their ``@register_model`` decorators run
-_PLUGIN_MODULES = ("spec2vol_bids.model.baselines",)
+_PLUGIN_MODULES = ("spec2vol_bids.model.baselines", "spec2vol_bids.model.variants")
 _loaded = False
 
 
@@ -75,6 +75,13 @@ def build_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}", hint=f"choose one of {', '.join(sorted(MODELS))}")
     return MODELS[name](**kwargs)
+
+
+def model_class_attribute(name: str, attribute: str, default=None):
+    """An attribute a model's builder declares about the models it builds (e.g. ``needs_mean_volume``), without
+    building one; ``default`` when the builder does not declare it or no model of that name is registered."""
+    _load_plugins()
+    return getattr(MODELS.get(name), attribute, default)
 
 
 @register_model("spec2vol")

@@ -17,7 +17,7 @@ from ..errors import DataError, UsageError
 from .encoder import SpectrogramEncoder, encoded_width
 from .vmunet import VMUNet
 
-__all__ = ["Spec2VolCAMUNet", "PRESETS"]
+__all__ = ["Spec2VolCAMUNet", "PRESETS", "check_model_input"]
 
 #: Named hyper-parameter sets for :meth:`Spec2VolCAMUNet.from_preset` (shape arguments are given separately).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -31,6 +31,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _SHAPE_KEYS = ("n_windows", "n_electrodes", "n_freqs", "n_slices")
+
+
+def check_model_input(name: str, x: torch.Tensor, expected: tuple[int, int, int], dtype: torch.dtype) -> None:
+    """Raise :class:`~spec2vol_bids.errors.DataError` unless ``x`` is a floating-point ``[B, *expected]`` tensor
+    of ``dtype`` (any dtype under autocast); ``name`` is the model named in the message."""
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(expected):
+        hint = "add a batch axis with x[None]" if tuple(x.shape) == tuple(expected) else (
+            "check the number of TR windows, the channel selection and the frequency bins of the spectrogram")
+        raise DataError(
+            f"{name} expects input [batch, windows, electrodes, freqs] = "
+            f"[B, {expected[0]}, {expected[1]}, {expected[2]}], got {list(x.shape)}", hint=hint)
+    if not x.is_floating_point():
+        raise DataError(f"{name} expects a floating-point input, got {x.dtype}", hint="convert it with x.float()")
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise DataError(f"{name} has {dtype} weights but the input is {x.dtype}",
+                        hint=f"convert the input with x.to({dtype}) (or the model with model.to(x.dtype))")
 
 
 class Spec2VolCAMUNet(nn.Module):
@@ -149,22 +167,7 @@ class Spec2VolCAMUNet(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~spec2vol_bids.errors.DataError` unless ``x`` is ``[B, *input_shape]``."""
-        expected = self.input_shape
-        if not isinstance(x, torch.Tensor):
-            raise DataError(f"Spec2VolCAMUNet expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            hint = "add a batch axis with x[None]" if tuple(x.shape) == expected else (
-                "check the number of TR windows, the channel selection and the frequency bins of the spectrogram")
-            raise DataError(
-                f"Spec2VolCAMUNet expects input [batch, windows, electrodes, freqs] = "
-                f"[B, {expected[0]}, {expected[1]}, {expected[2]}], got {list(x.shape)}", hint=hint)
-        if not x.is_floating_point():
-            raise DataError(f"Spec2VolCAMUNet expects a floating-point input, got {x.dtype}",
-                            hint="convert it with x.float()")
-        dtype = self.encoder.stem.weight.dtype
-        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-            raise DataError(f"Spec2VolCAMUNet has {dtype} weights but the input is {x.dtype}",
-                            hint=f"convert the input with x.to({dtype}) (or the model with model.to(x.dtype))")
+        check_model_input(type(self).__name__, x, self.input_shape, self.encoder.stem.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[B, n_windows, n_electrodes, n_freqs]`` to ``[B, n_slices, grid, grid]``."""

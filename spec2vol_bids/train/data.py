@@ -54,6 +54,7 @@ __all__ = [
     "apply_scaling",
     "PairDataset",
     "read_spectrogram",
+    "target_statistics",
 ]
 
 SPECTROGRAM_SUFFIX = "_desc-stft_spectrogram.h5"
@@ -660,3 +661,42 @@ class PairDataset:
         n_freqs = r.frequencies.size if r.frequencies is not None else r.n_freqs
         x, y, z = r.grid_shape
         return (r.n_windows, len(r.channels), int(n_freqs)), (z, x, y)
+
+
+def target_statistics(ds: PairDataset) -> dict[str, Any]:
+    """Mean target volume of ``ds``, the mean volume of each of its runs, and the variance around the run means.
+
+    One pass over the targets (float64 sums). Used by the trainer: the global-read-out models predict a deviation
+    from ``mean_volume``, and the ``demeaned-mse`` loss compares deviations from ``run_means``.
+
+    Returns
+    -------
+    dict
+        ``mean_volume`` float32 ``[D, X, Y]`` (over every pair), ``run_means`` float32 ``[n_runs, D, X, Y]`` (over
+        each run's pairs, in ``ds.runs`` order), ``dynamic_variance`` (mean over pairs and voxels of the squared
+        deviation from the run mean; 1.0 when the targets never change) and ``n_samples``.
+    """
+    if len(ds) == 0:
+        raise DataError("no training pairs to compute the target statistics from")
+    run_means, sums, squares, counts = [], None, 0.0, 0
+    for ri, items in ds.run_slices():
+        run = ds.runs[ri]
+        total, sq = None, None
+        for k in range(run.n_pairs):
+            y = run.read_y(k).astype(np.float64)  # [D, X, Y]
+            total = y.copy() if total is None else total + y
+            sq = y * y if sq is None else sq + y * y
+        n = len(items)
+        if n == 0:
+            run_means.append(None)
+            continue
+        mean = total / n
+        run_means.append(mean)
+        squares += float((sq - n * mean * mean).sum())  # sum over pairs of (y - run mean)^2
+        sums = total if sums is None else sums + total
+        counts += n
+    shape = next(m for m in run_means if m is not None).shape
+    means = np.stack([m if m is not None else np.zeros(shape) for m in run_means]).astype(np.float32)
+    variance = max(squares, 0.0) / (counts * int(np.prod(shape)))
+    return {"mean_volume": (sums / counts).astype(np.float32), "run_means": means,
+            "dynamic_variance": variance if variance > 0 else 1.0, "n_samples": counts}

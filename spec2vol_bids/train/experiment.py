@@ -134,7 +134,8 @@ class Experiment:
                           accumulation=args.accumulation, lr=args.lr, weight_decay=args.weight_decay,
                           warmup_steps=args.warmup_steps, schedule=args.schedule, seed=args.seed,
                           device=args.device, save_every=args.save_every, normalization=args.normalization,
-                          num_workers=args.num_workers, select_metric=args.select_metric)
+                          num_workers=args.num_workers, select_metric=args.select_metric,
+                          loss=args.loss)
         return cls(None if args.official_h5 else args.deriv_dir, args.model_dir, cfg=cfg, cv=args.cv,
                    test_subjects=args.test_subjects, val_subjects=args.val_subjects, n_val=args.n_val,
                    select_on=args.select_on, baselines=baselines, official_h5=args.official_h5,
@@ -302,17 +303,18 @@ class Experiment:
     def summary_text(self) -> str:
         """A short plain-text results table for the terminal."""
         lines = [f"protocol: {self.folds[0].protocol}; {len(self.folds)} fold(s); outputs in {self.model_dir}"]
-        lines.append(f"{'model':<10} {'ckpt':<5} {'split':<5} {'SSIM':>16} {'PSNR (dB)':>17} {'dyn. r':>16}")
+        w = max([10] + [len(m) for m in self.models])
+        lines.append(f"{'model':<{w}} {'ckpt':<5} {'split':<5} {'SSIM':>16} {'PSNR (dB)':>17} {'dyn. r':>16}")
         summ = self.summary_rows()
         has_test = any(x["split"] == "test" for x in summ)
         for r in summ:
             if has_test and r["split"] != "test":
                 continue
             cells = [f"{r[f'{k}_mean']:.4f} +- {r[f'{k}_std']:.4f}" for k in ("ssim", "psnr", "dyncorr")]
-            lines.append(f"{r['model']:<10} {r['checkpoint']:<5} {r['split']:<5} {cells[0]:>16} {cells[1]:>17} "
+            lines.append(f"{r['model']:<{w}} {r['checkpoint']:<5} {r['split']:<5} {cells[0]:>16} {cells[1]:>17} "
                          f"{cells[2]:>16}")
         ceiling = self._ceiling_for([s for f in self.folds for s in f.test])
         if ceiling:
-            lines.append(f"{'ceiling':<10} {'':<5} {'test':<5} {ceiling['ssim']:>16.4f} {ceiling['psnr']:>17.4f} "
+            lines.append(f"{'ceiling':<{w}} {'':<5} {'test':<5} {ceiling['ssim']:>16.4f} {ceiling['psnr']:>17.4f} "
                          f"{ceiling['dyncorr']:>16.4f}")
         return "\n".join(lines)

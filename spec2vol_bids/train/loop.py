@@ -9,9 +9,14 @@ Differences from the official code, each for a reason:
 
 * seeded: the weight initialisation (``seed``) and the data order (epoch ``e`` uses the permutation of a
   generator seeded with ``seed`` and ``e``) are reproducible, and resuming needs no replay of earlier epochs;
-* evaluation per epoch on the fold's **validation** subject(s); the best epoch is chosen on them (SSIM), never on
-  the test subjects unless ``select_on='test'`` (the paper's protocol, labelled in every output). Both the
-  last-epoch and the selected checkpoint are evaluated on the test subjects;
+* evaluation per epoch on the fold's **validation** subject(s); the best epoch is chosen on them (SSIM for the
+  published network, dynamic correlation for the global-read-out variants), never on the test subjects unless
+  ``select_on='test'`` (the paper's protocol, labelled in every output). Both the last-epoch and the selected
+  checkpoint are evaluated on the test subjects;
+* the loss is the model's own (``loss='auto'``): the paper's SSIM + MSE for the published network, and for the
+  variants of :mod:`spec2vol_bids.model.variants` the MSE of each run's deviations from its own mean volume,
+  relative to their variance (``demeaned-mse``; see :func:`spec2vol_bids.train.losses.demeaned_mse_loss`). Models
+  that predict a deviation from the training-mean volume get that volume before the first step;
 * resumable: ``resume.ckpt`` (model, optimiser, schedule, RNG state, data position, history) is written
   atomically at every epoch end and every ``save_every`` optimiser steps; ``resume=True`` continues from it to
   the same final weights as an uninterrupted run (CPU, same seed).
@@ -26,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +42,8 @@ from ..errors import DataError, UsageError
 from ..utils import seed_everything, versions, write_json
 from . import metrics as M
 from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
-from .data import PairDataset, compute_scaling
-from .losses import SSIMMSELoss
+from .data import PairDataset, compute_scaling, target_statistics
+from .losses import SSIMMSELoss, demeaned_mse_loss
 from .schedule import LRSchedule
 from .splits import Fold
 
@@ -72,7 +77,8 @@ class TrainConfig:
     save_every: int = 0
     num_workers: int = 0
     normalization: str = "train-minmax"
-    select_metric: str = "ssim"
+    select_metric: str = "auto"
+    loss: str = "auto"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "accumulation", "eval_batch_size"):
@@ -80,11 +86,45 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
-        if self.select_metric not in ("ssim", "dyncorr", "loss"):
-            raise UsageError(f"unknown selection metric {self.select_metric!r}", hint="ssim, dyncorr or loss")
+        if self.select_metric not in SELECT_METRICS:
+            raise UsageError(f"unknown selection metric {self.select_metric!r}", hint=", ".join(SELECT_METRICS))
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r}", hint=", ".join(LOSSES))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def resolved(self, model=None) -> TrainConfig:
+        """A copy with ``loss`` and ``select_metric`` set to the model's defaults where they are ``'auto'``
+        (:func:`model_defaults`)."""
+        defaults = model_defaults(self.model, model)
+        return replace(self, loss=defaults["loss"] if self.loss == "auto" else self.loss,
+                       select_metric=defaults["select_metric"] if self.select_metric == "auto"
+                       else self.select_metric)
+
+
+#: training losses: the model's own (auto), the paper's, or MSE of the per-run deviations (see losses.py)
+LOSSES = ("auto", "ssim+mse", "demeaned-mse")
+#: what the checkpoint selection maximises on the selection subjects (auto: the model's own)
+SELECT_METRICS = ("auto", "ssim", "dyncorr", "loss")
+
+
+def model_defaults(name: str, model=None) -> dict[str, str]:
+    """The loss and selection metric a model trains with by default.
+
+    Models that predict a deviation from the training-mean volume (``needs_mean_volume``: the global-read-out
+    variants) learn the dynamics: ``demeaned-mse`` and selection on dynamic correlation. Every other model (the
+    published network, E2fNet) keeps the paper's SSIM + MSE and SSIM.
+    """
+    if model is None:
+        from ..model.registry import model_class_attribute
+
+        global_path = bool(model_class_attribute(name, "needs_mean_volume", False))
+    else:
+        global_path = bool(getattr(model, "needs_mean_volume", False))
+    if global_path:
+        return {"loss": "demeaned-mse", "select_metric": "dyncorr"}
+    return {"loss": "ssim+mse", "select_metric": "ssim"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -303,6 +343,13 @@ def train_fold(
 
     seed_everything(cfg.seed)
     model = build_for_data(cfg.model, shapes, preset=cfg.preset, model_kwargs=cfg.model_kwargs).to(device)
+    cfg = cfg.resolved(model)
+    stats = None
+    if getattr(model, "needs_mean_volume", False) or (cfg.loss == "demeaned-mse"
+                                                     and not getattr(model, "closed_form", False)):
+        stats = target_statistics(train_ds)
+        if getattr(model, "needs_mean_volume", False):
+            model.set_target_statistics(stats["mean_volume"], math.sqrt(stats["dynamic_variance"]))
     ref = train_runs[0]
     meta = {
         "preprocessing": ref.config,
@@ -354,7 +401,21 @@ def train_fold(
         return result
 
     # ---------------------------------------------------------------- gradient training
-    criterion = SSIMMSELoss()
+    if cfg.loss == "demeaned-mse":
+        run_means = torch.as_tensor(stats["run_means"]).to(device)  # [n_train_runs, D, X, Y]
+        mean_volume = torch.as_tensor(stats["mean_volume"]).to(device)  # [D, X, Y]
+        run_of = torch.as_tensor(train_ds.index[:, 0])  # item -> run
+
+        def criterion(pred, y, items):
+            return demeaned_mse_loss(pred, y, run_means[run_of[items].to(device)], mean_volume,
+                                     variance=stats["dynamic_variance"])
+    else:
+        ssim_mse = SSIMMSELoss()
+
+        def criterion(pred, y, items):
+            return ssim_mse(pred, y)
+    training_info["loss"] = {"name": cfg.loss, "select_metric": cfg.select_metric,
+                             "dynamic_variance": None if stats is None else stats["dynamic_variance"]}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, 0.999))
     n_train = len(train_ds)
@@ -412,7 +473,7 @@ def train_fold(
         while mb_pos < len(chunks):
             x, y = next(batches)
             pred = model(x.to(device))  # [b, D, X, Y]
-            loss = criterion(pred, y.to(device))
+            loss = criterion(pred, y.to(device), torch.as_tensor(chunks[mb_pos]))
             (loss / cfg.accumulation).backward()
             ep_loss_sum += float(loss.detach()) * len(chunks[mb_pos])
             ep_loss_n += len(chunks[mb_pos])

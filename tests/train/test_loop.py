@@ -165,3 +165,55 @@ def test_dataloader_workers_do_not_change_the_result(small, tmp_path):
     L.train_fold(runs, fold, _cfg(epochs=1, num_workers=1), tmp_path / "w2", progress=False)
     w0, w2 = _weights(tmp_path / "w0" / "last.ckpt"), _weights(tmp_path / "w2" / "last.ckpt")
     assert all(torch.equal(w0[k], w2[k]) for k in w0)
+
+
+def test_target_statistics_match_an_independent_numpy_computation(small):
+    runs, _ = small
+    ds = D.PairDataset(runs[:2])
+    stats = D.target_statistics(ds)
+    ys = [np.stack([r.target_array()[t] for t in r.targets]).astype(np.float64) for r in runs[:2]]  # [n, D, X, Y]
+    np.testing.assert_allclose(stats["mean_volume"], np.concatenate(ys).mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats["run_means"], np.stack([y.mean(0) for y in ys]), atol=1e-6)
+    dev = np.concatenate([y - y.mean(0) for y in ys])
+    assert stats["dynamic_variance"] == pytest.approx(float((dev**2).mean()), rel=1e-9)
+    assert stats["n_samples"] == sum(len(y) for y in ys)
+
+
+def test_demeaned_mse_loss_definition():
+    from spec2vol_bids.train.losses import demeaned_mse_loss
+
+    g = torch.Generator().manual_seed(0)
+    y, pred = torch.rand(3, 2, 4, 4, generator=g), torch.rand(3, 2, 4, 4, generator=g)
+    run_mean, mean_volume = torch.rand(2, 4, 4, generator=g), torch.rand(2, 4, 4, generator=g)
+    expected = ((pred - mean_volume) - (y - run_mean)).pow(2).mean() / 0.5
+    assert demeaned_mse_loss(pred, y, run_mean, mean_volume, variance=0.5) == pytest.approx(float(expected))
+    # predicting the training-mean volume scores the variance of the deviations, i.e. 1.0 relative to it
+    dev_var = float((y - run_mean).pow(2).mean())
+    assert demeaned_mse_loss(mean_volume.expand(3, -1, -1, -1), y, run_mean, mean_volume,
+                             variance=dev_var) == pytest.approx(1.0)
+
+
+def test_the_global_readout_trains_on_deviations_and_selects_on_dynamics(small, tmp_path):
+    runs, fold = small
+    res = L.train_fold(runs, fold, _cfg(model="spec2vol-lowrank", epochs=6), tmp_path / "lr", progress=False)
+    ck = load_checkpoint(tmp_path / "lr" / "best.ckpt")
+    cfg = ck["training"]["config"]
+    assert cfg["loss"] == "demeaned-mse" and cfg["select_metric"] == "dyncorr"  # 'auto' resolved and recorded
+    # the mean volume the deviations are added to is the training targets' mean (subject 01), in the checkpoint
+    train_ds = D.PairDataset([r for r in runs if r.subject in fold.train])
+    oracle = np.mean([train_ds[i][1].numpy() for i in range(len(train_ds))], axis=0)
+    np.testing.assert_allclose(ck["state_dict"]["mean_volume"].numpy(), oracle, atol=1e-6)
+    dev = np.concatenate([np.stack([r.read_y(k) for k in range(r.n_pairs)]) for r in runs if r.subject in fold.train])
+    dev = dev - dev.mean(0)
+    assert float(ck["state_dict"]["deviation_scale"]) == pytest.approx(float(np.sqrt((dev**2).mean())), rel=1e-5)
+    dyn = [h["val"]["dyncorr"] for h in res["history"]]
+    assert res["selected_epoch"] == 1 + int(np.argmax(dyn))
+    # the loss is relative to the deviations' variance: it starts near 1 and falls as dynamics are learned
+    losses = [h["train_loss"] for h in res["history"]]
+    assert 0.9 < losses[0] < 1.1 and losses[-1] < 0.99 * losses[0]
+    # the published network keeps the paper's loss and selection; both can be set explicitly
+    assert L.TrainConfig(model="spec2vol").resolved().loss == "ssim+mse"
+    assert L.TrainConfig(model="spec2vol", loss="demeaned-mse").resolved().loss == "demeaned-mse"
+    assert L.TrainConfig(model="spec2vol-lowrank", select_metric="ssim").resolved().select_metric == "ssim"
+    with pytest.raises(UsageError, match="unknown loss"):
+        L.TrainConfig(loss="l1")
