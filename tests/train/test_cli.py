@@ -133,3 +133,13 @@ def test_train_on_official_h5_files(tmp_path):
     with h5py.File(train[0]) as f:
         oracle = f["fmri"][()].mean(0)
     np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
+
+
+def test_deriv_dir_that_is_a_file_says_so(tmp_path, capsys):
+    f = tmp_path / "sub-01_task-rest_desc-stft_spectrogram.h5"
+    f.write_bytes(b"")
+    assert main(["train", str(f), str(tmp_path / "m"), "--no-progress"]) == 66
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "does not exist" not in err
+    assert not (tmp_path / "m").exists()
+
