@@ -482,8 +482,6 @@ def _make_dir(path: Path) -> None:
 
 def _require_checkpoint(path: Path) -> Path:
     """``--model`` must name a checkpoint file (a folder gets a message saying so, with the file to pass)."""
-    from ..utils import require_path
-
     candidate = path / "model.ckpt"
     hint = (f"Pass the checkpoint file, e.g. --model {candidate}" if candidate.is_file()
             else "Pass the model.ckpt written by `spec2vol_bids train` with --model")

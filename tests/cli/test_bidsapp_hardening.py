@@ -269,6 +269,19 @@ def test_work_dir_held_by_another_run_of_the_same_participant_exits_75(tiny_bids
     assert not list(work.glob("*.lock.json"))
 
 
+def test_clean_workdir_keeps_the_folders_of_other_participants(tmp_path):
+    from spec2vol_bids.cli.bidsapp import _clean_work_dir
+
+    wf = tmp_path / "work" / "spec2vol_bids_0_1_wf"
+    for s in ("01", "02"):
+        (wf / f"sub_{s}_wf" / "node").mkdir(parents=True)
+    (wf / "d3.js").write_text("")
+    _clean_work_dir(wf, ["01"])  # another participant's run still uses the work directory
+    assert sorted(p.name for p in wf.iterdir()) == ["d3.js", "sub_02_wf"]
+    _clean_work_dir(wf, ["02"])
+    assert not wf.exists() and (tmp_path / "work").is_dir()
+
+
 # ---------------------------------------------------------------- also: what a wrong path is
 def test_model_that_is_a_folder_says_so(tiny_bids, tmp_path, capsys):
     models = tmp_path / "models"
