@@ -299,7 +299,8 @@ def fill_missing_triggers(onsets: np.ndarray, *, n_volumes: int, repetition_time
     n_volumes : int
         Volumes of the BOLD run: gaps after the ``n_volumes``-th onset are ignored.
     repetition_time : float
-        The BOLD TR (s); the reference spacing when there are fewer than two intervals.
+        The BOLD TR (s); the reference spacing when there are only two markers (otherwise the median interval
+        between the markers is, so that markers regular at another spacing are not mistaken for gaps).
 
     Returns
     -------
@@ -320,7 +321,7 @@ def fill_missing_triggers(onsets: np.ndarray, *, n_volumes: int, repetition_time
     if onsets.size < 2:
         return onsets, [], []
     intervals = np.diff(onsets)
-    spacing = float(np.median(intervals)) if intervals.size else float(repetition_time)
+    spacing = float(np.median(intervals)) if intervals.size > 1 else float(repetition_time)
     if not spacing > 0:
         return onsets, [], []
     out: list[float] = [float(onsets[0])]
@@ -334,7 +335,7 @@ def fill_missing_triggers(onsets: np.ndarray, *, n_volumes: int, repetition_time
             first = len(out)  # volume index of the first missing trigger
             after = f" (volume {first + n_missing})" if abs(steps - round(steps)) <= GAP_TOLERANCE else ""
             where = (f"between the markers at {prev:.3f} s (volume {first - 1}) and {nxt:.3f} s{after}, "
-                     f"{interval:.3f} s apart = {steps:.2f} x their median spacing of {spacing:.4g} s")
+                     f"{interval:.3f} s apart = {steps:.2f} x the marker spacing of {spacing:.4g} s")
             hint = ("Repair the volume markers of the run (its marker file or events.tsv), or exclude the run "
                     "with --bids-filter-file")
             if abs(steps - round(steps)) > GAP_TOLERANCE:
