@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from spec2vol_bids.errors import NoInputError, NoMatchError, UsageError
+from spec2vol_bids.utils import require_path
 
 #: choices of the widget's device box
 DEVICES = ("auto", "cpu", "cuda")
@@ -268,10 +269,8 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
 
     if int(batch_size) < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    ckpt_path = Path(checkpoint)
-    if not ckpt_path.is_file():
-        raise NoInputError(f"the checkpoint {ckpt_path} does not exist",
-                           hint="Choose a checkpoint written by 'spec2vol_bids train'.")
+    ckpt_path = require_path(checkpoint, "the checkpoint", expected="a checkpoint file",
+                             hint="Choose a checkpoint written by 'spec2vol_bids train'.")
     yield Progress("loading the checkpoint", 0, 1)
     from spec2vol_bids.model.scan import resolve_backend
     from spec2vol_bids.train import metrics

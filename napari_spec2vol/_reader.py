@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from spec2vol_bids.errors import DataError, NoInputError
+from spec2vol_bids.errors import DataError, Spec2VolError
 
 LayerDataTuple = tuple[Any, dict, str]
 PathLike = str | os.PathLike
@@ -123,10 +123,9 @@ def _sidecar(path: PathLike) -> dict:
 
 
 def _require_file(path: PathLike) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise NoInputError(f"{p} does not exist", hint="Check the path and open an existing file.")
-    return p
+    from spec2vol_bids.utils import require_path
+
+    return require_path(path, "the file", hint="Check the path and open an existing file.")
 
 
 # --------------------------------------------------------------------------------------------- NIfTI / BOLD
@@ -168,7 +167,14 @@ def load_bold(path: PathLike) -> tuple[np.ndarray, dict]:
         img = nib.load(p)
     except Exception as exc:  # nibabel raises several types for corrupt files
         raise DataError(f"{p} is not a readable NIfTI image ({exc})", hint="Check that the file is complete.") from exc
-    return image_to_napari(img, sidecar=_sidecar(p), kind=nifti_kind(p), name=p.name, path=p)
+    try:
+        # the voxels are read here (nib.load reads the header only): a truncated .nii.gz fails now
+        return image_to_napari(img, sidecar=_sidecar(p), kind=nifti_kind(p), name=p.name, path=p)
+    except Spec2VolError:
+        raise
+    except Exception as exc:  # EOFError, zlib.error, OSError, ValueError: truncated or corrupt voxel data
+        raise DataError(f"the voxels of {p.name} cannot be read ({type(exc).__name__}: {exc})",
+                        hint="The file is truncated or corrupt; check that it is complete (copy it again).") from exc
 
 
 def image_to_napari(img, *, sidecar: dict | None = None, kind: str = "image", name: str = "image",

@@ -233,6 +233,7 @@ class Spec2VolWidget(Container):
 
     def _inputs(self):
         from spec2vol_bids.errors import NoInputError, UsageError
+        from spec2vol_bids.utils import require_path
 
         if not str(self.bids_dir.value) or not Path(self.bids_dir.value).is_dir() or Path(
                 self.bids_dir.value) == Path("."):
@@ -244,10 +245,10 @@ class Spec2VolWidget(Container):
                                hint="Each EEG run needs a BOLD run with the same entities.")
         pair = _pipeline.find_run(self._pairs, self.run_choice.value)
         ckpt = Path(self.checkpoint.value)
-        if not str(self.checkpoint.value) or ckpt == Path(".") or not ckpt.is_file():
-            raise NoInputError(f"the checkpoint {ckpt} does not exist" if str(self.checkpoint.value) not in ("", ".")
-                               else "no checkpoint is chosen",
-                               hint="Choose a checkpoint written by 'spec2vol_bids train'.")
+        if not str(self.checkpoint.value) or ckpt == Path("."):
+            raise NoInputError("no checkpoint is chosen", hint="Choose a checkpoint written by 'spec2vol_bids train'.")
+        require_path(ckpt, "the checkpoint", expected="a checkpoint file",
+                     hint="Choose a checkpoint written by 'spec2vol_bids train'.")
         return pair, ckpt
 
     def _output_dir(self) -> Path:

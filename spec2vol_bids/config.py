@@ -53,6 +53,8 @@ __all__ = [
     "PairingConfig",
     "BOLDConfig",
     "PreprocConfig",
+    "SETTING_OPTIONS",
+    "option_name",
 ]
 
 #: accepted values of :attr:`EEGConfig.taper`
@@ -67,10 +69,36 @@ BOLD_RESIZES = ("dct", "none")
 BOLD_SCALINGS = ("minmax", "minmax-mask", "zscore")
 
 
+#: the BIDS-App's command-line option of each setting, so that messages name what a user can type
+SETTING_OPTIONS = {
+    "eeg.volume_marker": "--volume-marker", "eeg.window_length": "--window-length",
+    "eeg.overlap": "--window-overlap", "eeg.taper": "--taper", "eeg.log_power": "--log-power",
+    "eeg.frequency_axis": "--freq-axis", "eeg.n_freqs": "--n-freqs", "eeg.fmin": "--fmin", "eeg.fmax": "--fmax",
+    "eeg.scaling": "--eeg-scaling", "eeg.include": "--include-channels", "eeg.exclude": "--exclude-channels",
+    "eeg.exclude_types": "--exclude-channel-types",
+    "pairing.n_windows": "--n-windows", "pairing.discard_volumes": "--discard", "pairing.lag_volumes": "--lag",
+    "pairing.window_span_s": "--window-span-s", "pairing.lag_s": "--lag-s",
+    "bold.scaling": "--bold-scaling", "bold.resize": "--bold-resize", "bold.n_slices": "--n-slices",
+}
+
+
+def option_name(key: str) -> str:
+    """How messages name a setting: its command-line option and its settings-file key.
+
+    >>> option_name("eeg.exclude")
+    '--exclude-channels (eeg.exclude)'
+    >>> option_name("eeg.tukey_alpha")  # no command-line option
+    'eeg.tukey_alpha'
+    """
+    flag = SETTING_OPTIONS.get(key)
+    return f"{flag} ({key})" if flag else key
+
+
 def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         near = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"Did you mean {near[0]!r}?" if near else f"Use one of: {', '.join(choices)}."
+        key = option_name(f"{section}.{name}")
+        hint = f"Did you mean {near[0]!r} for {key}?" if near else f"Use one of: {', '.join(choices)} for {key}."
         raise UsageError(f"{section}.{name} = {value!r} is not one of {', '.join(choices)}", hint=hint)
     return value
 
@@ -81,14 +109,16 @@ def _number(section: str, name: str, value: Any, *, low: float | None = None, hi
     if isinstance(value, bool) or not isinstance(value, ok_type) or (
             not integer and not math.isfinite(float(value))):
         kind = "an integer" if integer else "a finite number"
-        raise UsageError(f"{section}.{name} = {value!r} is not {kind}", hint=f"Set {section}.{name} to {kind}.")
+        raise UsageError(f"{section}.{name} = {value!r} is not {kind}",
+                         hint=f"Set {option_name(f'{section}.{name}')} to {kind}.")
     bad = ((low is not None and (value <= low if low_open else value < low))
            or (high is not None and (value >= high if high_open else value > high)))
     if bad:
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
         rng = " and ".join(p for p in (lo, hi) if p)
-        raise UsageError(f"{section}.{name} = {value!r} is out of range", hint=f"Use a value {rng}.")
+        raise UsageError(f"{section}.{name} = {value!r} is out of range",
+                         hint=f"Use a value {rng} for {option_name(f'{section}.{name}')}.")
     return int(value) if integer else float(value)
 
 
@@ -217,20 +247,21 @@ class EEGConfig(_Section):
         set_(self, "fmax", _number(s, "fmax", self.fmax, low=0, low_open=True))
         if self.fmax <= self.fmin:
             raise UsageError(f"eeg.fmax ({self.fmax} Hz) must be above eeg.fmin ({self.fmin} Hz)",
-                             hint="Swap or correct the two values.")
+                             hint="Swap or correct the two values (--fmin, --fmax).")
         if not isinstance(self.log_power, bool):
             raise UsageError(f"eeg.log_power = {self.log_power!r} is not true or false",
-                             hint="Set eeg.log_power to true or false.")
+                             hint="Set eeg.log_power to true or false (on the command line: --log-power).")
         _choice(s, "scaling", self.scaling, EEG_SCALINGS)
         if self.include is not None:
             set_(self, "include", _names(s, "include", self.include))
             if not self.include:
-                raise UsageError("eeg.include is an empty list", hint="Leave it unset to keep every channel.")
+                raise UsageError("eeg.include is an empty list",
+                                 hint="Leave --include-channels (eeg.include) unset to keep every channel.")
         set_(self, "exclude", _names(s, "exclude", self.exclude))
         set_(self, "exclude_types", _names(s, "exclude_types", self.exclude_types))
         if not isinstance(self.volume_marker, str) or not self.volume_marker.strip():
             raise UsageError(f"eeg.volume_marker = {self.volume_marker!r} is not a marker name",
-                             hint='Give the annotation name of the volume trigger, e.g. "R128".')
+                             hint="Give the annotation name of the volume trigger with --volume-marker, e.g. R128.")
 
     def window_seconds(self, tr: float) -> tuple[float, float]:
         """Core and total window length in seconds for a run with repetition time ``tr``.

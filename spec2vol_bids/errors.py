@@ -19,6 +19,7 @@ code  class                         meaning
 70    :class:`SoftwareError`        the workflow could not be built (a bug: please report it)
 73    :class:`CantCreateError`      an output cannot be created (exists, not writable)
 74    :class:`IOFailure`            an I/O error while reading or writing
+75    :class:`BusyError`            another run holds the work directory of this participant (try again later)
 ====  ============================  ========================================================================
 """
 
@@ -78,6 +79,12 @@ class IOFailure(Spec2VolError, OSError):
     exit_code = 74
 
 
+class BusyError(Spec2VolError):
+    """A resource is held by another run (sysexits' EX_TEMPFAIL: the same command may succeed later)."""
+
+    exit_code = 75
+
+
 EXIT_CODES = {
     0: "success",
     1: "a processing step failed (see the crash file under OUT_DIR/sub-<label>/log/)",
@@ -91,4 +98,5 @@ EXIT_CODES = {
     70: "internal error (please report it)",
     73: "cannot create output",
     74: "I/O error",
+    75: "another run is using the work directory for the same participant (try again later)",
 }

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes, provenance (versions, seeds) and hashing.
+"""Small shared helpers: atomic writes, path checks, provenance (versions, seeds) and hashing.
 
 Every file spec2vol-bids writes goes through :func:`atomic_write` (or :func:`atomic_path`), so an
 interrupted run never leaves a half-written output behind: data are written to a temporary file in the
@@ -53,6 +53,84 @@ def atomic_write(dest: str | os.PathLike, data: str | bytes) -> Path:
         else:
             tmp.write_text(data, encoding="utf-8")
     return Path(dest)
+
+
+#: what to do when an output folder cannot be created or written (the usual Docker mistakes)
+WRITE_HINT = ("Check the permissions, and that the folder is not on a read-only mount (in Docker, run with "
+              "-u $(id -u) and mount the output folder without :ro)")
+
+
+def check_writable(path: str | os.PathLike, what: str, *, hint: str | None = None) -> Path:
+    """Refuse a folder that cannot be written, before anything is written.
+
+    An existing folder is probed by creating and deleting a temporary file in it (what fails on a read-only
+    mount, a folder of another user or an immutable folder, also for root); for a folder that does not exist yet,
+    its nearest existing parent must be a writable folder (checked with ``os.access``, nothing is created).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder.
+    what : str
+        How the message names it, e.g. ``"OUT_DIR"`` or ``"the work directory"``.
+    hint : str, optional
+        What to do (default: check the permissions and the mount).
+
+    Raises
+    ------
+    CantCreateError
+        The folder (or its nearest existing parent) is not a writable folder.
+    """
+    from .errors import CantCreateError
+
+    hint = hint or WRITE_HINT
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise CantCreateError(f"{what} {p} is a file, not a folder", hint=hint)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".spec2vol-write-test-", dir=p)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise CantCreateError(f"{what} {p} is not writable ({err.strerror or err})", hint=hint) from None
+        return p
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CantCreateError(f"cannot create {what} {p}: {parent} is a file, not a folder", hint=hint)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CantCreateError(f"cannot create {what} {p}: {parent} is not writable", hint=hint)
+    return p
+
+
+def require_path(path: str | os.PathLike, what: str, *, folder: bool = False, expected: str | None = None,
+                 hint: str | None = None) -> Path:
+    """Return ``path`` if it is an existing file (``folder=False``) or folder (``folder=True``).
+
+    Otherwise raise :class:`~spec2vol_bids.errors.NoInputError` saying what is there instead: nothing, a folder
+    where a file is expected, or a file where a folder is expected. ``what`` names the argument (e.g.
+    ``"the checkpoint"``), ``expected`` what it should be (default ``"a file"`` / ``"a folder"``), e.g.
+    ``"the checkpoint /m is a folder, not a checkpoint file"``.
+    """
+    from .errors import NoInputError
+
+    p = Path(path)
+    if (p.is_dir() if folder else p.is_file()):
+        return p
+    expected = expected or ("a folder" if folder else "a file")
+    if p.is_dir():
+        found = "a folder"
+    elif p.is_file():
+        found = "a file"
+    elif p.is_symlink():
+        found = "a broken symbolic link"
+    elif p.exists():
+        found = "not a regular file"
+    else:
+        raise NoInputError(f"{what} {p} does not exist", hint=hint)
+    raise NoInputError(f"{what} {p} is {found}, not {expected}", hint=hint)
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import tomllib
 
 from spec2vol_bids.config import BOLDConfig, EEGConfig, PairingConfig, PreprocConfig
-from spec2vol_bids.errors import UsageError
+from spec2vol_bids.errors import Spec2VolError, UsageError
+from spec2vol_bids.preproc import eeg as preproc_eeg
+from spec2vol_bids.preproc import pairs as preproc_pairs
 
 
 def test_defaults_are_the_official_pipeline():
@@ -80,3 +83,40 @@ def test_bad_toml_and_missing_file(tmp_path):
         PreprocConfig.from_toml("[eeg\ntaper = 'hann'\n")
     with pytest.raises(UsageError, match="does not exist"):
         PreprocConfig.from_toml(tmp_path / "nope.toml")
+
+
+def test_every_setting_option_is_a_bidsapp_flag_that_sets_that_setting():
+    """Messages name SETTING_OPTIONS as the fix; each must be a real BIDS-App option changing that setting."""
+    from spec2vol_bids.cli.bidsapp import build_config, build_parser
+    from spec2vol_bids.config import SETTING_OPTIONS
+
+    parser = build_parser()
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert set(SETTING_OPTIONS.values()) <= flags
+    values = {"eeg.volume_marker": ["T1"], "eeg.window_length": ["1.5"], "eeg.overlap": ["0.5"],
+              "eeg.taper": ["hann"], "eeg.log_power": [], "eeg.frequency_axis": ["hz"], "eeg.n_freqs": ["7"],
+              "eeg.fmin": ["2"], "eeg.fmax": ["30"], "eeg.scaling": ["none"], "eeg.include": ["Cz"],
+              "eeg.exclude": ["ECG"], "eeg.exclude_types": ["EOG"], "pairing.n_windows": ["5"],
+              "pairing.discard_volumes": ["2"], "pairing.lag_volumes": ["1"], "pairing.window_span_s": ["10"],
+              "pairing.lag_s": ["4"], "bold.scaling": ["zscore"], "bold.resize": ["none"], "bold.n_slices": ["12"]}
+    assert set(values) == set(SETTING_OPTIONS)
+    default = PreprocConfig().to_dict()
+    for key, flag in SETTING_OPTIONS.items():
+        section, name = key.split(".")
+        args = parser.parse_args(["bids", "out", "participant", flag, *values[key]])
+        assert build_config(args).to_dict()[section][name] != default[section][name], flag
+
+
+@pytest.mark.parametrize("call, flag", [
+    (lambda: preproc_eeg.select_channels(["Cz", "Pz"], ["EEG", "EEG"], EEGConfig(exclude=("Cz", "Pz"))),
+     "--exclude-channels"),
+    (lambda: preproc_eeg.check_finite(np.array([[0.0, np.nan]]), 0, 250.0, ["Cz"]), "--exclude-channels"),
+    (lambda: preproc_pairs.make_pairs(20), "--discard"),
+    (lambda: preproc_eeg.frequency_axis(100, 250.0, EEGConfig()), "--n-freqs"),
+    (lambda: PreprocConfig.from_dict({"eeg": {"overlap": 1.5}}), "--window-overlap"),
+    (lambda: PreprocConfig.from_dict({"eeg": {"taper": "han"}}), "--taper"),
+])
+def test_hints_name_command_line_flags(call, flag):
+    with pytest.raises(Spec2VolError) as info:
+        call()
+    assert flag in (info.value.hint or ""), info.value.one_line()

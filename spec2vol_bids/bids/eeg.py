@@ -17,13 +17,29 @@ Onset policy (:func:`volume_onsets`), in order:
    from the first sample of the EEG file, per BIDS);
 3. else EEG start + n x TR, with a loud warning (the official code's implicit assumption).
 
-Marker count vs BOLD volumes (``n`` markers, ``T`` volumes):
+Gaps between markers (a trigger lost in the middle of the run). Without this step every volume after a lost trigger
+would get the EEG of the next volume (a shift of one TR from the gap on). An interval between consecutive markers
+longer than 1.5 x their median spacing (normally the TR) is a gap; ``round(interval / spacing) - 1`` triggers are
+missing in it:
+
+* a gap of **one** missing trigger (the interval is 2 x spacing, +- 0.25 x spacing) is filled: the volume's onset is
+  put at the midpoint of the two markers around it (exact up to the scanner's trigger jitter, since both neighbours
+  are measured). A warning names the volume index and the onset; the spectrogram sidecar lists the filled volumes in
+  ``FilledVolumeTriggers`` and the report's alignment figure marks them. Every such isolated gap is filled, as long
+  as at most one volume in ten (at least one per run) is filled;
+* a gap of **two or more** consecutive missing triggers, a gap that is not a whole number of spacings, or more
+  filled volumes than that bound is refused with a :class:`~spec2vol_bids.errors.DataError` naming the gap (volume
+  indices and times): the onsets cannot be reconstructed reliably (repair the markers or exclude the run).
+* Gaps after the last BOLD volume's marker do not matter and are ignored.
+
+Marker count vs BOLD volumes (``n`` markers after filling, ``T`` volumes):
 
 * ``n == T``: used as is.
 * ``n > T``: the first ``T`` markers are used (the scanner or recording went on after the stored series);
   a warning names the number of extra markers.
-* ``n < T``: the missing trailing onsets are extrapolated at the median marker spacing, with a warning (some
-  multiband set-ups skip triggers; a recording stopped early is caught by the next check).
+* ``n < T``: the missing *trailing* onsets are extrapolated at the median marker spacing, with a warning (a
+  recording stopped early is caught by the next check). A hole in the middle is never covered this way: it is
+  filled or refused above.
 * The EEG must reach the start of the last volume: otherwise the EEG is shorter than the BOLD run and a
   :class:`~spec2vol_bids.errors.DataError` is raised. A last window that runs past the end of the recording is
   only marked invalid (the spectrogram's ``valid`` mask).
@@ -51,6 +67,7 @@ __all__ = [
     "read_channels_tsv",
     "marker_onsets",
     "events_tsv_onsets",
+    "fill_missing_triggers",
     "reconcile_onsets",
     "volume_onsets",
 ]
@@ -67,6 +84,12 @@ BIDS_TO_MNE_TYPES = {
 }
 #: relative tolerance between the median marker spacing and RepetitionTime before a warning
 SPACING_TOLERANCE = 0.05
+#: an interval between markers longer than this many median spacings is a gap (missing triggers)
+GAP_FACTOR = 1.5
+#: how far (in spacings) a gap may be from a whole number of spacings for its missing triggers to be counted
+GAP_TOLERANCE = 0.25
+#: at most this fraction of a run's volumes (and at least one) may get a filled onset
+MAX_FILLED_FRACTION = 0.1
 
 
 def read_channels_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -112,6 +135,9 @@ class VolumeOnsets:
         Warnings raised while reconciling (also logged).
     markers : ndarray of float64
         Every marker found (seconds from the first EEG sample), before reconciliation; empty for the TR fallback.
+    filled : list of int
+        Indices of the volumes whose missing trigger was filled between its two neighbours
+        (:func:`fill_missing_triggers`).
     """
 
     onsets: np.ndarray
@@ -120,6 +146,7 @@ class VolumeOnsets:
     n_markers: int = 0
     messages: list[str] = field(default_factory=list)
     markers: np.ndarray = field(default_factory=lambda: np.empty(0))
+    filled: list[int] = field(default_factory=list)
 
 
 class EEGRecording:
@@ -259,6 +286,82 @@ def events_tsv_onsets(path: str | os.PathLike | None, marker: str | None = None)
     return np.empty(0), None
 
 
+def fill_missing_triggers(onsets: np.ndarray, *, n_volumes: int, repetition_time: float,
+                          label: str = "") -> tuple[np.ndarray, list[int], list[str]]:
+    """Find gaps between volume markers; fill isolated single missing triggers, refuse longer gaps.
+
+    The policy is in the module docstring. ``label`` (the recording's file name) starts every message.
+
+    Parameters
+    ----------
+    onsets : ndarray of float64
+        Sorted marker onsets (seconds from the first EEG sample).
+    n_volumes : int
+        Volumes of the BOLD run: gaps after the ``n_volumes``-th onset are ignored.
+    repetition_time : float
+        The BOLD TR (s); the reference spacing when there are only two markers (otherwise the median interval
+        between the markers is, so that markers regular at another spacing are not mistaken for gaps).
+
+    Returns
+    -------
+    onsets : ndarray of float64
+        The markers with one onset inserted per filled gap.
+    filled : list of int
+        Volume indices of the inserted onsets (indices into the returned ``onsets``).
+    messages : list of str
+        One warning per filled volume.
+
+    Raises
+    ------
+    DataError
+        A gap of two or more missing triggers, a gap that is not a whole number of marker spacings, or more
+        filled volumes than ``MAX_FILLED_FRACTION`` of the run.
+    """
+    onsets = np.asarray(onsets, dtype=float)
+    if onsets.size < 2:
+        return onsets, [], []
+    intervals = np.diff(onsets)
+    spacing = float(np.median(intervals)) if intervals.size > 1 else float(repetition_time)
+    if not spacing > 0:
+        return onsets, [], []
+    out: list[float] = [float(onsets[0])]
+    filled: list[int] = []
+    msgs: list[str] = []
+    for prev, nxt in zip(onsets[:-1], onsets[1:]):
+        interval = float(nxt - prev)
+        if len(out) < n_volumes and interval > GAP_FACTOR * spacing:
+            steps = interval / spacing
+            n_missing = int(round(steps)) - 1
+            first = len(out)  # volume index of the first missing trigger
+            after = f" (volume {first + n_missing})" if abs(steps - round(steps)) <= GAP_TOLERANCE else ""
+            where = (f"between the markers at {prev:.3f} s (volume {first - 1}) and {nxt:.3f} s{after}, "
+                     f"{interval:.3f} s apart = {steps:.2f} x the marker spacing of {spacing:.4g} s")
+            hint = ("Repair the volume markers of the run (its marker file or events.tsv), or exclude the run "
+                    "with --bids-filter-file")
+            if abs(steps - round(steps)) > GAP_TOLERANCE:
+                raise DataError(f"{label}: the volume markers have a gap {where}, not a whole number of "
+                                f"spacings, so the onsets of the volumes after volume {first - 1} are unknown",
+                                hint=hint)
+            if n_missing > 1:
+                raise DataError(f"{label}: {n_missing} consecutive volume triggers are missing (volumes {first}-"
+                                f"{first + n_missing - 1}) {where}; only a single missing trigger is filled",
+                                hint=hint)
+            onset = 0.5 * float(prev + nxt)
+            filled.append(first)
+            out.append(onset)
+            msgs.append(f"{label}: the trigger of volume {first} is missing {where}; its onset is filled at "
+                        f"{onset:.3f} s (midpoint)")
+        out.append(float(nxt))
+    limit = max(1, int(MAX_FILLED_FRACTION * n_volumes))
+    if len(filled) > limit:
+        shown = ", ".join(str(i) for i in filled[:10]) + (" ..." if len(filled) > 10 else "")
+        raise DataError(f"{label}: {len(filled)} volume triggers are missing (volumes {shown}), more than the "
+                        f"{limit} that may be filled in a run of {n_volumes} volumes: the markers are unreliable or "
+                        "are not the volume triggers",
+                        hint="Check --volume-marker, repair the markers, or exclude the run with --bids-filter-file")
+    return np.asarray(out, dtype=float), filled, msgs
+
+
 def reconcile_onsets(onsets: np.ndarray, *, n_volumes: int, repetition_time: float,
                      duration: float, label: str = "") -> tuple[np.ndarray, list[str]]:
     """Match ``len(onsets)`` markers to ``n_volumes`` BOLD volumes (policy in the module docstring).
@@ -272,23 +375,38 @@ def reconcile_onsets(onsets: np.ndarray, *, n_volumes: int, repetition_time: flo
     Raises
     ------
     DataError
-        The recording ends before the last volume starts (EEG shorter than BOLD).
+        The recording ends before the last volume starts (EEG shorter than BOLD), or the markers have a gap that
+        cannot be filled (:func:`fill_missing_triggers`).
     """
+    onsets, msgs, _ = _reconcile(onsets, n_volumes=n_volumes, repetition_time=repetition_time,
+                                 duration=duration, label=label)
+    return onsets, msgs
+
+
+def _reconcile(onsets: np.ndarray, *, n_volumes: int, repetition_time: float, duration: float,
+               label: str) -> tuple[np.ndarray, list[str], list[int]]:
+    """:func:`reconcile_onsets`, also returning the volume indices whose onsets were filled."""
     msgs: list[str] = []
     onsets = np.asarray(onsets, dtype=float)
-    n = onsets.size
-    spacing = float(np.median(np.diff(onsets))) if n > 1 else repetition_time
-    if n > 1 and abs(spacing - repetition_time) > SPACING_TOLERANCE * repetition_time:
+    n_markers = onsets.size
+    spacing = float(np.median(np.diff(onsets))) if n_markers > 1 else repetition_time
+    if n_markers > 1 and abs(spacing - repetition_time) > SPACING_TOLERANCE * repetition_time:
         msgs.append(f"{label}: the volume markers are {spacing:.4g} s apart but RepetitionTime is "
                     f"{repetition_time:.4g} s; check --volume-marker and the BOLD sidecar")
+    onsets, filled, fill_msgs = fill_missing_triggers(onsets, n_volumes=n_volumes,
+                                                      repetition_time=repetition_time, label=label)
+    msgs += fill_msgs
+    filled = [i for i in filled if i < n_volumes]
+    n = onsets.size
+    counted = f"{n_markers} volume markers" + (f" (+ {n - n_markers} filled)" if n != n_markers else "")
     if n > n_volumes:
-        msgs.append(f"{label}: {n} volume markers for {n_volumes} BOLD volumes; the first {n_volumes} are used "
+        msgs.append(f"{label}: {counted} for {n_volumes} BOLD volumes; the first {n_volumes} are used "
                     f"({n - n_volumes} extra)")
         onsets = onsets[:n_volumes]
     elif n < n_volumes:
         extra = onsets[-1] + spacing * np.arange(1, n_volumes - n + 1)
-        msgs.append(f"{label}: only {n} volume markers for {n_volumes} BOLD volumes; the last "
-                    f"{n_volumes - n} onsets are extrapolated every {spacing:.4g} s")
+        msgs.append(f"{label}: only {counted} for {n_volumes} BOLD volumes; the last "
+                    f"{n_volumes - n} onsets (after the last marker) are extrapolated every {spacing:.4g} s")
         onsets = np.concatenate([onsets, extra])
     if onsets[-1] >= duration:
         raise DataError(f"{label}: the EEG recording ({duration:.1f} s) ends before the last BOLD volume starts "
@@ -299,7 +417,7 @@ def reconcile_onsets(onsets: np.ndarray, *, n_volumes: int, repetition_time: flo
                         hint="Check the volume markers (--volume-marker)")
     for m in msgs:
         LOGGER.warning(m)
-    return onsets, msgs
+    return onsets, msgs, filled
 
 
 def volume_onsets(recording: EEGRecording, *, n_volumes: int, repetition_time: float,
@@ -327,7 +445,7 @@ def volume_onsets(recording: EEGRecording, *, n_volumes: int, repetition_time: f
     Raises
     ------
     DataError
-        The EEG is shorter than the BOLD run.
+        The EEG is shorter than the BOLD run, or the markers have a gap that cannot be filled.
     """
     label = recording.path.name
     onsets, found = marker_onsets(recording, marker)
@@ -349,8 +467,8 @@ def volume_onsets(recording: EEGRecording, *, n_volumes: int, repetition_time: f
         return VolumeOnsets(onsets=onsets, source="tr-fallback", marker=None, n_markers=0, messages=[msg])
     n_found = int(onsets.size)
     markers = onsets.copy()
-    onsets, msgs = reconcile_onsets(onsets, n_volumes=n_volumes, repetition_time=repetition_time,
-                                    duration=recording.duration, label=label)
+    onsets, msgs, filled = _reconcile(onsets, n_volumes=n_volumes, repetition_time=repetition_time,
+                                      duration=recording.duration, label=label)
     LOGGER.info("%s: %d volume onsets from %s (%s), first at %.3f s", label, n_volumes, source, found, onsets[0])
     return VolumeOnsets(onsets=onsets, source=source, marker=found, n_markers=n_found, messages=msgs,
-                        markers=markers)
+                        markers=markers, filled=filled)

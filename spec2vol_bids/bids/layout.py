@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, NoInputError, NoMatchError, UsageError
+from ..utils import require_path
 
 __all__ = [
     "EEG_EXTENSIONS",
@@ -39,6 +40,7 @@ __all__ = [
     "RunPair",
     "parse_entities",
     "strip_prefix",
+    "check_labels",
     "load_filter_file",
     "load_layout",
     "collect_pairs",
@@ -238,6 +240,32 @@ def strip_prefix(labels: Iterable[str] | str | None, prefix: str) -> list[str] |
     return out or None
 
 
+def check_labels(labels: Iterable[str] | str | None, prefix: str, option: str) -> list[str] | None:
+    """:func:`strip_prefix` for a command-line option, refusing empty labels.
+
+    ``--participant-label ""`` (an unset ``$SUBJ`` in an array job), ``" "`` or a bare ``sub-`` must not mean
+    "every subject": each value given has to hold at least one label.
+
+    Raises
+    ------
+    UsageError
+        A value of ``labels`` is empty, blank or only the prefix.
+    """
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = list(labels)
+    noun = {"sub-": "participant", "ses-": "session", "task-": "task"}.get(prefix, "label")
+    for item in labels:
+        tokens = str(item).split()
+        if not tokens or any(not t.removeprefix(prefix) for t in tokens):
+            raise UsageError(f"{option} was given an empty label ({str(item)!r}), which must not mean every {noun}",
+                             hint=f"Give labels such as {prefix}01 or 01, or leave out {option} to process all "
+                                  "(in a job script, check that the variable holding the label is set)")
+    return strip_prefix(labels, prefix)
+
+
 def load_filter_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Read an fMRIPrep-style ``--bids-filter-file``.
 
@@ -252,9 +280,7 @@ def load_filter_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     UsageError
         The file is not a JSON object of objects, or uses query names other than ``eeg`` and ``bold``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NoInputError(f"the BIDS filter file {path} does not exist", hint="Check the --bids-filter-file path")
+    path = require_path(path, "the BIDS filter file", hint="Check the --bids-filter-file path")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -299,9 +325,7 @@ def load_layout(bids_dir: str | os.PathLike, *, database_dir: str | os.PathLike 
     from bids import BIDSLayout
     from bids.layout import BIDSLayoutIndexer
 
-    root = Path(bids_dir).resolve()
-    if not root.is_dir():
-        raise NoInputError(f"the BIDS dataset folder {root} does not exist", hint=_DOCKER_HINT)
+    root = require_path(Path(bids_dir).resolve(), "the BIDS dataset folder", folder=True, hint=_DOCKER_HINT)
     if not (root / "dataset_description.json").is_file():
         raise NoInputError(f"{root} is not a BIDS dataset (no dataset_description.json)",
                            hint="Pass the root folder of the raw dataset as BIDS_DIR")
@@ -561,9 +585,7 @@ def check_derivatives_dataset(path: str | os.PathLike) -> Path:
     UsageError
         The description is not valid JSON or its ``DatasetType`` is not ``derivative``.
     """
-    root = Path(path).expanduser().resolve()
-    if not root.is_dir():
-        raise NoInputError(f"the derivatives folder {root} does not exist", hint=_DOCKER_HINT)
+    root = require_path(Path(path).expanduser().resolve(), "the derivatives folder", folder=True, hint=_DOCKER_HINT)
     desc_file = root / "dataset_description.json"
     hint = ("Pass the folder holding fMRIPrep's outputs and its dataset_description.json, "
             "e.g. -d fmriprep=BIDS_DIR/derivatives/fmriprep")

@@ -215,6 +215,8 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "VolumeMarker": onsets.marker,
         "NumberOfVolumeMarkers": onsets.n_markers,
         "AlignmentWarnings": list(onsets.messages),
+        # volumes whose missing trigger was filled at the midpoint of its neighbours (bids.eeg policy)
+        "FilledVolumeTriggers": [int(i) for i in onsets.filled],
     }
     LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
                 int(valid.sum()), len(targets))

@@ -60,6 +60,7 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
         "valid": spec["valid"],
         "n_pairs": int(spec["pair_targets"].size),
         "warnings": list(side.get("AlignmentWarnings", [])),
+        "filled_volumes": [int(i) for i in side.get("FilledVolumeTriggers", [])],
         "files": {"spectrogram": spectrogram},
     }
     if info is not None:

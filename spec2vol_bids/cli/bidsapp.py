@@ -33,12 +33,14 @@ from ..config import BOLD_RESIZES, BOLD_SCALINGS, EEG_SCALINGS, FREQUENCY_AXES, 
 from ..errors import (
     EXIT_CODES,
     AnalysisLevelError,
+    BusyError,
     CantCreateError,
     NoInputError,
     Spec2VolError,
     UsageError,
     ValidationError,
 )
+from ..utils import WRITE_HINT, require_path
 from .argtypes import nonnegative_int, positive_float, positive_int
 
 __all__ = ["build_parser", "run", "ANALYSIS_LEVELS", "VALIDATOR_IGNORE"]
@@ -111,15 +113,17 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
                         help="root of the raw BIDS dataset (read only; never written)")
     parser.add_argument("output_dir", type=Path, metavar="OUT_DIR",
-                        help="output folder (a BIDS derivative dataset), e.g. BIDS_DIR/derivatives/spec2vol; "
-                             "for group level it holds the participant-level outputs")
+                        help="output folder (a BIDS derivative dataset), e.g. BIDS_DIR/derivatives/spec2vol: new, "
+                             "empty or made by spec2vol-bids (never another pipeline's outputs); for group level "
+                             "it holds the participant-level outputs")
     parser.add_argument("analysis_level", metavar="{participant,group}",
                         help="participant: per-run derivatives (and predictions); group: metrics + report")
     parser.add_argument("--version", action="version", version=version_string())
 
     g = parser.add_argument_group("BIDS filtering")
     g.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
-                   help="subjects to process, with or without the sub- prefix (default: all)")
+                   help="subjects to process, with or without the sub- prefix (default: all; an empty label is "
+                        "an error, not 'all')")
     g.add_argument("--session-label", "--session_label", nargs="+", metavar="LABEL",
                    help="sessions to process, with or without ses- (default: all)")
     g.add_argument("-t", "--task-id", "--task_id", nargs="+", metavar="TASK",
@@ -128,7 +132,8 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help='JSON of PyBIDS filters per query, e.g. {"bold": {"run": 1}, "eeg": {"run": 1}}; '
                         'null means the entity is absent, "*" any value')
     g.add_argument("--bids-database-dir", type=Path, metavar="DIR",
-                   help="folder of a cached PyBIDS index (created if missing)")
+                   help="folder of a cached PyBIDS index (created if missing; outside BIDS_DIR, which is never "
+                        "written to)")
     g.add_argument("-d", "--derivatives", nargs="+", type=_derivatives_arg, action=_DerivativesAction,
                    metavar="NAME=PATH",
                    help="BIDS derivatives datasets with preprocessed BOLD, e.g. -d fmriprep=/data/derivatives/fmriprep "
@@ -202,8 +207,9 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("other options")
     g.add_argument("-w", "--work-dir", type=Path, default=None, metavar="DIR",
-                   help="nipype working directory; a rerun with the same folder skips finished steps "
-                        "(default: ./work)")
+                   help="nipype working directory; a rerun with the same folder skips finished steps. Runs of "
+                        "different participants may share it; a second run of the same participant exits 75 while "
+                        "the first holds it (default: ./work)")
     g.add_argument("--clean-workdir", action="store_true", help="delete the working directory after success")
     g.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failed step")
     g.add_argument("--write-graph", action="store_true", help="write the workflow graph (needs graphviz)")
@@ -234,7 +240,7 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 
 def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: str,
-                derivatives: dict[str, Path] | None = None) -> None:
+                derivatives: dict[str, Path] | None = None, database_dir: Path | None = None) -> None:
     """fMRIPrep's sanity checks: the raw dataset (and a ``-d`` dataset) is never an output or a work folder.
 
     Raises
@@ -242,20 +248,30 @@ def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: 
     NoInputError
         ``bids_dir`` does not exist.
     UsageError
-        ``output_dir`` is ``bids_dir`` or lies inside it outside ``derivatives/``; the work dir lies in ``bids_dir``;
-        ``output_dir`` is one of the ``derivatives`` datasets.
+        ``output_dir`` is ``bids_dir``, ``bids_dir/derivatives`` itself, or lies inside ``bids_dir`` outside
+        ``derivatives/``; the work dir or the ``--bids-database-dir`` lies in ``bids_dir``; ``output_dir`` is one
+        of the ``derivatives`` datasets, or another dataset / a folder of other files
+        (:func:`~spec2vol_bids.bids.derivatives.check_output_dataset`).
     """
-    if not bids_dir.is_dir():
-        raise NoInputError(f"BIDS_DIR {bids_dir} does not exist", hint=_DOCKER_HINT)
+    from ..bids.derivatives import DERIVATIVE_DATASET_NAME, check_output_dataset, dataset_generator
+
+    require_path(bids_dir, "BIDS_DIR", folder=True, hint=_DOCKER_HINT)
     if os.path.realpath(output_dir) == os.path.realpath(bids_dir):
         raise UsageError("OUT_DIR must not be BIDS_DIR (the raw dataset is never written to)",
                          hint=f"Use e.g. {bids_dir / 'derivatives' / f'spec2vol-bids-{__version__}'}")
     if _is_within(output_dir, bids_dir) and not _is_within(output_dir, bids_dir / "derivatives"):
         raise UsageError(f"OUT_DIR {output_dir} lies inside BIDS_DIR but not under its derivatives/ folder",
                          hint=f"Use {bids_dir / 'derivatives' / 'spec2vol'} or a folder outside BIDS_DIR")
+    if (os.path.realpath(output_dir) == os.path.realpath(bids_dir / "derivatives")
+            and dataset_generator(output_dir)[1] != DERIVATIVE_DATASET_NAME):
+        raise UsageError(f"OUT_DIR must not be {bids_dir / 'derivatives'} itself (it holds one folder per "
+                         "pipeline)", hint=f"Use {bids_dir / 'derivatives' / 'spec2vol'}")
     if work_dir is not None and _is_within(work_dir, bids_dir):
         raise UsageError(f"the work directory {work_dir} lies inside BIDS_DIR",
                          hint="Pass -w/--work-dir with a folder outside the raw dataset")
+    if database_dir is not None and _is_within(database_dir, bids_dir):
+        raise UsageError(f"the --bids-database-dir {database_dir} lies inside BIDS_DIR (the raw dataset is never "
+                         "written to)", hint="Pass a folder outside the raw dataset, e.g. next to the work directory")
     for name, root in (derivatives or {}).items():
         if os.path.realpath(output_dir) == os.path.realpath(root):
             raise UsageError(f"OUT_DIR must not be the derivatives dataset {name}={root} (it is read, never written)",
@@ -263,6 +279,24 @@ def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: 
     if level == "group" and not output_dir.is_dir():
         raise NoInputError(f"OUT_DIR {output_dir} does not exist; group level needs the participant outputs",
                            hint="Run the participant level first")
+    check_output_dataset(output_dir, ignore=[p for p in (work_dir, database_dir) if p is not None])
+
+
+def check_writable_paths(output_dir: Path, work_dir: Path | None, database_dir: Path | None = None) -> None:
+    """Refuse, before anything starts, an OUT_DIR, work dir or PyBIDS database folder that cannot be written.
+
+    Raises
+    ------
+    CantCreateError
+        One of them exists but is not writable (e.g. a read-only mount), or cannot be created.
+    """
+    from ..utils import check_writable
+
+    check_writable(output_dir, "OUT_DIR")
+    if work_dir is not None:
+        check_writable(work_dir, "the work directory (-w/--work-dir)")
+    if database_dir is not None:
+        check_writable(database_dir, "the --bids-database-dir")
 
 
 def build_config(args: argparse.Namespace):
@@ -316,8 +350,7 @@ def _plugin_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     if args.use_plugin:
         import yaml
 
-        if not args.use_plugin.is_file():
-            raise NoInputError(f"the plugin file {args.use_plugin} does not exist", hint="Check --use-plugin")
+        require_path(args.use_plugin, "the --use-plugin file", hint="Check --use-plugin")
         spec = yaml.safe_load(args.use_plugin.read_text(encoding="utf-8")) or {}
         if not isinstance(spec, dict) or "plugin" not in spec:
             raise UsageError(f"{args.use_plugin} has no 'plugin:' entry",
@@ -371,10 +404,19 @@ def run(args: argparse.Namespace) -> int:
     level = args.analysis_level
     if level not in ANALYSIS_LEVELS:
         raise AnalysisLevelError(f"unknown analysis level {level!r}", hint="Use participant or group")
+    from ..bids.layout import check_labels
+
+    check_labels(args.participant_label, "sub-", "--participant-label")
+    check_labels(args.session_label, "ses-", "--session-label")
+    check_labels(args.task_id, "task-", "-t/--task-id")
     bids_dir = _resolve(args.bids_dir)
     output_dir = _resolve(args.output_dir)
     work_dir = _resolve(args.work_dir) if args.work_dir else Path.cwd() / "work"
-    check_paths(bids_dir, output_dir, work_dir if level == "participant" else None, level, args.derivatives)
+    database_dir = _resolve(args.bids_database_dir) if args.bids_database_dir else None
+    participant = level == "participant"
+    check_paths(bids_dir, output_dir, work_dir if participant else None, level, args.derivatives,
+                database_dir=database_dir if participant else None)
+    check_writable_paths(output_dir, work_dir if participant else None, database_dir if participant else None)
     if level == "participant":
         return run_participant(args, bids_dir=bids_dir, output_dir=output_dir, work_dir=work_dir)
     return run_group(args, bids_dir=bids_dir, output_dir=output_dir)
@@ -382,8 +424,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
     """Participant level: find and check the runs, build the nipype workflow, run it, report."""
-    import time
-
     from ..bids.layout import collect_pairs, load_filter_file, match_preproc_bold, strip_prefix
     from ..bids.process import inspect_run
 
@@ -391,6 +431,8 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         raise UsageError("--bold-space was given without -d/--derivatives (the raw BOLD has no space to choose)",
                          hint="Add e.g. -d fmriprep=/data/derivatives/fmriprep, or drop --bold-space")
     cfg = build_config(args)
+    if args.model is not None:
+        _require_checkpoint(args.model)
     participants = strip_prefix(args.participant_label, "sub-")
     filters = load_filter_file(args.bids_filter_file) if args.bids_filter_file else None
     if not args.skip_bids_validation:
@@ -411,22 +453,123 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     if args.model is not None:
         device, model_meta = _check_model(args, pairs, infos, cfg)
 
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        work_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CantCreateError(f"cannot create {err.filename}: {err.strerror}",
-                              hint="Check the permissions (in Docker, run with -u $(id -u) and mount it)") from None
+    from ..bids.derivatives import write_bidsignore, write_dataset_description
+
     run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
     subjects = sorted({p.subject for p in pairs})
-    log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
-    handlers = _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device)
-    try:
-        from ..bids.derivatives import write_bidsignore, write_dataset_description
-
+    _make_dir(work_dir)
+    with _WorkDirLock(work_dir, subjects, run_uuid):
+        _make_dir(output_dir)
         used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
-        write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives=used)
-        write_bidsignore(output_dir)
+        try:
+            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives=used)
+            write_bidsignore(output_dir)
+        except OSError as err:
+            raise CantCreateError(f"cannot write into OUT_DIR {output_dir}: {err.strerror or err}",
+                                  hint=WRITE_HINT) from None
+        log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
+        return _run_workflow(args, output_dir=output_dir, work_dir=work_dir, pairs=pairs, infos=infos, cfg=cfg,
+                             device=device, model_meta=model_meta, log_dirs=log_dirs, run_uuid=run_uuid)
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CantCreateError(f"cannot create {err.filename or path}: {err.strerror or err}",
+                              hint=WRITE_HINT) from None
+
+
+def _require_checkpoint(path: Path) -> Path:
+    """``--model`` must name a checkpoint file (a folder gets a message saying so, with the file to pass)."""
+    candidate = path / "model.ckpt"
+    hint = (f"Pass the checkpoint file, e.g. --model {candidate}" if candidate.is_file()
+            else "Pass the model.ckpt written by `spec2vol_bids train` with --model")
+    return require_path(path, "the --model checkpoint", expected="a checkpoint file", hint=hint)
+
+
+class _WorkDirLock:
+    """Hold ``WORK_DIR/.spec2vol-bids_sub-<label>.lock`` for each subject of the run (``filelock``, not blocking).
+
+    Two runs of the same participant in one work directory would race on the same nipype node folders; the second
+    one stops with :class:`~spec2vol_bids.errors.BusyError` (exit 75) naming the lock and the process holding it.
+    Runs of different participants may share a work directory. The locks are released on exit, also after an
+    error or an interrupt (and by the kernel if the process is killed); the empty lock files stay and do not
+    block the next run.
+    """
+
+    def __init__(self, work_dir: Path, subjects: list[str], run_uuid: str):
+        import filelock
+
+        self.work_dir, self.run_uuid = work_dir, run_uuid
+        self.locks = [(s, filelock.FileLock(str(work_dir / f".spec2vol-bids_sub-{s}.lock"), timeout=0))
+                      for s in sorted(subjects)]
+        self.held: list[Any] = []
+
+    def __enter__(self):
+        import filelock
+
+        from ..utils import write_json
+
+        try:
+            for subject, lock in self.locks:
+                try:
+                    lock.acquire()
+                except filelock.Timeout:
+                    holder = self._holder(lock.lock_file)
+                    raise BusyError(
+                        f"another spec2vol-bids run{holder} is processing sub-{subject} with the work directory "
+                        f"{self.work_dir} (it holds the lock {lock.lock_file})",
+                        hint="Wait for it to finish, or give each concurrent run its own -w/--work-dir") from None
+                except OSError as err:
+                    raise CantCreateError(f"cannot create the lock {lock.lock_file}: {err.strerror or err}",
+                                          hint=WRITE_HINT) from None
+                self.held.append(lock)
+                write_json(f"{lock.lock_file}.json", {"pid": os.getpid(), "host": _hostname(),
+                                                      "run_uuid": self.run_uuid})
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import contextlib
+
+        for lock in reversed(self.held):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{lock.lock_file}.json")
+            lock.release()
+        self.held = []
+
+    @staticmethod
+    def _holder(lock_file: str) -> str:
+        import json
+
+        try:
+            info = json.loads(Path(f"{lock_file}.json").read_text(encoding="utf-8"))
+            return f" (process {int(info['pid'])} on {info['host']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _run_workflow(args, *, output_dir, work_dir, pairs, infos, cfg, device, model_meta, log_dirs,
+                  run_uuid) -> int:
+    """Start the run logs, run the nipype workflow and write the reports (the work-dir lock is held)."""
+    import time
+
+    subjects = sorted(log_dirs)
+    try:
+        handlers = _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device)
+    except OSError as err:
+        raise CantCreateError(f"cannot write the run logs into {output_dir}: {err.strerror or err}",
+                              hint=WRITE_HINT) from None
+    try:
         wf = _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device)
         plugin = _plugin_settings(args, device)
         LOGGER.info("running %d run(s) of %d subject(s) with nipype %s (work dir %s)", len(pairs),
@@ -445,7 +588,7 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         if report_errors:
             return 1
         if args.clean_workdir:
-            shutil.rmtree(work_dir / wf.name, ignore_errors=True)
+            _clean_work_dir(work_dir / wf.name, subjects)
         LOGGER.info("participant level finished: outputs in %s", output_dir)
         return 0
     finally:
@@ -453,6 +596,17 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
             logging.getLogger("spec2vol_bids").removeHandler(h)
             logging.getLogger("nipype.workflow").removeHandler(h)
             h.close()
+
+
+def _clean_work_dir(wf_dir: Path, subjects: list[str]) -> None:
+    """``--clean-workdir``: delete this run's subject folders, and the workflow folder once no subject is left
+    (runs of other participants may be using the same work directory)."""
+    from ..workflows.base import _safe
+
+    for subject in subjects:
+        shutil.rmtree(wf_dir / f"sub_{_safe(subject)}_wf", ignore_errors=True)
+    if wf_dir.is_dir() and not any(p.is_dir() and p.name.startswith("sub_") for p in wf_dir.iterdir()):
+        shutil.rmtree(wf_dir, ignore_errors=True)
 
 
 def _check_model(args, pairs, infos, cfg) -> tuple[str, list[dict]]:
@@ -465,8 +619,7 @@ def _check_model(args, pairs, infos, cfg) -> tuple[str, list[dict]]:
     from ..utils import sha256_file
     from ..workflows.base import resolve_device
 
-    if not args.model.is_file():
-        raise NoInputError(f"the checkpoint {args.model} does not exist", hint="Check --model")
+    _require_checkpoint(args.model)
     ckpt = load_checkpoint(args.model)
     for pair in pairs:
         info = infos[pair.name]
@@ -513,15 +666,22 @@ def _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device) -> list[loggin
 
     text = cfg.to_toml() + "\n" + tomli_w.dumps({"execution": execution, "versions": versions()})
     fmt = logging.Formatter("%(asctime)s [%(name)s %(levelname)s] %(message)s")
-    for d in log_dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write(d / "spec2vol.toml", text)
-        handler = logging.FileHandler(d / "spec2vol.log", encoding="utf-8")
-        handler.setFormatter(fmt)
-        handler.setLevel(logging.DEBUG)
-        logging.getLogger("spec2vol_bids").addHandler(handler)
-        logging.getLogger("nipype.workflow").addHandler(handler)
-        handlers.append(handler)
+    try:
+        for d in log_dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+            atomic_write(d / "spec2vol.toml", text)
+            handler = logging.FileHandler(d / "spec2vol.log", encoding="utf-8")
+            handler.setFormatter(fmt)
+            handler.setLevel(logging.DEBUG)
+            logging.getLogger("spec2vol_bids").addHandler(handler)
+            logging.getLogger("nipype.workflow").addHandler(handler)
+            handlers.append(handler)
+    except BaseException:
+        for h in handlers:
+            logging.getLogger("spec2vol_bids").removeHandler(h)
+            logging.getLogger("nipype.workflow").removeHandler(h)
+            h.close()
+        raise
     return handlers
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..config import SETTING_OPTIONS, option_name
 from ..errors import DataError, UsageError
 
 __all__ = [
@@ -78,14 +79,15 @@ def window_samples(sfreq: float, tr: float, window_length: float | None = None,
                         hint="Check SamplingFrequency of the EEG recording.")
     if not (np.isfinite(core) and core > 0):
         raise DataError(f"window length {core!r} s is not a positive number",
-                        hint="Check the repetition time or eeg.window_length.")
+                        hint=f"Check the repetition time or {option_name('eeg.window_length')}.")
     if not 0 <= overlap < 1:
-        raise UsageError(f"overlap = {overlap} is outside [0, 1)", hint="Use a fraction such as 0.5.")
+        raise UsageError(f"{option_name('eeg.overlap')} = {overlap} is outside [0, 1)",
+                         hint="Use a fraction such as 0.5.")
     n_core = int(np.rint(core * sfreq))
     n_total = int(np.rint(n_core / (1.0 - overlap)))
     if n_core < 2:
         raise DataError(f"a {core:g} s window at {sfreq:g} Hz holds {n_core} sample(s)",
-                        hint="Use a longer eeg.window_length.")
+                        hint=f"Use a longer {option_name('eeg.window_length')}.")
     return n_core, n_total
 
 
@@ -150,13 +152,14 @@ def frequency_axis(n_window: int, sfreq: float, cfg) -> np.ndarray:
         if cfg.n_freqs > n_half:
             raise DataError(
                 f"a window of {n_window} samples has only {n_half} frequency bins, fewer than "
-                f"eeg.n_freqs = {cfg.n_freqs}",
-                hint="Lower eeg.n_freqs, use a longer eeg.window_length, or frequency_axis = \"hz\".")
+                f"{option_name('eeg.n_freqs')} = {cfg.n_freqs}",
+                hint=f"Lower {option_name('eeg.n_freqs')}, use a longer {option_name('eeg.window_length')}, or "
+                     f"{SETTING_OPTIONS['eeg.frequency_axis']} hz (eeg.frequency_axis = \"hz\").")
         return np.arange(1, cfg.n_freqs + 1, dtype=np.float64) * (sfreq / n_window)
     nyquist = sfreq * n_half / n_window
     if cfg.fmax > nyquist:
-        raise DataError(f"eeg.fmax = {cfg.fmax:g} Hz is above the highest frequency of the EEG ({nyquist:g} Hz)",
-                        hint=f"Set eeg.fmax to at most {nyquist:g} Hz.")
+        raise DataError(f"{option_name('eeg.fmax')} = {cfg.fmax:g} Hz is above the highest frequency of the EEG "
+                        f"({nyquist:g} Hz)", hint=f"Set {option_name('eeg.fmax')} to at most {nyquist:g} Hz.")
     return np.linspace(cfg.fmin, cfg.fmax, cfg.n_freqs, dtype=np.float64)
 
 
@@ -248,7 +251,8 @@ def select_channels(names: Sequence[str], types: Sequence[str] | None, cfg) -> n
     if cfg.include is not None:
         missing = [n for n in cfg.include if n not in names]
         if missing:
-            raise DataError(f"channel(s) {', '.join(missing)} listed in eeg.include are not in the recording",
+            raise DataError(f"channel(s) {', '.join(missing)} listed in {option_name('eeg.include')} are not in "
+                            "the recording",
                             hint=f"Available channels: {', '.join(names)}.")
         picks = [names.index(n) for n in cfg.include]
     else:
@@ -256,13 +260,15 @@ def select_channels(names: Sequence[str], types: Sequence[str] | None, cfg) -> n
     drop_names = set(cfg.exclude)
     drop_types = {t.upper() for t in cfg.exclude_types}
     if drop_types and types is None:
-        raise DataError("eeg.exclude_types is set but the channel types of the recording are unknown",
-                        hint="Add a channels.tsv with a type column, or exclude channels by name (eeg.exclude).")
+        raise DataError(f"{option_name('eeg.exclude_types')} is set but the channel types of the recording are "
+                        "unknown", hint="Add a channels.tsv with a type column, or exclude channels by name with "
+                                        f"{option_name('eeg.exclude')}.")
     keep = [i for i in picks if names[i] not in drop_names
             and (types is None or str(types[i]).upper() not in drop_types)]
     if not keep:
         raise DataError("no EEG channel is left after channel selection",
-                        hint="Relax eeg.include / eeg.exclude / eeg.exclude_types.")
+                        hint="Relax --include-channels / --exclude-channels / --exclude-channel-types "
+                             "(eeg.include / eeg.exclude / eeg.exclude_types).")
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -279,7 +285,7 @@ def check_finite(block: np.ndarray, first_sample: int, sfreq: float,
     name = channel_names[ch] if channel_names is not None else f"#{ch}"
     raise DataError(f"EEG channel {name} has NaN or infinite values, first at {sample / sfreq:.3f} s "
                     f"(sample {sample})",
-                    hint="Repair or interpolate the channel, or exclude it (eeg.exclude).")
+                    hint=f"Repair or interpolate the channel, or exclude it with {option_name('eeg.exclude')}.")
 
 
 def _blocks(starts: np.ndarray, stops: np.ndarray, order: np.ndarray, limit: int):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import option_name
 from ..errors import DataError, UsageError
 
 __all__ = [
@@ -54,7 +55,8 @@ def target_shape(native_shape, cfg) -> tuple[int, int, int]:
         if not inplane_ok or depth != shape[2]:
             raise DataError(
                 f"the BOLD grid {shape} is not the model grid ({cfg.grid}, {cfg.grid}, {depth}) and "
-                f"bold.resize is \"none\"", hint='Set bold.resize = "dct" to resample it.')
+                f"{option_name('bold.resize')} is \"none\"",
+                hint='Use --bold-resize dct (bold.resize = "dct") to resample it.')
         return shape
     return cfg.grid, cfg.grid, int(depth)
 
@@ -211,7 +213,8 @@ def scale_volumes(data, method: str, mask=None, *, out: np.ndarray | None = None
             raise DataError(f"mask shape {m.shape} differs from the volume shape {x.shape[:3]}",
                             hint="Compute the mask on the same grid as the data.")
     if not m.any():
-        raise DataError("the brain mask is empty", hint="Check the mask or use bold.scaling = \"minmax\".")
+        raise DataError("the brain mask is empty",
+                        hint="Check the mask or use --bold-scaling minmax (bold.scaling = \"minmax\").")
     if out is None:
         out = np.zeros(x.shape, dtype=np.float32)  # [X, Y, Z, T]
     elif out.shape != x.shape or out.dtype != np.float32:

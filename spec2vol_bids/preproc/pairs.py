@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import option_name
 from ..errors import DataError, UsageError
 
 __all__ = ["make_pairs", "pairing_from_seconds", "pairs_for_config"]
@@ -55,7 +56,8 @@ def make_pairs(n_volumes: int, valid=None, *, n_windows: int = 20, discard: int 
     n_volumes = int(n_volumes)
     if n_windows < 1 or discard < 0 or lag < 0:
         raise UsageError(f"invalid pairing n_windows={n_windows}, discard={discard}, lag={lag}",
-                         hint="Use n_windows >= 1 and discard, lag >= 0.")
+                         hint="Use --n-windows >= 1 and --discard, --lag >= 0 (pairing.n_windows, "
+                              "pairing.discard_volumes, pairing.lag_volumes).")
     if valid is None:
         valid = np.ones(n_volumes, dtype=bool)
     valid = np.asarray(valid, dtype=bool)
@@ -66,7 +68,8 @@ def make_pairs(n_volumes: int, valid=None, *, n_windows: int = 20, discard: int 
         raise DataError(
             f"the run has {n_volumes} volumes, too few for one pair "
             f"({discard} discarded + {n_windows} input windows + {lag} lag + 1 target = {need})",
-            hint="Use a longer run, or lower pairing.discard_volumes / n_windows / lag.")
+            hint=f"Use a longer run, or lower {option_name('pairing.discard_volumes')}, "
+                 f"{option_name('pairing.n_windows')} or {option_name('pairing.lag_volumes')}.")
     targets = np.arange(discard + n_windows + lag, n_volumes)  # (n_candidates,)
     # windows[p, j] = targets[p] - lag - n_windows + j
     windows = targets[:, None] - lag - n_windows + np.arange(n_windows)[None, :]  # (n_candidates, n_windows)

@@ -109,7 +109,7 @@ def _nanmean(a: np.ndarray, axis) -> np.ndarray:
 
 
 def alignment_figure(volume_onsets, repetition_time: float, *, eeg_duration: float | None = None,
-                     marker_onsets=None, onset_source: str = "markers", title: str | None = None):
+                     marker_onsets=None, onset_source: str = "markers", filled=(), title: str | None = None):
     """EEG-to-volume alignment: where the volumes fall in the recording and how regular the markers are.
 
     Parameters
@@ -124,6 +124,8 @@ def alignment_figure(volume_onsets, repetition_time: float, *, eeg_duration: flo
         All volume markers found in the recording (may be more or fewer than the volumes).
     onset_source : str
         ``"markers"``, ``"events.tsv"`` or ``"tr-fallback"`` (shown in the title).
+    filled : sequence of int
+        Indices of the volumes whose missing trigger was filled (drawn in orange in both panels).
 
     Returns
     -------
@@ -144,6 +146,10 @@ def alignment_figure(volume_onsets, repetition_time: float, *, eeg_duration: flo
         m = np.asarray(marker_onsets, dtype=float)
         ax0.vlines(m, 1.05, 1.35, color="#d62728", lw=0.6, label=f"volume markers ({m.size})")
     ax0.vlines(onsets, 0.65, 0.95, color="#1f77b4", lw=0.6, label=f"BOLD volumes ({onsets.size})")
+    fill = np.asarray([int(i) for i in filled if 0 <= int(i) < onsets.size], dtype=int)
+    if fill.size:
+        ax0.vlines(onsets[fill], 0.6, 1.4, color="#ff7f0e", lw=1.6,
+                   label=f"filled onsets, missing trigger ({fill.size})")
     ax0.axvline(onsets[0], color="k", ls="--", lw=0.8)
     ax0.text(onsets[0], 1.45, f" first volume at {onsets[0]:.3f} s", fontsize=8, va="bottom")
     ax0.set(xlim=(min(0.0, onsets[0]) - 0.01 * end, end * 1.01), ylim=(0.5, 1.8), yticks=[],
@@ -151,6 +157,10 @@ def alignment_figure(volume_onsets, repetition_time: float, *, eeg_duration: flo
     ax0.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
     dev_ms = (onsets - expected) * 1e3
     ax1.plot(k, dev_ms, ".-", ms=3, lw=0.6, color="#1f77b4")
+    if fill.size:
+        ax1.plot(fill, dev_ms[fill], "o", ms=6, mfc="none", color="#ff7f0e",
+                 label="filled: volume " + ", ".join(str(i) for i in fill[:8]) + (" ..." if fill.size > 8 else ""))
+        ax1.legend(loc="best", fontsize=7, frameon=False)
     ax1.axhline(0, color="k", lw=0.6)
     ax1.set(xlabel="volume index", ylabel="onset - (onset$_0$ + k TR) (ms)")
     jitter = float(np.max(np.abs(dev_ms))) if dev_ms.size else 0.0

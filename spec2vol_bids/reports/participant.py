@@ -54,6 +54,8 @@ class RunReport:
         ``"markers"``, ``"events.tsv"`` or ``"tr-fallback"``.
     marker_onsets : ndarray of float, optional
         Every volume marker found (count may differ from ``n_volumes``).
+    filled_volumes : list of int
+        Volumes whose missing trigger was filled between its neighbours (marked in the alignment figure).
     eeg_duration, sfreq : float, optional
         Length (s) and sampling frequency (Hz) of the EEG recording.
     channels : list of str, optional
@@ -84,6 +86,7 @@ class RunReport:
     volume_onsets: Any = None
     onset_source: str = "markers"
     marker_onsets: Any = None
+    filled_volumes: Sequence[int] = ()
     eeg_duration: float | None = None
     sfreq: float | None = None
     channels: Sequence[str] | None = None
@@ -255,9 +258,12 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
             align.append(head + figs.make(
                 stem, "alignment", "eeg",
                 f"Volume onsets ({r.onset_source}) within the EEG recording and their deviation from a regular "
-                f"TR grid.",
+                f"TR grid."
+                + (f" Orange: onsets filled for missing triggers (volume(s) "
+                   f"{', '.join(str(i) for i in r.filled_volumes)})." if len(r.filled_volumes) else ""),
                 lambda r=r: F.alignment_figure(r.volume_onsets, r.repetition_time, eeg_duration=r.eeg_duration,
-                                               marker_onsets=r.marker_onsets, onset_source=r.onset_source)))
+                                               marker_onsets=r.marker_onsets, onset_source=r.onset_source,
+                                               filled=r.filled_volumes)))
         if r.spectrogram is not None and r.frequencies is not None:
             spec.append(head + figs.make(
                 stem, "spectrogram", "eeg",

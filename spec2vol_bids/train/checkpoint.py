@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, NoInputError
-from ..utils import atomic_path, plain_value
+from ..errors import DataError
+from ..utils import atomic_path, plain_value, require_path
 
 __all__ = [
     "FORMAT",
@@ -206,10 +206,8 @@ def load_checkpoint(path: str | os.PathLike, *, fmt: str = FORMAT, map_location:
 
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise NoInputError(f"checkpoint {path} does not exist",
-                           hint="pass MODEL_DIR/model.ckpt written by `spec2vol_bids train`")
+    path = require_path(path, "the checkpoint", expected="a checkpoint file",
+                        hint="pass MODEL_DIR/model.ckpt written by `spec2vol_bids train`")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -281,21 +279,23 @@ def check_compatible(ckpt: Mapping[str, Any], *, channels=None, frequencies=None
             else:
                 detail = "same names in a different order"
             raise DataError(f"the data have {len(got)} channels, the model was trained on {len(want)} ({detail})",
-                            hint="preprocess with the model's channel list (see `channels` in the checkpoint)")
+                            hint="re-run the participant level with --include-channels listing the model's channels in "
+                                 "its order (`channels` in the checkpoint)")
     if frequencies is not None and ckpt.get("frequencies") is not None:
         want = np.asarray(ckpt["frequencies"], dtype=np.float64)
         got = np.asarray(frequencies, dtype=np.float64)
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-6, atol=1e-9):
             raise DataError(f"the data have {got.size} frequency bins ({_frange(got)}), the model was trained on "
                             f"{want.size} ({_frange(want)})",
-                            hint="preprocess with the model's window length and frequency range")
+                            hint="re-run the participant level with the model's --window-length and frequency "
+                                 "settings (--freq-axis, --n-freqs, --fmin, --fmax; `preprocessing` in the checkpoint)")
     if grid is not None:
         shape = grid.get("shape") if isinstance(grid, Mapping) else grid
         got = tuple(int(v) for v in shape)
         want = tuple(int(v) for v in ckpt["grid"]["shape"])
         if got != want:
             raise DataError(f"the target grid is {got}, the model predicts {want}",
-                            hint="resize the data to the model grid (BIDS-App --resize)")
+                            hint="re-run the participant level with the model's grid (--bold-resize dct, --n-slices)")
 
 
 def _frange(f: np.ndarray) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, NoInputError, UsageError
-from ..utils import atomic_path
+from ..utils import atomic_path, require_path
 
 logger = logging.getLogger("spec2vol_bids.train")
 
@@ -462,10 +462,8 @@ def discover_runs(deriv_dir: str | os.PathLike, *, cache_dir: str | os.PathLike 
     DataError
         The runs disagree on channels, frequencies, window count or grid (:func:`check_consistent`).
     """
-    root = Path(deriv_dir)
-    if not root.is_dir():
-        raise NoInputError(f"derivatives folder {root} does not exist",
-                           hint="pass the OUT_DIR of `spec2vol_bids BIDS_DIR OUT_DIR participant`")
+    root = require_path(deriv_dir, "the derivatives folder", folder=True,
+                        hint="pass the OUT_DIR of `spec2vol_bids BIDS_DIR OUT_DIR participant`")
     # BIDS layout only (sub-<label>[/ses-<label>]/eeg/): skips hidden folders and nipype work directories
     specs = sorted(p for p in root.rglob(f"*{SPECTROGRAM_SUFFIX}")
                    if not any(part.startswith(".") for part in p.relative_to(root).parts)
@@ -510,8 +508,7 @@ def load_official_h5(paths: Sequence[str | os.PathLike]) -> list[OfficialH5Run]:
         raise NoInputError("no official h5 files given", hint="pass --official-h5 FILE [FILE ...]")
     runs = []
     for p in paths:
-        if not Path(p).is_file():
-            raise NoInputError(f"official h5 file {p} does not exist", hint="check the path")
+        require_path(p, "the official h5 file", hint="check the path")
         runs.append(OfficialH5Run(path=Path(p)))
     check_consistent(runs)
     return runs
@@ -536,19 +533,22 @@ def check_consistent(runs: Sequence[_RunBase]) -> None:
                       else "same names in a different order")
             raise DataError(f"{run.name} has {len(run.channels)} channels and {ref.name} has {len(ref.channels)}"
                             f" ({detail})", hint="preprocess every subject with the same channel selection "
-                                                 "(BIDS-App --channels) or train on a subset of subjects")
+                                                 "(BIDS-App --include-channels / --exclude-channels) or train on "
+                                                 "a subset of subjects")
         if (ref.frequencies is None) != (run.frequencies is None) or (
                 ref.frequencies is not None and (ref.frequencies.shape != run.frequencies.shape
                                                  or not np.allclose(ref.frequencies, run.frequencies,
                                                                     rtol=1e-6, atol=1e-9))):
             raise DataError(f"{run.name} and {ref.name} have different frequency axes",
-                            hint="preprocess every subject with the same TR-length windows and frequency range")
+                            hint="preprocess every subject with the same TR, --window-length and frequency "
+                                 "settings (--freq-axis, --n-freqs, --fmin, --fmax)")
         if run.n_windows != ref.n_windows:
             raise DataError(f"{run.name} uses {run.n_windows} windows per pair and {ref.name} {ref.n_windows}",
                             hint="preprocess every subject with the same --n-windows")
         if tuple(run.grid_shape) != tuple(ref.grid_shape):
             raise DataError(f"{run.name} has target grid {tuple(run.grid_shape)} and {ref.name} "
-                            f"{tuple(ref.grid_shape)}", hint="resize every subject to the same model grid")
+                            f"{tuple(ref.grid_shape)}",
+                            hint="preprocess every subject to the same model grid (--bold-resize dct, --n-slices)")
         if getattr(run, "n_freqs", None) != getattr(ref, "n_freqs", None):
             raise DataError(f"{run.name} and {ref.name} have different numbers of frequency bins")
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, NoInputError
-from ..utils import atomic_write, versions, write_json
+from ..utils import atomic_write, require_path, versions, write_json
 from .data import discover_runs, load_official_h5
 from .loop import TrainConfig, train_fold
 from .splits import make_folds
@@ -40,10 +40,8 @@ METRIC_COLUMNS = ("ssim", "psnr", "dyncorr", "loss")
 
 def read_noise_ceiling(path: str | Path) -> dict[str, dict[str, float]]:
     """Read a simulator ``noise_ceiling.tsv``; returns ``{subject: {ssim, psnr, dyncorr}}`` (means over runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NoInputError(f"noise-ceiling table {path} does not exist",
-                           hint="pass BIDS_DIR/derivatives/simulation/noise_ceiling.tsv")
+    path = require_path(path, "the noise-ceiling table",
+                        hint="pass BIDS_DIR/derivatives/simulation/noise_ceiling.tsv")
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t"))
     out: dict[str, dict[str, list]] = {}
     for r in rows:

@@ -146,7 +146,7 @@ def build_for_data(name: str, shapes, *, preset: str | None = None, model_kwargs
     (n_windows, n_ch, n_freqs), (n_slices, gx, gy) = shapes
     if gx != gy:
         raise DataError(f"the target grid is {gx} x {gy} in-plane; the models need a square grid",
-                        hint="resize the targets to 64 x 64 (BIDS-App --resize dct)")
+                        hint="resize the targets to 64 x 64 (BIDS-App --bold-resize dct)")
     kwargs = dict(n_windows=n_windows, n_electrodes=n_ch, n_freqs=n_freqs, n_slices=n_slices)
     kwargs.update(model_kwargs or {})
     if name in ("spec2vol", "e2fnet"):

@@ -114,6 +114,13 @@ def make_folds(
         raise UsageError("--test-subjects is for --cv split", hint="drop it, or use --cv split")
     if cv == "none" and select_on == "test":
         raise UsageError("--select-on test needs test subjects", hint="use --cv loso or --cv split")
+    if cv == "loso" and len(subs) < 2:
+        raise UsageError(f"--cv loso needs at least 2 subjects (one to test, one to train), found {len(subs)}: "
+                         f"{', '.join(subs) or 'none'}",
+                         hint="add subjects, or train on all the data without a test set: --cv none --select-on last")
+    if cv == "split" and not set(subs) - set(tests):
+        raise UsageError("--cv split: every subject is a test subject, none is left to train",
+                         hint="leave at least one subject out of --test-subjects")
 
     if cv == "loso":
         partitions = [([s], [t for t in subs if t != s]) for s in subs]
@@ -136,8 +143,10 @@ def make_folds(
             val = []
         train = [s for s in pool if s not in val]
         if not train:
+            # the pool is not empty here (checked above): the validation subjects took every training subject
             raise UsageError(f"fold {i}: no training subject left ({len(subs)} subjects, test {test}, "
-                             f"validation {val})", hint="use more subjects or --select-on last")
+                             f"validation {val})",
+                             hint="give fewer --val-subjects, or --select-on last (no validation subject)")
         name = f"test-{'+'.join(test)}" if test else "all"
         folds.append(Fold(name=name, train=tuple(train), val=tuple(val), test=tuple(test), select_on=select_on))
     return folds
@@ -145,8 +154,10 @@ def make_folds(
 
 def _draw(pool: list[str], n: int, seed: int) -> list[str]:
     if len(pool) <= n:
+        smaller = f"--n-val {len(pool) - 1}, " if len(pool) > 1 else ""
         raise UsageError(f"{len(pool)} training subject(s) cannot spare {n} for validation",
-                         hint="use more subjects, --val-subjects, or --select-on last")
+                         hint=f"use more subjects, {smaller}or --select-on last (keep the last epoch, no validation "
+                              "subject)")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(pool), size=n, replace=False)
     return sorted(pool[j] for j in pick)

@@ -98,3 +98,30 @@ def test_dataset_description_links_the_derivatives_used(tmp_path):
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetLinks"] == {"raw": raw.resolve().as_uri(), "fmriprep": fmriprep.resolve().as_uri()}
     assert desc["SourceDatasets"] == [{"URL": raw.resolve().as_uri()}, {"URL": fmriprep.resolve().as_uri()}]
+
+
+def test_dataset_description_of_another_pipeline_is_never_rewritten(tmp_path):
+    from spec2vol_bids.bids.derivatives import check_output_dataset, dataset_generator
+    from spec2vol_bids.errors import UsageError
+
+    raw, out = tmp_path / "raw", tmp_path / "fmriprep"
+    raw.mkdir()
+    out.mkdir()
+    (raw / "dataset_description.json").write_text(json.dumps({"Name": "Raw", "BIDSVersion": "1.9.0"}))
+    text = json.dumps({"Name": "fMRIPrep", "BIDSVersion": "1.4.0", "DatasetType": "derivative",
+                       "GeneratedBy": [{"Name": "fMRIPrep"}], "Authors": ["A"]})
+    (out / "dataset_description.json").write_text(text)
+    assert dataset_generator(out) == (True, "fMRIPrep")
+    with pytest.raises(UsageError, match="made by fMRIPrep"):
+        check_output_dataset(out)
+    with pytest.raises(UsageError, match="not rewritten"):
+        write_dataset_description(out, bids_dir=raw)
+    assert (out / "dataset_description.json").read_text() == text
+    ours = tmp_path / "ours"
+    write_dataset_description(ours, bids_dir=raw)
+    assert dataset_generator(ours) == (True, "spec2vol-bids")
+    check_output_dataset(ours)  # accepted
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_text("")
+    check_output_dataset(tmp_path / "empty")  # hidden files do not count
+    check_output_dataset(tmp_path / "missing")

@@ -288,3 +288,33 @@ def test_long_eeg_is_block_averaged_for_display(tmp_path, monkeypatch):
     one = reader._read_decimated(raw_mne, [0, 1, 2], 1200, 4, block=10_000_000)
     many = reader._read_decimated(raw_mne, [0, 1, 2], 1200, 4, block=50)
     np.testing.assert_array_equal(one, many)
+
+
+def test_truncated_nifti_is_a_data_error_not_an_eoferror(tmp_path):
+    """nib.load reads only the header; the voxels are read later and a truncated .nii.gz raised a raw EOFError."""
+    import nibabel as nib
+
+    path, _, _ = _bold(tmp_path, "sub-01_task-rest_desc-target_bold.nii.gz", shape=(16, 16, 8, 20))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # interrupted copy
+    nib.load(path)  # the header still reads: the failure comes with the data
+    for read in (read_paths, napari_get_reader(str(path))):
+        with pytest.raises(DataError) as info:
+            read(str(path))
+        assert path.name in str(info.value) and "\n" not in str(info.value)
+        assert "truncated" in str(info.value)
+
+
+def test_truncated_nifti_opened_in_the_viewer_reports_the_data_error(make_napari_viewer, tmp_path):
+    """What the user sees: napari's open error carries our DataError (its one-line message), no layer is added."""
+    path, _, _ = _bold(tmp_path, "sub-01_task-rest_desc-target_bold.nii.gz", shape=(16, 16, 8, 20))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception) as info:
+        viewer.open(str(path), plugin="spec2vol-bids")
+    chain, err = [], info.value
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    assert any(isinstance(e, DataError) for e in chain), [type(e).__name__ for e in chain]
+    assert not any(isinstance(e, EOFError) for e in chain[:1])
+    assert len(viewer.layers) == 0

@@ -247,3 +247,14 @@ def test_spectrogram_figure_on_electrode_zscored_input(run_data):
     assert img.shape == (4, 60) and np.ptp(img) > 0.1
     figures.to_png(raw_fig)
     figures.to_png(z_fig)
+
+
+def test_alignment_figure_marks_filled_onsets():
+    onsets = np.arange(30) * 2.0 + 1.5
+    fig = figures.alignment_figure(onsets, 2.0, marker_onsets=np.delete(onsets, 12), filled=[12])
+    top, bottom = fig.axes
+    labels = top.get_legend_handles_labels()[1]
+    assert "filled onsets, missing trigger (1)" in labels
+    assert bottom.get_legend_handles_labels()[1] == ["filled: volume 12"]
+    plain = figures.alignment_figure(onsets, 2.0)
+    assert not any("filled" in t for t in plain.axes[0].get_legend_handles_labels()[1])

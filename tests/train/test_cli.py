@@ -133,3 +133,32 @@ def test_train_on_official_h5_files(tmp_path):
     with h5py.File(train[0]) as f:
         oracle = f["fmri"][()].mean(0)
     np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
+
+
+def test_deriv_dir_that_is_a_file_says_so(tmp_path, capsys):
+    f = tmp_path / "sub-01_task-rest_desc-stft_spectrogram.h5"
+    f.write_bytes(b"")
+    assert main(["train", str(f), str(tmp_path / "m"), "--no-progress"]) == 66
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and "does not exist" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_one_subject_loso_advice_is_a_command_that_works(tmp_path, capsys):
+    """With one subject, --cv loso used to advise --select-on last, which failed with the same advice."""
+    derivs = make_derivatives(tmp_path / "d", subjects=("01",), n_volumes=24)
+    args = ["train", str(derivs), str(tmp_path / "m1"), "--model", "ridge", "--baselines", "none", "--no-progress"]
+    assert main(args) == 64
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cv loso needs at least 2 subjects" in err
+    advice = "--cv none --select-on last"
+    assert advice in err and not (tmp_path / "m1").exists()
+    assert main(args[:2] + [str(tmp_path / "m2")] + args[3:] + advice.split()) == 0
+    assert (tmp_path / "m2" / "model.ckpt").is_file()
+    # two subjects: the validation subject cannot be spared; the advised --select-on last works
+    two = make_derivatives(tmp_path / "d2", subjects=("01", "02"), n_volumes=24)
+    args = ["train", str(two), str(tmp_path / "m3"), "--model", "ridge", "--baselines", "none", "--no-progress"]
+    assert main(args) == 64
+    err = capsys.readouterr().err
+    assert "cannot spare 1 for validation" in err and "--select-on last" in err
+    assert main(args + ["--select-on", "last"]) == 0
