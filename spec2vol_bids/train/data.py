@@ -55,6 +55,7 @@ __all__ = [
     "PairDataset",
     "read_spectrogram",
     "target_statistics",
+    "input_statistics",
 ]
 
 SPECTROGRAM_SUFFIX = "_desc-stft_spectrogram.h5"
@@ -700,3 +701,30 @@ def target_statistics(ds: PairDataset) -> dict[str, Any]:
     variance = max(squares, 0.0) / (counts * int(np.prod(shape)))
     return {"mean_volume": (sums / counts).astype(np.float32), "run_means": means,
             "dynamic_variance": variance if variance > 0 else 1.0, "n_samples": counts}
+
+
+def input_statistics(runs: Sequence[_RunBase], scaling: dict | None) -> dict[str, np.ndarray]:
+    """Mean and standard deviation of the (scaled) input per channel and frequency over the window rows of ``runs``.
+
+    Every spectrogram row used by a pair counts once (float64 sums). The trainer passes the training subjects' runs
+    only; the global-read-out models standardise their input with these.
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``std``, float32 ``[n_channels, n_freqs]``, and ``n_rows``.
+    """
+    total = squares = None
+    n = 0
+    for run in runs:
+        vals = np.asarray(apply_scaling(run.input_values(), scaling), dtype=np.float64)  # [rows, C, F]
+        if vals.ndim == 4:  # official h5: [pairs, windows, C, F]
+            vals = vals.reshape(-1, *vals.shape[2:])
+        total = vals.sum(0) if total is None else total + vals.sum(0)
+        squares = (vals * vals).sum(0) if squares is None else squares + (vals * vals).sum(0)
+        n += vals.shape[0]
+    if not n:
+        raise DataError("no training windows to compute the input statistics from")
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32), "n_rows": n}

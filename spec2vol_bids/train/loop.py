@@ -42,7 +42,7 @@ from ..errors import DataError, UsageError
 from ..utils import seed_everything, versions, write_json
 from . import metrics as M
 from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
-from .data import PairDataset, compute_scaling, target_statistics
+from .data import PairDataset, compute_scaling, input_statistics, target_statistics
 from .losses import SSIMMSELoss, demeaned_mse_loss
 from .schedule import LRSchedule
 from .splits import Fold
@@ -350,6 +350,8 @@ def train_fold(
         stats = target_statistics(train_ds)
         if getattr(model, "needs_mean_volume", False):
             model.set_target_statistics(stats["mean_volume"], math.sqrt(stats["dynamic_variance"]))
+            inputs = input_statistics(train_runs, scaling)
+            model.set_input_statistics(inputs["mean"], inputs["std"])
     ref = train_runs[0]
     meta = {
         "preprocessing": ref.config,

@@ -1,10 +1,16 @@
-"""Which EEG electrodes can each part of the predicted volume see? Input-gradient sensitivity of Spec2VolCAMU-Net.
+"""Which EEG electrodes can each part of the predicted volume see? Input-gradient sensitivity of the networks.
 
 The published architecture pads the encoder's ``[electrodes x frequencies]`` feature map to a 64 x 64 image and
 decodes it with a U-Net whose output pixel ``(i, j)`` is, by construction, spatially aligned with input position
 ``(i, j)``: electrode ``e`` sits on image row ``e``. Only the selective scans and the coarse U-Net stages mix rows
 far apart. This benchmark measures how much that alignment shapes the prediction, on the untrained network (the
-starting point of every training run) and, with ``--checkpoint``, on a trained one.
+starting point of every training run) and, with ``--checkpoint``, on a trained one, next to the global read-out
+``spec2vol-lowrank`` (:mod:`spec2vol_bids.model.variants`), whose every output pixel depends on every electrode.
+
+What it showed (``experiments/results/receptive_field.md``): with 16 electrodes the published network's output rows
+far below the electrode rows are tens of times less sensitive to the EEG than the rows on them (hundreds of times
+after training), and with 64 electrodes each half of a slice takes a small share of its sensitivity from the
+electrodes drawn on the other half; the global read-out's shares are those of uniform weighting.
 
 Measure: for each band of four output rows ``b`` (16 bands), the gradient of the sum of the predicted volume over
 those rows with respect to the input, ``|d sum(y[:, :, 4b:4b+4, :]) / d x|``, summed over windows, frequencies and
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_results
+from experiments import RESULTS_DIR
 from spec2vol_bids.model import Spec2VolCAMUNet
 
 GRID = 64
@@ -87,8 +94,12 @@ def draw(maps: dict[str, np.ndarray], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.8), squeeze=False)
-    for ax, (name, s) in zip(axes[0], maps.items()):
+    ncol = min(3, len(maps))
+    nrow = -(-len(maps) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.8 * nrow), squeeze=False)
+    for ax in axes.flat[len(maps):]:
+        ax.axis("off")
+    for ax, (name, s) in zip(axes.flat, maps.items()):
         norm = s / s.sum(1, keepdims=True)
         im = ax.imshow(norm, aspect="auto", cmap="magma", origin="upper",
                        extent=(-0.5, s.shape[1] - 0.5, GRID - 0.5, -0.5))
@@ -96,7 +107,8 @@ def draw(maps: dict[str, np.ndarray], path: Path) -> None:
         ax.set_ylabel("output image row (4-row bands)")
         ax.set_title(name, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, label="share of the band's sensitivity")
-    fig.suptitle("Spec2VolCAMU-Net: which electrodes drive each row of the predicted slices", fontsize=10)
+    fig.suptitle("Which electrodes drive each row of the predicted slices: the published network (rows follow "
+                 "electrodes) and the global read-out (every row sees every electrode)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part.png")
@@ -122,6 +134,23 @@ def main(quick: bool = False, *, checkpoint: str | None = None, figure: str | Pa
         maps[name] = acc
         records.append({"model": preset, "electrodes": n_el, "weights": f"random init, seeds {seeds}",
                         **summarise(acc)})
+    # the global read-out: its output layer starts at zero (no gradient at all), so it is measured with that layer
+    # drawn at random, like any other layer: the structure, not the training, is what is measured here
+    from spec2vol_bids.model import build_model
+
+    for n_el in (16, 64):
+        acc = None
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = build_model("spec2vol-lowrank", preset="tiny", n_windows=20, n_electrodes=n_el, n_freqs=249,
+                                n_slices=8)
+            torch.nn.init.normal_(model.head.expand.weight, std=0.02)
+            g = torch.Generator().manual_seed(100 + seed)
+            s = sensitivity(model, torch.rand(batch, 20, n_el, 249, generator=g))
+            acc = s if acc is None else acc + s
+        maps[f"spec2vol-lowrank (tiny), {n_el} electrodes"] = acc
+        records.append({"model": "spec2vol-lowrank tiny", "electrodes": n_el,
+                        "weights": f"random init (output layer too), seeds {seeds}", **summarise(acc)})
     if checkpoint:
         from spec2vol_bids.train.checkpoint import load_checkpoint
 
@@ -138,7 +167,7 @@ def main(quick: bool = False, *, checkpoint: str | None = None, figure: str | Pa
         "receptive_field", records, meta={"quick": quick, "batch": batch, "band_rows": BAND},
         md_table_columns=["model", "electrodes", "weights", "near_far_ratio", "local_share", "uniform_share",
                           "local_vs_uniform", "other_half_share", "other_half_uniform"],
-        title="Benchmark: which electrodes drive each part of the prediction",
+        title="Experiment: which electrodes drive each part of the prediction", results_dir=RESULTS_DIR,
         notes="Input-gradient sensitivity of each 4-row band of the predicted slices to each EEG electrode "
               "(see the module docstring). `near_far_ratio`: output rows on electrode rows vs rows >= 32 rows "
               "below the last electrode. `local_share`: fraction of a band's sensitivity from the electrodes drawn "

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_receptive_field import BAND, GRID, sensitivity, summarise
+from experiments.receptive_field import BAND, GRID, sensitivity, summarise
 
 
 class RowCopy(torch.nn.Module):
