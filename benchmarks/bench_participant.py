@@ -8,8 +8,8 @@ fresh Python process so that its peak resident memory (``ru_maxrss``) is its own
   (the cost of "merely reading the raw EEG file"),
 * ``read EEG (preload)``: ``mne.io.read_raw(..., preload=True)``, i.e. loading the file the usual way (what the
   official code does),
-* ``spectrogram``: :func:`spec2vol_bids.bids.process.compute_spectrogram` (markers, streaming STFT, pairs, h5),
-* ``BOLD target``: :func:`spec2vol_bids.bids.process.compute_target` (DCT resize, mask, scaling, NIfTI),
+* ``spectrogram``: :func:`spec2vol_bids.pipeline.steps.compute_spectrogram` (markers, streaming STFT, pairs, h5),
+* ``BOLD target``: :func:`spec2vol_bids.pipeline.steps.compute_target` (DCT resize, mask, scaling, NIfTI),
 * ``participant (CLI)``: ``spec2vol_bids BIDS OUT participant --nprocs 1`` end to end (nipype, both steps above,
   derivatives, report),
 * ``imports only``: the interpreter with the same imports, the floor of every peak.
@@ -37,8 +37,8 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 import mne, nibabel, h5py, scipy.fft
-import spec2vol_bids.bids.process as P
-from spec2vol_bids.bids.layout import collect_pairs
+import spec2vol_bids.pipeline.steps as P
+from spec2vol_bids.bids.runs import collect_pairs
 eeg, bold, work = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 t0 = time.perf_counter()
 """

@@ -1,7 +1,7 @@
 """Quality of the trained models on a simulated EEG-fMRI dataset, next to the baselines and the noise ceiling.
 
 Pipeline: ``spec2vol_bids simulate`` (preset and size below) -> the BIDS-App's participant level (default,
-official preprocessing) -> ``spec2vol_bids train`` machinery (:class:`spec2vol_bids.train.experiment.Experiment`)
+official preprocessing) -> ``spec2vol_bids train`` machinery (:class:`spec2vol_bids.pipeline.training.Experiment`)
 on one fixed split (test: the last ``n_test`` subjects; validation: one subject drawn from the rest with the seed;
 training: the others), every model on the same fold and the same derivatives:
 
@@ -54,7 +54,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
          keep: Path | None = None, name: str = "train_quality") -> dict:
     import torch
 
-    from spec2vol_bids.train.experiment import Experiment
+    from spec2vol_bids.pipeline.training import Experiment
     from spec2vol_bids.train.loop import TrainConfig
 
     if threads:

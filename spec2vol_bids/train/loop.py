@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..utils import seed_everything, versions, write_json
+from ..utils import resolve_device, seed_everything, versions, write_json
 from . import metrics as M
 from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
 from .data import PairDataset, compute_scaling, target_statistics
@@ -49,7 +49,7 @@ from .splits import Fold
 
 logger = logging.getLogger("spec2vol_bids.train")
 
-__all__ = ["TrainConfig", "build_for_data", "evaluate", "train_fold", "resolve_device"]
+__all__ = ["TrainConfig", "build_for_data", "evaluate", "train_fold"]
 
 
 @dataclass
@@ -127,18 +127,6 @@ def model_defaults(name: str, model=None) -> dict[str, str]:
     return {"loss": "ssim+mse", "select_metric": "ssim"}
 
 
-def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is a usage error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was requested but no CUDA GPU is available",
-                         hint="use --device cpu or --device auto")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise UsageError(f"unknown --device {device!r}", hint="cpu, cuda or auto")
-    return torch.device(device)
-
-
 def build_for_data(name: str, shapes, *, preset: str | None = None, model_kwargs: dict | None = None):
     """Build a registered model for the data's shapes ``((W, C, F), (D, X, Y))``."""
     from ..model.registry import build_model
@@ -206,8 +194,8 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
              desc: str = "eval", example: bool = False) -> dict[str, Any] | None:
     """Loss, SSIM, PSNR (means over samples) and dynamic correlation (mean over runs) of ``model`` on ``ds``.
 
-    Dynamic correlation is computed per run over its pairs in time order, inside the run's brain mask when the
-    derivatives provide one.
+    Each run is scored with :class:`spec2vol_bids.train.metrics.RunMetrics` over its pairs in time order (the
+    dynamic correlation inside the run's brain mask when the derivatives provide one).
 
     Returns
     -------
@@ -229,7 +217,7 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
     for ri, items in ds.run_slices():
         run = ds.runs[ri]
         mask = run.mask()
-        acc = None
+        scores = None
         mid = items.start + len(items) // 2
         for s in range(items.start, items.stop, batch_size):
             idx = list(range(s, min(s + batch_size, items.stop)))
@@ -238,20 +226,20 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
             if pred.shape != y.shape:
                 raise DataError(f"the model predicts {tuple(pred.shape[1:])} volumes, the targets are "
                                 f"{tuple(y.shape[1:])}", hint="train on data with the model's grid")
-            ps = M.ssim_per_sample(pred, y)
+            if scores is None:
+                scores = M.RunMetrics(tuple(y.shape[1:]))
+            ps = scores.update(pred, y)  # per-volume SSIM [b]
             losses.append((0.5 * (1 - ps) + 0.5 * ((pred - y) ** 2).flatten(1).mean(1)).numpy())
-            ssims.append(ps.numpy())
-            psnrs.append(M.psnr_per_sample(pred, y).numpy())
-            if acc is None:
-                acc = M.DynamicCorrelationAccumulator(tuple(y.shape[1:]))
-            acc.update(pred.numpy(), y.numpy())
             if example and ex is None and mid in idx:
                 j = idx.index(mid)
                 ex = {"pred": pred[j].numpy().copy(), "target": y[j].numpy().copy(), "run": run.name,
                       "pair": int(mid - items.start)}
             bar.update(len(idx))
-        if acc is not None and acc.n >= 2:
-            dyn.append(acc.mean(mask))
+        if scores is not None:
+            ssims.append(scores.ssim_values)
+            psnrs.append(scores.psnr_values)
+            if scores.n >= 2:
+                dyn.append(scores.dynamic_correlation(mask))
     bar.close()
     model.train(was_training)
     out = {
@@ -324,7 +312,7 @@ def train_fold(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
 
     train_runs = [r for r in runs if r.subject in fold.train]
     val_runs = [r for r in runs if r.subject in fold.val]

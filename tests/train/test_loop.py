@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from spec2vol_bids.errors import UsageError
+from spec2vol_bids.io.spectrogram import load_spectrogram
 from spec2vol_bids.train import data as D
 from spec2vol_bids.train import loop as L
+from spec2vol_bids.train import runs as R
 from spec2vol_bids.train.checkpoint import load_checkpoint
 from spec2vol_bids.train.predict import predict_windows
 from spec2vol_bids.train.splits import make_folds
@@ -83,8 +85,8 @@ def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
 
     monkeypatch.setattr(L, "evaluate", spy)
     stats_reads = []
-    real_read = D.read_spectrogram
-    monkeypatch.setattr(D, "read_spectrogram", lambda p: stats_reads.append(p.name) or real_read(p))
+    real_read = R.load_spectrogram
+    monkeypatch.setattr(R, "load_spectrogram", lambda p, **kw: stats_reads.append(p.name) or real_read(p, **kw))
     res = L.train_fold(runs, fold, _cfg(epochs=2), tmp_path / "sel", progress=False)
     # scaling statistics: the training subject only
     assert [n[:6] for n in stats_reads] == ["sub-01"] and res["scaling"]["subjects"] == ["01"]
@@ -132,10 +134,7 @@ def test_baselines_learn_linear_data(tmp_path):
     np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
     # predict_windows on the raw spectrogram windows reproduces the evaluation
     run4 = runs[3]
-    import h5py
-
-    with h5py.File(run4.spectrogram) as f:
-        spec = f["spectrogram"][()]
+    spec = load_spectrogram(run4.spectrogram).spectrogram
     ckr = load_checkpoint(tmp_path / "ridge" / "last.ckpt")
     pred = predict_windows(ckr, spec[run4.windows], device="cpu", progress=False)  # [n, D, X, Y]
     from spec2vol_bids.train.metrics import dynamic_correlation
