@@ -17,6 +17,8 @@ import pytest
 from spec2vol_bids.cli.main import main
 from spec2vol_bids.io.spectrogram import load_spectrogram
 
+from ..tools import require_tool
+
 DERIV_PATTERNS = ("*_desc-stft_spectrogram.h5", "*_desc-target_bold.nii.gz", "*_desc-brain_mask.nii.gz",
                   "*_desc-spec2vol_bold.nii.gz")
 
@@ -118,8 +120,7 @@ def test_participant_outputs_follow_the_contract(tiny_derivatives, tiny_bids):
 def test_derivatives_pass_the_bids_validator(tiny_derivatives):
     from spec2vol_bids.bids.validate import run_validator, validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     report = run_validator(tiny_derivatives, recursive=True)
     assert report.ok, report.summary()
 
@@ -354,8 +355,7 @@ def test_group_level_without_outputs_exits_66(tiny_bids, tmp_path):
 def test_invalid_input_dataset_exits_16_unless_skipped(tiny_bids, tmp_path, capsys):
     from spec2vol_bids.bids.validate import validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     bids = copy_dataset(tiny_bids, tmp_path / "bids")
     (bids / "sub-01" / "func" / "notes_about_the_scan.txt").write_text("not a BIDS file")
     code = main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work")])
@@ -367,8 +367,7 @@ def test_invalid_input_dataset_exits_16_unless_skipped(tiny_bids, tmp_path, caps
 def test_valid_input_passes_validation_and_plugin_file_is_used(tiny_bids, tmp_path):
     from spec2vol_bids.bids.validate import validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     bids = copy_dataset(tiny_bids, tmp_path / "bids")
     plugin = tmp_path / "plugin.yml"
     plugin.write_text("plugin: Linear\nplugin_args: {}\n")

@@ -32,6 +32,7 @@ def test_every_head_starts_at_the_mean_volume(head):
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["lowrank", "xattn"])
 def test_every_parameter_learns_and_a_batch_is_fitted(head):
     torch.manual_seed(0)

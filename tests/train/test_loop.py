@@ -40,6 +40,7 @@ def _weights(path):
     return load_checkpoint(path)["state_dict"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_after_kill(small, tmp_path):
     runs, fold = small
     a = L.train_fold(runs, fold, _cfg(), tmp_path / "a", progress=False)
@@ -73,6 +74,7 @@ def test_same_seed_same_weights_and_resume_after_kill(small, tmp_path):
         L.train_fold(runs, fold, _cfg(save_every=1, lr=5e-4), tmp_path / "c", progress=False, resume=True)
 
 
+@pytest.mark.slow
 def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
     runs, fold = small
     seen = []
@@ -117,6 +119,7 @@ def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
     assert res_p["scaling"]["subjects"] == ["01", "02"]
 
 
+@pytest.mark.slow
 def test_baselines_learn_linear_data(tmp_path):
     """On data with a linear EEG->BOLD relation, ridge beats the mean volume on dynamic correlation."""
     root = make_derivatives(tmp_path / "d", subjects=("01", "02", "03", "04"), n_volumes=40)
@@ -150,6 +153,7 @@ def test_baselines_learn_linear_data(tmp_path):
     assert abs(r2["results"]["best"]["test"]["dyncorr"]) < 0.15
 
 
+@pytest.mark.slow
 def test_gradient_training_reduces_loss(small, tmp_path):
     runs, fold = small
     res = L.train_fold(runs, fold, _cfg(epochs=3, lr=3e-3), tmp_path / "fit", progress=False)
@@ -158,6 +162,7 @@ def test_gradient_training_reduces_loss(small, tmp_path):
     assert res["history"][-1]["val"]["ssim"] > res["history"][0]["val"]["ssim"]
 
 
+@pytest.mark.slow
 def test_dataloader_workers_do_not_change_the_result(small, tmp_path):
     runs, fold = small
     L.train_fold(runs, fold, _cfg(epochs=1), tmp_path / "w0", progress=False)
@@ -192,6 +197,7 @@ def test_demeaned_mse_loss_definition():
                              variance=dev_var) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_the_global_readout_trains_on_deviations_and_selects_on_dynamics(small, tmp_path):
     runs, fold = small
     res = L.train_fold(runs, fold, _cfg(model="spec2vol-lowrank", epochs=6), tmp_path / "lr", progress=False)
