@@ -23,14 +23,13 @@ Run: ``python -m benchmarks.bench_train_quality [--quick] [options]``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 
 
 def build_derivatives(work: Path, *, preset: str, subjects: int, volumes: int, seed: int) -> tuple[Path, Path]:
@@ -149,8 +148,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
+    p = bench_parser(__doc__)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--subjects", type=int)
     p.add_argument("--volumes", type=int)
