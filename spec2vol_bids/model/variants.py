@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from ..errors import UsageError
 from .encoder import SpectrogramEncoder, encoded_width
 from .registry import register_model
-from .spec2vol import check_model_input
+from .spec2vol import ConfigShapes, check_model_input
 
 __all__ = ["Spec2VolGlobal", "LowRankHead", "CrossAttentionHead", "RefinerHead", "HEADS", "VARIANT_PRESETS",
            "VARIANT_NAMES"]
@@ -161,7 +161,7 @@ class RefinerHead(nn.Module):
         return coarse + self.refiner(context)  # (B, D, G, G)
 
 
-class Spec2VolGlobal(nn.Module):
+class Spec2VolGlobal(ConfigShapes, nn.Module):
     """The Spec2VolCAMU-Net encoder with a global head, predicting the deviation from the training-mean volume.
 
     Parameters
@@ -245,16 +245,6 @@ class Spec2VolGlobal(nn.Module):
     def name(self) -> str:
         """Registry name (``spec2vol-lowrank``, ...)."""
         return VARIANT_NAMES[self.config["head"]]
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c = self.config
-        return c["n_windows"], c["n_electrodes"], c["n_freqs"]
-
-    @property
-    def output_shape(self) -> tuple[int, int, int]:
-        c = self.config
-        return c["n_slices"], c["grid"], c["grid"]
 
     @classmethod
     def from_preset(cls, name: str = "paper", **kwargs: Any) -> Spec2VolGlobal:

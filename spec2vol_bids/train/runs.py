@@ -37,19 +37,31 @@ def subject_of(name: str) -> str | None:
     return m.group(1) if m else None
 
 
+@dataclass(kw_only=True)
 class RunSource(ABC):
-    """What every run source provides: subject, pairs, and lazily read samples."""
+    """What every run source provides: subject, pairs, and lazily read samples.
 
-    subject: str
-    name: str
-    n_pairs: int
-    n_windows: int
-    channels: list[str]
-    frequencies: np.ndarray | None
-    grid_shape: tuple[int, int, int]  # (X, Y, Z)
-    affine: np.ndarray
-    config: dict
-    repetition_time: float | None
+    The fields below are filled from the files when a run is opened (keyword arguments override them).
+    """
+
+    subject: str = ""
+    name: str = ""
+    channels: list[str] = field(default_factory=list)
+    frequencies: np.ndarray | None = None
+    grid_shape: tuple[int, int, int] = (0, 0, 0)  # (X, Y, Z)
+    affine: np.ndarray | None = None
+    config: dict = field(default_factory=dict)
+    repetition_time: float | None = None
+
+    @property
+    @abstractmethod
+    def n_pairs(self) -> int:
+        """Number of (input, target) pairs."""
+
+    @property
+    @abstractmethod
+    def n_windows(self) -> int:
+        """Spectrogram windows per model input."""
 
     @abstractmethod
     def window_rows(self) -> np.ndarray:
@@ -97,19 +109,11 @@ class DerivativeRun(RunSource):
     target: Path
     mask_path: Path | None = None
     cache_dir: Path | None = None
-    subject: str = ""
     session: str | None = None
-    name: str = ""
-    channels: list[str] = field(default_factory=list)
     channel_types: list[str] = field(default_factory=list)
-    frequencies: np.ndarray | None = None
     windows: np.ndarray | None = None  # [n_pairs, n_windows] int
     targets: np.ndarray | None = None  # [n_pairs] int
     n_volumes: int = 0
-    grid_shape: tuple[int, int, int] = (0, 0, 0)
-    affine: np.ndarray | None = None
-    config: dict = field(default_factory=dict)
-    repetition_time: float | None = None
 
     def __post_init__(self):
         import nibabel as nib
@@ -221,14 +225,6 @@ class OfficialH5Run(RunSource):
     """
 
     path: Path
-    subject: str = ""
-    name: str = ""
-    channels: list[str] = field(default_factory=list)
-    frequencies: np.ndarray | None = None
-    grid_shape: tuple[int, int, int] = (0, 0, 0)
-    affine: np.ndarray | None = None
-    config: dict = field(default_factory=dict)
-    repetition_time: float | None = None
 
     def __post_init__(self):
         import h5py
