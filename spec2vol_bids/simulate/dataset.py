@@ -31,6 +31,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CantCreateError, UsageError
+from ..io.names import sidecar_path
+from ..io.tables import write_tsv
 from ..utils import atomic_path, atomic_write, write_json
 from .anatomy import MAP_SIGMA_MM, SubjectAnatomy, make_anatomy
 from .presets import Preset, electrode_names, get_preset
@@ -206,12 +208,6 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
 
 
 # ----------------------------------------------------------------------------------------------------- internals
-def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
-    from ..io.tables import write_tsv
-
-    write_tsv(path, rows, header)
-
-
 def _fmt(x: float, digits: int = 6) -> str:
     return f"{float(x):.{digits}f}".rstrip("0").rstrip(".") if np.isfinite(x) else "n/a"
 
@@ -422,9 +418,9 @@ class _Simulation:
             for fname, acq in rows:
                 body.append([fname, acq] + ["n/a"] * (len(header) - 2))
             body.sort(key=lambda r: (r[1], r[0]))
-            _write_tsv(path, header, body)
+            write_tsv(path, body, header)
         for path in self.func_scans:
-            write_json(path.with_suffix(".json"), {
+            write_json(sidecar_path(path), {
                 "filename": {"Description": "File name relative to the session (or subject) folder"},
                 "acq_time": {"Description": "Acquisition start: first EEG sample for EEG files, first volume "
                                             "for BOLD files (simultaneous recording)"}})
@@ -437,12 +433,12 @@ class _Simulation:
                     "Levels": {"F": "female", "M": "male"}},
             "handedness": {"Description": "Handedness", "Levels": {"R": "right", "L": "left"}},
         })
-        _write_tsv(self.root / "participants.tsv", ["participant_id", "age", "sex", "handedness"],
-                   self.participants)
+        write_tsv(self.root / "participants.tsv", self.participants,
+                  ["participant_id", "age", "sex", "handedness"])
 
     def _write_ceiling(self) -> None:
         header = ["participant_id", "session", "task", "run", "n_volumes", "ssim", "psnr", "dynamic_correlation"]
-        _write_tsv(self.deriv / "noise_ceiling.tsv", header, self.ceiling_rows)
+        write_tsv(self.deriv / "noise_ceiling.tsv", self.ceiling_rows, header)
         write_json(self.deriv / "noise_ceiling.json", {
             "Description": "Best score any EEG-to-fMRI model can reach on this dataset: the noise-free BOLD "
                            "compared with the measured BOLD, both min-max scaled to [0, 1] per volume "
@@ -671,7 +667,7 @@ class _Simulation:
         func_dir = self._subdir(self.root, ent, "func")
         rows = [[_fmt(onset - timing.first_volume_onset), "0.1", "target" if code == 2 else "standard", code]
                 for onset, code in power.events]
-        _write_tsv(func_dir / f"{stem}_events.tsv", ["onset", "duration", "trial_type", "value"], rows)
+        write_tsv(func_dir / f"{stem}_events.tsv", rows, ["onset", "duration", "trial_type", "value"])
         write_json(func_dir / f"{stem}_events.json", {
             "onset": {"Description": "Seconds from the first volume (same stimuli as Stimulus/S  1 and "
                                      "Stimulus/S  2 in the EEG events, which count from the first EEG sample)",
@@ -692,7 +688,7 @@ class _Simulation:
         for v in range(p.n_volumes):
             rows.append([v, _fmt(timing.volume_onsets[v])] + [_fmt(x) for x in window_power[v]]
                         + [_fmt(x) for x in z_reg[v]])
-        _write_tsv(deriv_dir / f"{stem}_desc-sources_timeseries.tsv", header, rows)
+        write_tsv(deriv_dir / f"{stem}_desc-sources_timeseries.tsv", rows, header)
         cols = {"volume": {"Description": "BOLD volume index (0-based)"},
                 "onset": {"Description": "Volume marker onset, seconds from the first EEG sample", "Units": "s"}}
         for b in p.bands:
