@@ -17,11 +17,12 @@ export NIPYPE_NO_ET ?= 1
 export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install system-deps test demo bench docs lint clean help
+.PHONY: install system-deps test test-fast demo bench docs lint clean help
 
 help:
 	@echo "make demo    install, then simulate a tiny EEG-fMRI dataset and run the pipeline end to end"
-	@echo "make test    install, then run the test suite (headless, CPU only)"
+	@echo "make test    install, then run the test suite (headless, CPU only), slowest tests listed"
+	@echo "make test-fast  the tests not marked slow or gui (the edit-run loop, under a minute)"
 	@echo "make bench   run the benchmarks (results in benchmarks/results/)"
 	@echo "make docs    build the Sphinx documentation (warnings are errors)"
 	@echo "make lint    ruff + hadolint"
@@ -45,8 +46,13 @@ $(STAMP): pyproject.toml
 	  "$(TORCH_PIN)" -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
+# SPEC2VOL_REQUIRE_TOOLS: the tests of tools `make install` provides (validator, hadolint, entry points) fail
+# instead of skipping when the tool is missing (tests/tools.py)
 test: install
-	$(XVFB) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	SPEC2VOL_REQUIRE_TOOLS=1 $(XVFB) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not gui" $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python -m spec2vol_bids.demo

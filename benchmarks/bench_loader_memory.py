@@ -20,7 +20,6 @@ Run: ``python -m benchmarks.bench_loader_memory [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -169,6 +168,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    print(main(quick=parser.parse_args().quick))
+    print(main(quick=bench_parser(__doc__).parse_args().quick))

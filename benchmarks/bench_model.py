@@ -14,13 +14,12 @@ sequential loop) at 21-24 % on a comparable 2-core machine.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import torch
 
-from benchmarks.common import time_call, write_results
+from benchmarks.common import bench_parser, time_call, write_results
 from spec2vol_bids.model import Spec2VolCAMUNet
 
 TARGET_FRACTION = 0.40
@@ -155,12 +154,10 @@ def main(quick: bool = False) -> dict:
     print(f"encoder {t_enc['median']:.3f} s, decoder {t_dec['median']:.3f} s per forward of batch {batch}")
     columns = ["mode", "batch", "samples_per_s", "seconds_per_batch", "gflop_per_sample", "achieved_gflops",
                "fraction_of_matmul", "operator", "self_cpu_ms", "share", "calls"]
-    write_results("model" + ("_quick" if quick else ""), records, meta, columns,
+    write_results("model", records, meta, columns,
                   title="Spec2VolCAMU-Net (paper preset) on CPU", notes=__doc__)
     return {"records": records, "meta": meta}
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    main(quick=parser.parse_args().quick)
+    main(quick=bench_parser(__doc__).parse_args().quick)

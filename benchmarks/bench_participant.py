@@ -8,8 +8,8 @@ fresh Python process so that its peak resident memory (``ru_maxrss``) is its own
   (the cost of "merely reading the raw EEG file"),
 * ``read EEG (preload)``: ``mne.io.read_raw(..., preload=True)``, i.e. loading the file the usual way (what the
   official code does),
-* ``spectrogram``: :func:`spec2vol_bids.bids.process.compute_spectrogram` (markers, streaming STFT, pairs, h5),
-* ``BOLD target``: :func:`spec2vol_bids.bids.process.compute_target` (DCT resize, mask, scaling, NIfTI),
+* ``spectrogram``: :func:`spec2vol_bids.pipeline.steps.compute_spectrogram` (markers, streaming STFT, pairs, h5),
+* ``BOLD target``: :func:`spec2vol_bids.pipeline.steps.compute_target` (DCT resize, mask, scaling, NIfTI),
 * ``participant (CLI)``: ``spec2vol_bids BIDS OUT participant --nprocs 1`` end to end (nipype, both steps above,
   derivatives, report),
 * ``imports only``: the interpreter with the same imports, the floor of every peak.
@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.bench_participant [--quick] [--data DIR]`` (``--data
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -30,15 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 
 _PRELUDE = """
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 import mne, nibabel, h5py, scipy.fft
-import spec2vol_bids.bids.process as P
-from spec2vol_bids.bids.layout import collect_pairs
+import spec2vol_bids.pipeline.steps as P
+from spec2vol_bids.bids.runs import collect_pairs
+from spec2vol_bids.io.names import sidecar_path
 eeg, bold, work = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 t0 = time.perf_counter()
 """
@@ -61,13 +61,13 @@ for start in range(0, rec.n_samples, MAX_BLOCK_SAMPLES):
 raw = mne.io.read_raw(str(eeg), preload=True, verbose="error")
 """,
     "spectrogram": """
-tr = json.loads(bold.with_name(bold.name.replace(".nii.gz", ".json")).read_text())["RepetitionTime"]
+tr = json.loads(sidecar_path(bold).read_text())["RepetitionTime"]
 n_vol = nibabel.load(bold).shape[3]
 P.compute_spectrogram(eeg, n_volumes=n_vol, repetition_time=tr, out_file=work / "s_desc-stft_spectrogram.h5",
                       channels_tsv=eeg.with_name(eeg.name.replace("_eeg.vhdr", "_channels.tsv")))
 """,
     "BOLD target": """
-tr = json.loads(bold.with_name(bold.name.replace(".nii.gz", ".json")).read_text())["RepetitionTime"]
+tr = json.loads(sidecar_path(bold).read_text())["RepetitionTime"]
 P.compute_target(bold, out_file=work / "t_desc-target_bold.nii.gz", mask_file=work / "t_desc-brain_mask.nii.gz",
                  repetition_time=tr)
 """,
@@ -163,8 +163,7 @@ def main(quick: bool = False, data: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="60 volumes instead of 370")
+    parser = bench_parser(__doc__)
     parser.add_argument("--data", help="an already simulated cnepfl-like dataset (one run is used)")
     ns = parser.parse_args()
     print(main(quick=ns.quick, data=ns.data))

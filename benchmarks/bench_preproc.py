@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.bench_preproc [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 import tracemalloc
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import time_call, write_results
+from benchmarks.common import bench_parser, time_call, write_results
 from spec2vol_bids.config import BOLDConfig, EEGConfig
 from spec2vol_bids.preproc.eeg import MAX_BLOCK_SAMPLES, spectrogram_from_reader
 from spec2vol_bids.preproc.fmri import bold_target
@@ -103,8 +102,6 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="60 volumes instead of 370")
-    out = main(quick=parser.parse_args().quick)
+    out = main(quick=bench_parser(__doc__).parse_args().quick)
     for rec in out["records"]:
         print(rec)

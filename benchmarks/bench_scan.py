@@ -18,14 +18,13 @@ Targets (issue 3): chunked >= 20x the reference loop and >= 1.5x mambapy, max re
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 from spec2vol_bids.model import scan as scan_mod
 from spec2vol_bids.model.scan import selective_scan
 
@@ -186,12 +185,10 @@ def main(quick: bool = False) -> dict:
     columns = ["shape", "channels", "length", "uses", "reference_ms", "unbind_loop_ms", "chunked_ms", "chunked_T64_ms",
                "mambapy_ms", "chunked_vs_reference", "chunked_vs_unbind_loop", "chunked_vs_mambapy", "chunked_max_rel_err", "chunked_T64_max_rel_err",
                "mambapy_max_rel_err"]
-    write_results("scan" + ("_quick" if quick else ""), records, meta, columns,
+    write_results("scan", records, meta, columns,
                   title="Selective scan on CPU: chunked vs reference loop vs mambapy pscan", notes=__doc__)
     return {"records": records, "meta": meta}
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    main(quick=parser.parse_args().quick)
+    main(quick=bench_parser(__doc__).parse_args().quick)

@@ -10,14 +10,13 @@ Run ``python -m benchmarks.bench_simulate`` (``--quick`` for short runs). Result
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -105,6 +104,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short runs only")
-    main(quick=ap.parse_args().quick)
+    main(quick=bench_parser(__doc__).parse_args().quick)

@@ -1,7 +1,7 @@
 """Quality of the trained models on a simulated EEG-fMRI dataset, next to the baselines and the noise ceiling.
 
 Pipeline: ``spec2vol_bids simulate`` (preset and size below) -> the BIDS-App's participant level (default,
-official preprocessing) -> ``spec2vol_bids train`` machinery (:class:`spec2vol_bids.train.experiment.Experiment`)
+official preprocessing) -> ``spec2vol_bids train`` machinery (:class:`spec2vol_bids.pipeline.training.Experiment`)
 on one fixed split (test: the last ``n_test`` subjects; validation: one subject drawn from the rest with the seed;
 training: the others), every model on the same fold and the same derivatives:
 
@@ -23,14 +23,13 @@ Run: ``python -m benchmarks.bench_train_quality [--quick] [options]``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import bench_parser, write_results
 
 
 def build_derivatives(work: Path, *, preset: str, subjects: int, volumes: int, seed: int) -> tuple[Path, Path]:
@@ -54,7 +53,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
          keep: Path | None = None, name: str = "train_quality") -> dict:
     import torch
 
-    from spec2vol_bids.train.experiment import Experiment
+    from spec2vol_bids.pipeline.training import Experiment
     from spec2vol_bids.train.loop import TrainConfig
 
     if threads:
@@ -149,8 +148,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
+    p = bench_parser(__doc__)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--subjects", type=int)
     p.add_argument("--volumes", type=int)

@@ -1,24 +1,32 @@
-"""Shared helpers for the benchmarks: machine information, timing and the JSON + Markdown result writer.
+"""Shared helpers for the benchmarks: provenance, machine information, timing and the JSON + Markdown writer.
 
 Every benchmark module ``benchmarks/bench_<name>.py`` exposes ``main(quick: bool = False) -> dict`` and ends by
-calling :func:`write_results`, which writes ``benchmarks/results/<name>.json`` (records, metadata and machine
-information, for machines) and ``benchmarks/results/<name>.md`` (a Markdown table, for people)::
+calling :func:`write_results`, which writes ``benchmarks/results/<name>.json`` (records, metadata, how it was run
+and the machine, for machines) and ``benchmarks/results/<name>.md`` (a Markdown table, for people)::
 
     from benchmarks.common import machine_info, time_call, write_results
 
     records = [{"case": "a", "seconds": 0.12, "speedup": 30.5}]
     write_results("scan", records, meta={"quick": quick}, md_table_columns=["case", "seconds", "speedup"])
 
+Every result records its command line, the git commit of the code (and whether the tree had uncommitted
+changes) and the machine (:func:`run_info`, :func:`machine_info`). A ``--quick`` run (``meta["quick"]``) is a
+smoke run: it goes to ``benchmarks/results/quick/`` (ignored by git), never over the committed full results.
+
 Benchmarks are never part of the test run; timings belong here, not in tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import math
 import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -26,9 +34,50 @@ from typing import Any
 
 from spec2vol_bids.utils import atomic_write, versions, write_json
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PACKAGE_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = PACKAGE_DIR / "results"
+#: where ``--quick`` (smoke) runs write, so they never overwrite the committed full results (ignored by git)
+QUICK_DIR = RESULTS_DIR / "quick"
 
-__all__ = ["RESULTS_DIR", "machine_info", "time_call", "format_value", "markdown_table", "write_results"]
+__all__ = ["RESULTS_DIR", "QUICK_DIR", "run_info", "machine_info", "time_call", "format_value", "markdown_table",
+           "write_results", "bench_parser"]
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that ran this process, e.g. ``python -m benchmarks.run --quick --only scan``."""
+    argv = list(sys.argv if argv is None else argv)
+    script = Path(argv[0]) if argv else Path()
+    if script.suffix == ".py" and script.resolve().parent == PACKAGE_DIR:
+        argv = ["python", "-m", f"benchmarks.{script.stem}", *argv[1:]]
+    return shlex.join(argv)
+
+
+def git_commit(repo: str | os.PathLike = PACKAGE_DIR.parent) -> dict[str, Any]:
+    """``commit`` (full hash, or None outside a git checkout) and ``dirty`` (uncommitted changes) of ``repo``."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30,
+                                 check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def run_info(*, quick: bool = False) -> dict[str, Any]:
+    """How a result was made: ``command`` (the command line), ``git`` (commit, dirty) and ``quick``."""
+    return {"command": command_line(), "git": git_commit(), "quick": bool(quick)}
+
+
+def bench_parser(doc: str | None, **kwargs) -> argparse.ArgumentParser:
+    """The command-line parser of a benchmark module (``--quick`` included); add the module's own options."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None, **kwargs)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: fewer repeats, smaller cases; results in benchmarks/results/quick/")
+    return parser
 
 
 def machine_info() -> dict[str, Any]:
@@ -153,10 +202,17 @@ def markdown_table(records: Sequence[dict], columns: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
+def _provenance_line(run: dict) -> str:
+    commit, dirty = run["git"]["commit"], run["git"]["dirty"]
+    code = f"commit {commit[:12]}{' with uncommitted changes' if dirty else ''}" if commit else "commit unknown"
+    return f"Command: `{run['command']}`; {code}{'; a quick (smoke) run' if run['quick'] else ''}."
+
+
 def write_results(name: str, records: list[dict], meta: dict | None = None,
                   md_table_columns: Sequence[str] | None = None, *, title: str | None = None,
-                  notes: str | None = None, results_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write ``<results_dir>/<name>.json`` and ``<results_dir>/<name>.md`` atomically.
+                  notes: str | None = None, results_dir: str | os.PathLike | None = None,
+                  quick: bool | None = None) -> dict[str, Path]:
+    """Write ``<results_dir>/<name>.json`` and ``<results_dir>/<name>.md`` atomically, with their provenance.
 
     Parameters
     ----------
@@ -172,24 +228,29 @@ def write_results(name: str, records: list[dict], meta: dict | None = None,
     title, notes : str, optional
         Markdown heading (default ``"Benchmark: <name>"``) and a free-text paragraph under it.
     results_dir : path-like, optional
-        Output folder; default ``benchmarks/results``.
+        Output folder; default ``benchmarks/results``, or :data:`QUICK_DIR` for a quick run.
+    quick : bool, optional
+        A smoke run (default: ``meta["quick"]``).
 
     Returns
     -------
     paths : dict
         ``{"json": Path, "md": Path}``.
     """
-    out = Path(results_dir) if results_dir is not None else RESULTS_DIR
     meta = dict(meta or {})
+    quick = bool(meta.get("quick", False)) if quick is None else bool(quick)
+    out = Path(results_dir) if results_dir is not None else (QUICK_DIR if quick else RESULTS_DIR)
+    run = run_info(quick=quick)
     machine = machine_info()
-    payload = {"benchmark": name, "meta": meta, "machine": machine, "records": records}
+    payload = {"benchmark": name, "run": run, "meta": meta, "machine": machine, "records": records}
     json_path = write_json(out / f"{name}.json", payload)
 
     columns = list(md_table_columns) if md_table_columns else (list(records[0]) if records else [])
     md = [f"# {title or f'Benchmark: {name}'}", ""]
     if notes:
         md += [notes.strip(), ""]
-    md += [f"Machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPU(s) "
+    md += [_provenance_line(run), "",
+           f"Machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPU(s) "
            f"(torch threads {machine['torch_threads']}), GPU: {machine['cuda_device'] or 'none'}; "
            f"torch {machine['versions'].get('torch', '?')}; {machine['timestamp']}.", ""]
     if meta:

@@ -30,10 +30,9 @@ def spectrogram_shape(spectrogram: str) -> list:
 
     nipype ``Function`` nodes run the function's source in isolation, so imports go inside.
     """
-    import h5py
+    from spec2vol_bids.io.spectrogram import load_spectrogram
 
-    with h5py.File(spectrogram, "r") as f:
-        return list(f["spectrogram"].shape)
+    return list(load_spectrogram(spectrogram, data=False).shape)
 
 
 def main(out: Path) -> int:
@@ -41,6 +40,7 @@ def main(out: Path) -> int:
     from nipype.pipeline import engine as pe
 
     from spec2vol_bids.config import PreprocConfig
+    from spec2vol_bids.io.names import sidecar_path
     from spec2vol_bids.simulate import simulate_dataset
     from spec2vol_bids.workflows.base import init_spec2vol_wf
 
@@ -48,7 +48,7 @@ def main(out: Path) -> int:
     bids = simulate_dataset(out / "bids", preset="tiny", subjects=1, volumes=40, overwrite=True, progress=False)
     eeg = next((bids / "sub-01" / "eeg").glob("*_eeg.vhdr"))
     bold = next((bids / "sub-01" / "func").glob("*_bold.nii.gz"))
-    tr = json.loads(bold.with_name(bold.name.replace(".nii.gz", ".json")).read_text())["RepetitionTime"]
+    tr = json.loads(sidecar_path(bold).read_text())["RepetitionTime"]
 
     # 2. the user's workflow: a source node -> spec2vol_wf -> a downstream analysis node
     wf = pe.Workflow(name="my_pipeline", base_dir=str(out / "work"))

@@ -5,7 +5,7 @@ Steps:
 1. simulate a tiny 3-subject EEG-fMRI BIDS dataset and run the BIDS-App's participant level on it (the same
    ``spec2vol_bids`` command line, called in-process with :func:`spec2vol_bids.cli.main.main`);
 2. cross-validate the ``mean`` and ``ridge`` baselines and a 1-epoch tiny Spec2VolCAMU-Net with
-   :class:`spec2vol_bids.train.experiment.Experiment` (subject 03 held out for testing, 02 for epoch selection);
+   :class:`spec2vol_bids.pipeline.training.Experiment` (subject 03 held out for testing, 02 for epoch selection);
 3. load the saved checkpoint with :func:`spec2vol_bids.train.checkpoint.load_checkpoint` and predict the test
    subject's volumes from its spectrogram with :func:`spec2vol_bids.train.predict.predict_windows`.
 
@@ -32,9 +32,9 @@ def main(out: Path, *, spec2vol: bool = True) -> int:
     import numpy as np
 
     from spec2vol_bids.cli.main import main as spec2vol_bids
+    from spec2vol_bids.pipeline.training import Experiment
     from spec2vol_bids.simulate import simulate_dataset
     from spec2vol_bids.train.checkpoint import check_compatible, load_checkpoint
-    from spec2vol_bids.train.experiment import Experiment
     from spec2vol_bids.train.loop import TrainConfig
     from spec2vol_bids.train.predict import predict_windows, windows_from_spectrogram
 

@@ -1,10 +1,10 @@
 """What the widget runs in its worker thread: one paired BIDS run and a checkpoint -> predicted vs measured BOLD.
 
 No science lives here: every step calls the function the BIDS-App uses (run pairing from
-:mod:`spec2vol_bids.bids.layout`; header checks, spectrogram, BOLD targets and prediction from
-:mod:`spec2vol_bids.bids.process`, which write the same derivatives as ``spec2vol_bids ... participant``; checkpoint
-checks from :mod:`spec2vol_bids.train.checkpoint`; SSIM, PSNR and correlations from
-:mod:`spec2vol_bids.train.metrics`). This module only wires them together as a generator that reports
+:mod:`spec2vol_bids.bids.runs`; header checks, spectrogram, BOLD targets and prediction from
+:mod:`spec2vol_bids.pipeline.steps`, which write the same derivatives as ``spec2vol_bids ... participant``; checkpoint
+checks from :mod:`spec2vol_bids.train.checkpoint`; device resolution from :func:`spec2vol_bids.utils.resolve_device`;
+the run's scores from :func:`spec2vol_bids.pipeline.group.score_run`, as in ``group_metrics.tsv``). This module only wires them together as a generator that reports
 :class:`Progress` and can be stopped, and converts the results to napari's ``(t, z, y, x)`` layout.
 Nothing here imports napari or Qt, so it is usable (and tested) without a viewer; torch is imported only when the
 model runs.
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from spec2vol_bids.errors import NoInputError, NoMatchError, UsageError
-from spec2vol_bids.utils import require_path
+from spec2vol_bids.utils import DEVICES, require_path, resolve_device
 
-#: choices of the widget's device box
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = ["DEVICES", "SCAN_BACKENDS", "Progress", "Cancelled", "RunResult", "list_runs", "resolve_device",
+           "predict_run", "default_output_dir", "cache_root", "find_run", "describe"]
 #: choices of the widget's scan-backend box (checked against spec2vol_bids.model.scan.BACKENDS in the tests;
 #: spelled out here so that building the widget does not import torch)
 SCAN_BACKENDS = ("auto", "chunked", "reference", "mamba_ssm")
@@ -127,7 +127,7 @@ class RunResult:
 
 
 def list_runs(bids_dir: str | os.PathLike) -> list:
-    """Paired EEG-BOLD runs of a raw BIDS dataset (:func:`spec2vol_bids.bids.layout.collect_pairs`).
+    """Paired EEG-BOLD runs of a raw BIDS dataset (:func:`spec2vol_bids.bids.runs.collect_pairs`).
 
     Raises
     ------
@@ -136,34 +136,12 @@ def list_runs(bids_dir: str | os.PathLike) -> list:
     NoMatchError
         No EEG run has a paired BOLD run.
     """
-    from spec2vol_bids.bids.layout import collect_pairs
+    from spec2vol_bids.bids.runs import collect_pairs
 
     root = Path(bids_dir)
     if not root.is_dir():
         raise NoInputError(f"the BIDS dataset folder {root} does not exist", hint="Choose the dataset's root folder.")
     return collect_pairs(root)
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is usable, else ``"cpu"``; ``"cuda"`` without a GPU is an error.
-
-    Raises
-    ------
-    UsageError
-        An unknown device name, or ``"cuda"`` on a machine where torch sees no GPU.
-    """
-    name = str(device).strip().lower()
-    if name not in DEVICES:
-        raise UsageError(f"unknown device {device!r}", hint=f"Choose one of {', '.join(DEVICES)}.")
-    if name == "cpu":
-        return "cpu"
-    import torch
-
-    has_gpu = torch.cuda.is_available()
-    if name == "cuda" and not has_gpu:
-        raise UsageError("device 'cuda' was chosen but torch sees no CUDA GPU on this machine",
-                         hint="Choose device 'auto' or 'cpu', or install a CUDA build of torch.")
-    return "cuda" if has_gpu else "cpu"
 
 
 def predict_run(
@@ -181,12 +159,12 @@ def predict_run(
 
     A generator: it yields a :class:`Progress` between steps (napari's ``thread_worker`` stops a generator at a
     yield when asked to quit) and returns the :class:`RunResult`. The steps are the BIDS-App's own
-    (:mod:`spec2vol_bids.bids.process`): header checks and volume onsets, the spectrogram, the BOLD targets and the
+    (:mod:`spec2vol_bids.pipeline.steps`): header checks and volume onsets, the spectrogram, the BOLD targets and the
     prediction, each written as a BIDS derivative under ``out_dir``; then the metrics.
 
     Parameters
     ----------
-    pair : spec2vol_bids.bids.layout.RunPair
+    pair : spec2vol_bids.bids.runs.RunPair
         The paired EEG and BOLD run (see :func:`list_runs`).
     checkpoint : path-like
         A spec2vol-bids checkpoint (``spec2vol_bids train`` output).
@@ -262,8 +240,10 @@ def cache_root() -> Path:
 def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size, report, should_stop):
     import nibabel as nib
 
-    from spec2vol_bids.bids import process
     from spec2vol_bids.config import PreprocConfig
+    from spec2vol_bids.io.derivatives import PREDICTION
+    from spec2vol_bids.pipeline import steps
+    from spec2vol_bids.pipeline.group import score_run
 
     from ._reader import image_to_napari, load_bold
 
@@ -273,7 +253,6 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
                              hint="Choose a checkpoint written by 'spec2vol_bids train'.")
     yield Progress("loading the checkpoint", 0, 1)
     from spec2vol_bids.model.scan import resolve_backend
-    from spec2vol_bids.train import metrics
     from spec2vol_bids.train.checkpoint import check_compatible, load_checkpoint
 
     dev = resolve_device(device)
@@ -283,48 +262,31 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     tr = float(pair.repetition_time)
 
     yield Progress("checking the run", 0, 1)
-    info = process.inspect_run(pair.eeg_file, pair.bold_file, repetition_time=tr, config=cfg,
-                               channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+    info = steps.inspect_run(pair.eeg_file, pair.bold_file, repetition_time=tr, config=cfg,
+                             channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
     check_compatible(ckpt, channels=info.channels)  # before any heavy work: wrong channels -> DataError
 
     out_dir = Path(out_dir)
-    spec_file = process.spectrogram_name(out_dir, pair.eeg_file)
-    target_file, mask_file = process.target_names(out_dir, pair.bold_file)
-    pred_file = process.prediction_name(out_dir, pair.bold_file)
-
     yield Progress("EEG spectrogram", 0, pair.n_volumes)
-    process.compute_spectrogram(pair.eeg_file, n_volumes=pair.n_volumes, repetition_time=tr, out_file=spec_file,
-                                config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv,
-                                bold_file=pair.bold_file, progress=_inner("EEG spectrogram", report, should_stop))
-    yield Progress("BOLD targets", 0, 1)
-    process.compute_target(pair.bold_file, out_file=target_file, mask_file=mask_file, repetition_time=tr,
-                           config=cfg)
+    files = steps.preprocess_run(pair, out_dir, config=cfg, progress=_inner("EEG spectrogram", report, should_stop))
+    spec_file, target_file, mask_file = files["spectrogram"], files["target"], files["mask"]
+    pred_file = PREDICTION.path(out_dir, pair.bold_file)
     stage = f"predicting on {dev}"
     yield Progress(stage, 0, 1)
-    process.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,
-                        batch_size=int(batch_size), eeg_file=pair.eeg_file, bold_file=pair.bold_file,
-                        progress=_inner(stage, report, should_stop), scan_backend=backend)
+    steps.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,
+                      batch_size=int(batch_size), eeg_file=pair.eeg_file, bold_file=pair.bold_file,
+                      progress=_inner(stage, report, should_stop), scan_backend=backend)
 
     yield Progress("metrics", 0, 1)
     predicted, info_pred = load_bold(pred_file)  # (t, z, y, x), canonical
-    idx = np.asarray(info_pred["volume_indices"], dtype=int)
+    scores = score_run(pred_file, target_file, mask_file, per_volume=True)
+    idx = scores["volume_indices"]
     target_img = nib.load(str(target_file))
     target = np.asarray(target_img.dataobj, dtype=np.float32)[..., idx]  # [X, Y, Z, N] on the model grid
-    pred_xyzt = np.asarray(nib.load(str(pred_file)).dataobj, dtype=np.float32)
-    mask = metrics.from_nifti_layout(np.asarray(nib.load(str(mask_file)).dataobj) > 0)
-    p_model, t_model = metrics.from_nifti_layout(pred_xyzt), metrics.from_nifti_layout(target)  # [N, Z, X, Y]
-    ssim_v = np.asarray(metrics.ssim(p_model, t_model, reduction="none"), dtype=float)
-    psnr_v = np.asarray(metrics.psnr(p_model, t_model, reduction="none"), dtype=float)
-    # spatial r of each volume: the same Pearson correlation, taken across the brain voxels ([V, N], axis 0)
-    spatial_r = metrics.dynamic_correlation_map(p_model[:, mask].T, t_model[:, mask].T)  # [N]
-    if len(idx) > 1:
-        r_model = metrics.dynamic_correlation_map(p_model, t_model, mask)  # [Z, X, Y]
-        dyn_r = metrics.dynamic_correlation(p_model, t_model, mask)
-    else:  # one time point: a correlation over time is undefined
-        r_model, dyn_r = np.full(mask.shape, np.nan), float("nan")
     sidecar = {"RepetitionTime": tr, "VolumeIndices": idx.tolist()}
     measured, _ = image_to_napari(nib.Nifti1Image(np.ascontiguousarray(target), target_img.affine),
                                   sidecar=sidecar, kind="bold-target", name=target_file.name)
+    r_model = scores["correlation_map"]  # [Z, X, Y]
     r_map, _ = image_to_napari(nib.Nifti1Image(r_model.transpose(1, 2, 0).astype(np.float32), target_img.affine),
                                name="dynamic-correlation")
     model = ckpt.get("model", {})
@@ -345,8 +307,12 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     }
     yield Progress("metrics", 1, 1)
     return RunResult(run=pair.name, measured=measured, predicted=predicted, volume_indices=idx,
-                     scale=info_pred["scale"], translate=info_pred["translate"], ssim=ssim_v, psnr=psnr_v,
-                     spatial_r=np.asarray(spatial_r, dtype=float), dynamic_r=float(dyn_r), correlation_map=r_map.astype(np.float32), metadata=meta)
+                     scale=info_pred["scale"], translate=info_pred["translate"],
+                     ssim=np.asarray(scores["ssim_per_volume"], dtype=float),
+                     psnr=np.asarray(scores["psnr_per_volume"], dtype=float),
+                     spatial_r=np.asarray(scores["spatial_correlation"], dtype=float),
+                     dynamic_r=float(scores["dynamic_correlation"]), correlation_map=r_map.astype(np.float32),
+                     metadata=meta)
 
 
 def find_run(pairs, name: str):

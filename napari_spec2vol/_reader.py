@@ -112,7 +112,9 @@ def _strip_ext(path: PathLike) -> str:
 
 def _sidecar(path: PathLike) -> dict:
     """The JSON sidecar of a BIDS file (same name, ``.json``), or ``{}``."""
-    side = Path(path).with_name(_strip_ext(path) + ".json")
+    from spec2vol_bids.io.names import sidecar_path
+
+    side = sidecar_path(path)
     if not side.is_file():
         return {}
     try:
@@ -298,7 +300,7 @@ def _robust_limits(data: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple
 
 
 def load_spectrogram(path: PathLike) -> tuple[np.ndarray, dict]:
-    """Load a ``*_spectrogram.h5`` derivative (see CONTRIBUTING.md, data contracts).
+    """Load a ``*_spectrogram.h5`` derivative (see CONTRIBUTING.md, data contracts) for display.
 
     Parameters
     ----------
@@ -309,45 +311,25 @@ def load_spectrogram(path: PathLike) -> tuple[np.ndarray, dict]:
     -------
     spectrogram : ndarray, float32, shape (n_volumes, n_channels, n_freqs)
     meta : dict
-        Every attribute (JSON-encoded ones decoded) plus the ``frequencies``, ``volume_onsets``, ``valid``,
-        ``pairs_windows`` and ``pairs_targets`` arrays.
+        Every attribute (read by :func:`spec2vol_bids.io.spectrogram.load_spectrogram`) plus the
+        ``frequencies``, ``volume_onsets``, ``valid``, ``pairs_windows`` and ``pairs_targets`` arrays.
     """
-    from spec2vol_bids.bids.derivatives import read_spectrogram as read_derivative
+    from spec2vol_bids.io.spectrogram import load_spectrogram as load_derivative
 
     p = _require_file(path)
     try:
-        content = read_derivative(p)
+        content = load_derivative(p)
     except (OSError, KeyError) as exc:
         raise DataError(f"{p.name} is not a readable spectrogram derivative ({type(exc).__name__}: {exc})",
                         hint="Open a *_desc-stft_spectrogram.h5 written by spec2vol-bids.") from exc
-    spec = np.asarray(content["spectrogram"], dtype=np.float32)
+    spec = content.spectrogram
     if spec.ndim != 3:
         raise DataError(f"{p.name}: the spectrogram has shape {spec.shape}; [n_volumes, n_channels, n_freqs] expected")
-    meta: dict[str, Any] = {k: _decode_attr(v) for k, v in content["attrs"].items()}
-    for key in ("frequencies", "volume_onsets", "valid"):
-        meta[key] = np.asarray(content[key])
-    meta["pairs_windows"] = np.asarray(content["pair_windows"])
-    meta["pairs_targets"] = np.asarray(content["pair_targets"])
-    meta["path"] = str(p)
+    meta: dict[str, Any] = dict(content.attrs)
+    meta.update(frequencies=content.frequencies, volume_onsets=content.volume_onsets, valid=content.valid,
+                pairs_windows=np.asarray(content.pair_windows), pairs_targets=np.asarray(content.pair_targets),
+                path=str(p))
     return spec, meta
-
-
-def _decode_attr(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if isinstance(value, str):
-        text = value.strip()
-        if text[:1] in "[{":
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                return value
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def read_spectrogram(path: PathLike) -> list[LayerDataTuple]:

@@ -1,7 +1,7 @@
 """Sample data: a simulated EEG-fMRI run and a tiny Spec2VolCAMU-Net trained on the fly, shown in one click.
 
 :func:`prepare_sample` simulates a small BIDS dataset (:func:`spec2vol_bids.simulate.simulate_dataset`, preset
-``tiny``), computes its derivatives with the BIDS-App's own functions (:mod:`spec2vol_bids.bids.process`) and
+``tiny``), computes its derivatives with the BIDS-App's own functions (:mod:`spec2vol_bids.pipeline.steps`) and
 trains a ``tiny`` model for ten epochs on the first subject (:func:`spec2vol_bids.train.loop.train_fold`). The
 result is cached under ``~/.cache/spec2vol-bids/sample/`` (``$SPEC2VOL_CACHE`` or ``$XDG_CACHE_HOME`` move it), so
 only the first use takes time (about a minute on a laptop CPU). :func:`make_sample_data` (napari's
@@ -161,8 +161,8 @@ def prepare_sample(root: str | os.PathLike | None = None, *, settings: dict | No
 
 
 def _build(folder: Path, bids: Path, run: str, cfg: dict, say: Callable[[Progress], None]) -> SamplePaths:
-    from spec2vol_bids.bids import process
-    from spec2vol_bids.bids.layout import collect_pairs
+    from spec2vol_bids.bids.runs import collect_pairs
+    from spec2vol_bids.pipeline.steps import preprocess_run
     from spec2vol_bids.utils import write_json
 
     pairs = collect_pairs(bids)
@@ -175,13 +175,7 @@ def _build(folder: Path, bids: Path, run: str, cfg: dict, say: Callable[[Progres
     deriv = folder / "derivatives"
     for k, pair in enumerate(pairs):
         say(Progress("computing spectrograms and targets", k, len(pairs)))
-        process.compute_spectrogram(pair.eeg_file, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
-                                    out_file=process.spectrogram_name(deriv, pair.eeg_file),
-                                    channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv,
-                                    bold_file=pair.bold_file)
-        target, mask = process.target_names(deriv, pair.bold_file)
-        process.compute_target(pair.bold_file, out_file=target, mask_file=mask,
-                               repetition_time=pair.repetition_time)
+        preprocess_run(pair, deriv)
     train_pairs = [p for p in pairs if p.name != run]
     checkpoint = _train(deriv, folder / "model", train_pairs, held_out, cfg, say)
     paths = SamplePaths(bids, deriv, checkpoint, run)

@@ -1,5 +1,8 @@
 """The docked widget: choose a BIDS run and a checkpoint, predict its BOLD volumes, compare them with the measured ones.
 
+The widget is a view over a :class:`~napari_spec2vol._state.WidgetState` (idle, running, done, failed, cancelled),
+which holds every decision that does not need Qt and is tested on its own.
+
 The work runs in a napari ``thread_worker`` (a generator over :func:`napari_spec2vol._pipeline.predict_run`), so
 the viewer stays responsive; a progress bar follows it and a Cancel button stops it. When it finishes, the
 measured, predicted and difference volumes appear side by side in grid mode with linked contrast limits and one
@@ -20,10 +23,11 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from spec2vol_bids.errors import Spec2VolError
-
 from . import _pipeline
 from ._pipeline import DEVICES, SCAN_BACKENDS, Progress, RunResult
+from ._state import Outcome, WidgetState, error_message
+
+__all__ = ["Spec2VolWidget", "error_message"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -33,14 +37,6 @@ class _Relay(QObject):
     """Carries progress reports from inside a long step (worker thread) to the widget (GUI thread)."""
 
     progress = Signal(object)
-
-
-def error_message(exc: BaseException) -> str:
-    """The one-line message shown for an error: the project's own wording, or the exception's type and text."""
-    if isinstance(exc, Spec2VolError):
-        return exc.one_line()
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
 
 
 class Spec2VolWidget(Container):
@@ -57,6 +53,8 @@ class Spec2VolWidget(Container):
         The last completed prediction.
     worker : napari.qt.threading.GeneratorWorker or None
         The running prediction or sample preparation, if any.
+    state : WidgetState
+        What the widget is doing (its phase and status message), and what it does next.
     """
 
     def __init__(self, napari_viewer: napari.Viewer):
@@ -64,13 +62,8 @@ class Spec2VolWidget(Container):
         self.viewer = napari_viewer
         self.result: RunResult | None = None
         self.worker = None
+        self.state = WidgetState()
         self._pairs: list = []
-        self._cancel_requested = False
-        self._after_index = None  # what to run once the dataset is indexed
-        self._after = None  # what to run once the current worker has finished
-        self._succeeded = False  # whether the last worker ended with a shown result
-        self._indexing: Path | None = None  # dataset being indexed in a worker thread
-        self._wanted_run: str | None = None  # run to select once the dataset is indexed
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
 
@@ -93,7 +86,7 @@ class Spec2VolWidget(Container):
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="progress", min=0, max=1000, value=0)
-        self.status = Label(label="status", value="Choose a dataset and a checkpoint.")
+        self.status = Label(label="status", value=self.state.message)
         self.summary = Label(label="run metrics", value="")
         self.metrics_table = Table(value={"volume": [], "time (s)": [], "SSIM": [], "PSNR (dB)": [], "r": []},
                                    label="per volume")
@@ -114,7 +107,7 @@ class Spec2VolWidget(Container):
     @property
     def running(self) -> bool:
         """Whether a prediction or a sample preparation is in progress."""
-        return self.worker is not None
+        return self.state.running
 
     def _run_names(self, widget=None) -> list[str]:
         return [p.name for p in self._pairs]
@@ -129,6 +122,10 @@ class Spec2VolWidget(Container):
         message = error_message(exc)
         self.status.value = message
         show_error(message)
+
+    def _show_state(self) -> None:
+        """The status line says what the state says."""
+        self.status.value = self.state.message
 
     # -------------------------------------------------------------------------------------------- dataset
     def _on_dataset_changed(self, value=None) -> None:
@@ -146,21 +143,20 @@ class Spec2VolWidget(Container):
     @property
     def indexing(self) -> bool:
         """Whether the chosen dataset is being indexed (in a worker thread)."""
-        return self._indexing is not None
+        return self.state.indexing is not None
 
     def _start_indexing(self, path: Path) -> None:
         """Index the dataset in a worker thread: pybids can take seconds on a large dataset."""
-        self._indexing = path
+        self.state.begin_indexing(path)
         self.run_button.enabled = False
-        self.status.value = f"Indexing {path.name} ..."
+        self._show_state()
         worker = _index_worker(path)
         worker.returned.connect(lambda outcome: self._on_indexed(path, outcome))
         worker.start()
 
-    def _on_indexed(self, path: Path, outcome: _Outcome) -> None:
-        if path != Path(self.bids_dir.value):  # the user chose another folder meanwhile
+    def _on_indexed(self, path: Path, outcome: Outcome) -> None:
+        if not self.state.end_indexing(path, self.bids_dir.value):  # the user chose another folder meanwhile
             return
-        self._indexing = None
         self.run_button.enabled = not self.running
         if outcome.error is not None:
             self._notify_error(outcome.error)
@@ -171,11 +167,11 @@ class Spec2VolWidget(Container):
         self._pairs = list(pairs)
         names = self._run_names()
         self.run_choice.reset_choices()
-        wanted, self._wanted_run = self._wanted_run, None
+        wanted = self.state.take_wanted_run()
         if names:
             self.run_choice.value = wanted if wanted in names else names[0]
-        self.status.value = f"{len(names)} paired run(s) in {Path(path).name}."
-        after, self._after_index = self._after_index, None
+        after = self.state.indexed(len(names), Path(path).name)
+        self._show_state()
         if after is not None:
             after()
         return names
@@ -197,7 +193,7 @@ class Spec2VolWidget(Container):
         -----
         Runs in the calling thread; choosing a folder in the form indexes it in a worker thread instead.
         """
-        self._indexing = None
+        self.state.indexing = None
         return self._set_pairs(_pipeline.list_runs(path), path)
 
     # --------------------------------------------------------------------------------------------- running
@@ -212,23 +208,20 @@ class Spec2VolWidget(Container):
         if self.running:
             return None
         if self.indexing:
-            self.status.value = "Waiting for the dataset to be indexed ..."
-            self._after_index = self.start
+            self.state.after_indexing(self.start)
+            self._show_state()
             return None
         try:
             pair, checkpoint = self._inputs()
         except Exception as exc:  # noqa: BLE001
             self._notify_error(exc)
             return None
-        self._cancel_requested = False
-        self._succeeded = False
-        self.progress_bar.value = 0
-        self.status.value = f"Starting {pair.name} ..."
+        self.state.start("predict", f"Starting {pair.name} ...")
         relay = self._relay
         worker = _prediction_worker(
             pair, checkpoint, out_dir=self._output_dir(), device=self.device.value, scan_backend=self.scan_backend.value,
             batch_size=int(self.batch_size.value), report=relay.progress.emit,
-            should_stop=lambda: self._cancel_requested)
+            should_stop=lambda: self.state.cancel_requested)
         return self._launch(worker, self._on_returned)
 
     def _inputs(self):
@@ -266,7 +259,7 @@ class Spec2VolWidget(Container):
             The output of :func:`napari_spec2vol._sample_data.prepare_sample`.
         """
         self.checkpoint.value = paths.checkpoint
-        self._wanted_run = paths.run
+        self.state.wanted_run = paths.run
         if Path(self.bids_dir.value) == Path(paths.bids_dir) and self._pairs:
             self._set_pairs(self._pairs, paths.bids_dir)
         else:
@@ -289,16 +282,15 @@ class Spec2VolWidget(Container):
         """
         if self.running:
             return None
-        self._cancel_requested = False
-        self._succeeded = False
-        self.progress_bar.value = 0
-        self.status.value = "Preparing the sample data ..."
+        self.state.start("sample", "Preparing the sample data ...")
         worker = _sample_worker(settings=settings, report=self._relay.progress.emit,
-                                should_stop=lambda: self._cancel_requested)
+                                should_stop=lambda: self.state.cancel_requested)
         return self._launch(worker, lambda outcome: self._on_sample_ready(outcome, predict))
 
     def _launch(self, worker, on_returned):
-        """Connect a worker's signals to the widget, mark the widget busy and start the worker."""
+        """Connect a worker's signals to the widget, show it busy and start the worker (the state is RUNNING)."""
+        self.progress_bar.value = 0
+        self._show_state()
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -308,30 +300,27 @@ class Spec2VolWidget(Container):
         worker.start()
         return worker
 
-    def _accepted(self, outcome: _Outcome):
+    def _accepted(self, outcome: Outcome):
         """The worker's result, or None after an error (notified) or a cancel (a late Cancel still wins)."""
+        result = self.state.finish(outcome)
+        self._show_state()
         if outcome.error is not None:
-            self._notify_error(outcome.error)
-            return None
-        if outcome.result is None or self._cancel_requested:
-            self.status.value = "Cancelled."
-            return None
-        return outcome.result
+            show_error(self.state.message)
+        return result
 
-    def _on_sample_ready(self, outcome: _Outcome, predict: bool) -> None:
+    def _on_sample_ready(self, outcome: Outcome, predict: bool) -> None:
         if self._accepted(outcome) is None:
             return
         self.use_sample(outcome.result)
         self.status.value = f"Sample ready: {outcome.result.run}."
         if predict:
-            self._after = self.start
+            self.state.after_task(self.start)
 
     def cancel(self, value=None) -> None:
         """Ask the running prediction to stop (at the next window block, volume or batch)."""
-        if self.worker is None:
+        if self.worker is None or not self.state.request_cancel():
             return
-        self._cancel_requested = True
-        self.status.value = "Cancelling ..."
+        self._show_state()
         self.worker.quit()
 
     def _on_progress(self, prog: Progress) -> None:
@@ -344,21 +333,22 @@ class Spec2VolWidget(Container):
         self.progress_bar.value = int(round(1000 * overall)) if self.progress_bar.max else 0
         self.status.value = f"{prog.stage}: {prog.done}/{prog.total}" if prog.total > 1 else prog.stage
 
-    def _on_returned(self, result: _Outcome) -> None:
+    def _on_returned(self, result: Outcome) -> None:
         if self._accepted(result) is not None:
             self.show_result(result.result)
 
     def _on_aborted(self) -> None:
-        self.status.value = "Cancelled."
+        self.state.aborted()
+        self._show_state()
         show_info("spec2vol: prediction cancelled")
 
     def _on_finished(self) -> None:
+        after = self.state.worker_finished()
         self.worker = None
         self._set_running(False)
         self.progress_bar.max = 1000
-        if not self._succeeded:  # cancelled or failed: no stale partial bar
+        if not self.state.keeps_progress:  # cancelled, failed or only prepared: no stale partial bar
             self.progress_bar.value = 0
-        after, self._after = self._after, None
         if after is not None:
             after()
 
@@ -374,7 +364,7 @@ class Spec2VolWidget(Container):
         from ._layers import show_comparison
 
         self.result = result
-        self._succeeded = True
+        self.state.result_shown()
         layers = show_comparison(self.viewer, result.layer_data())
         self.metrics_table.value = result.table()
         self.metrics_table.native.resizeColumnsToContents()
@@ -421,31 +411,23 @@ _STAGES = {
 }
 
 
-class _Outcome:
-    """What the worker returns: a result, ``None`` (stopped), or the error that ended it."""
-
-    def __init__(self, result: RunResult | None = None, error: BaseException | None = None):
-        self.result = result
-        self.error = error
-
-
 @thread_worker(start_thread=False)
 def _prediction_worker(pair, checkpoint, **kwargs):
     """Generator run in a worker thread; errors are returned (and shown as notifications), not raised."""
     try:
         result = yield from _pipeline.predict_run(pair, checkpoint, **kwargs)
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
-        return _Outcome(error=exc)
-    return _Outcome(result=result)
+        return Outcome(error=exc)
+    return Outcome(result=result)
 
 
 @thread_worker(start_thread=False)
 def _index_worker(path):
     """Paired runs of a dataset, found in a worker thread; errors are returned (and shown), not raised."""
     try:
-        return _Outcome(result=_pipeline.list_runs(path))
+        return Outcome(result=_pipeline.list_runs(path))
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
-        return _Outcome(error=exc)
+        return Outcome(error=exc)
 
 
 @thread_worker(start_thread=False)
@@ -465,11 +447,11 @@ def _sample_worker(settings=None, report=None, should_stop=None):
     try:
         paths = prepare_sample(settings=settings, report=on_progress)
     except Cancelled:
-        return _Outcome()
+        return Outcome()
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
-        return _Outcome(error=exc)
+        return Outcome(error=exc)
     yield Progress("training a tiny model", 1, 1)
-    return _Outcome(result=paths)
+    return Outcome(result=paths)
 
 
 class _MetricsPlot:

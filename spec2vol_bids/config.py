@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import UsageError
+from .errors import DataError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -326,14 +326,56 @@ class PairingConfig(_Section):
 
     def resolve(self, tr: float) -> tuple[int, int, int]:
         """``(n_windows, discard_volumes, lag_volumes)`` in volumes for a run with repetition time ``tr``."""
-        from .preproc.pairs import pairing_from_seconds
-
         n_windows, lag = self.n_windows, self.lag_volumes
         if self.window_span_s is not None or self.lag_s is not None:
             n_sec, lag_sec = pairing_from_seconds(tr, self.window_span_s, self.lag_s)
             n_windows = n_sec if self.window_span_s is not None else n_windows
             lag = lag_sec if self.lag_s is not None else lag
         return n_windows, self.discard_volumes, lag
+
+
+def pairing_from_seconds(tr: float, window_span_s: float | None = None,
+                         lag_s: float | None = None) -> tuple[int | None, int | None]:
+    """Convert the paper-style "a window of S seconds ending L seconds before the volume" to volumes.
+
+    The rounding rule of :meth:`PairingConfig.resolve` (also public as
+    :func:`spec2vol_bids.preproc.pairs.pairing_from_seconds`).
+
+    Parameters
+    ----------
+    tr : float
+        Repetition time in seconds.
+    window_span_s : float or None
+        Seconds of EEG per model input; becomes ``round(window_span_s / tr)`` windows (at least 1).
+    lag_s : float or None
+        Seconds between the end of the input and the target's onset; becomes ``round(lag_s / tr)`` volumes.
+
+    Returns
+    -------
+    n_windows, lag : int or None
+        ``None`` where the corresponding argument was ``None``.
+
+    Examples
+    --------
+    >>> pairing_from_seconds(2.0, 20.0, 6.0)
+    (10, 3)
+    """
+    import numpy as np
+
+    if not (isinstance(tr, (int, float, np.floating)) and np.isfinite(tr) and tr > 0):
+        raise DataError(f"repetition time {tr!r} s is not a positive number",
+                        hint="Check RepetitionTime in the BOLD sidecar.")
+    n_windows = lag = None
+    if window_span_s is not None:
+        if window_span_s <= 0:
+            raise UsageError(f"window_span_s = {window_span_s} must be positive")
+        n_windows = max(1, int(np.floor(window_span_s / tr + 0.5)))
+    if lag_s is not None:
+        if lag_s < 0:
+            raise UsageError(f"lag_s = {lag_s} must be zero or positive")
+        lag = int(np.floor(lag_s / tr + 0.5))
+    return n_windows, lag
+
 
 
 @dataclass(frozen=True)
@@ -425,6 +467,15 @@ class PreprocConfig:
                 raise UsageError(f"settings section [{key}] must be a table, got {value!r}",
                                  hint=f"Write it as a [{key}] table of key = value lines.")
         return cls(**{name: sec.from_dict(data.get(name)) for name, sec in cls._sections.items()})
+
+    @classmethod
+    def coerce(cls, config: PreprocConfig | dict[str, Any] | None) -> PreprocConfig:
+        """``config`` as settings: ``None`` gives the defaults (the official pipeline), a dict is validated."""
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        return cls.from_dict(dict(config))
 
     def to_toml(self) -> str:
         """TOML text of every setting (unset optional values are left out, meaning their default ``None``)."""

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +53,13 @@ def atomic_write(dest: str | os.PathLike, data: str | bytes) -> Path:
             tmp.write_bytes(data)
         else:
             tmp.write_text(data, encoding="utf-8")
+    return Path(dest)
+
+
+def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a file into place atomically (temporary copy in the destination folder, then rename)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
     return Path(dest)
 
 
@@ -179,6 +187,58 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
         torch = sys.modules["torch"]
         out["torch.cuda"] = str(torch.version.cuda)
     return out
+
+
+#: the ``--device`` choices of every command, and of the napari widget
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto", *, gpu_count=None, strict: bool = True) -> str:
+    """The device to run a model on: ``"cpu"`` or ``"cuda"`` (or ``"cuda:N"``) for a requested name.
+
+    The one device resolution of spec2vol-bids (training, prediction, the BIDS-App, its workflows and the napari
+    widget): ``"auto"`` means the GPU when one is visible, else the CPU.
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (case and surrounding blanks ignored).
+    gpu_count : callable, optional
+        How to count the visible GPUs, e.g. nipype's ``gpu_count`` (``nvidia-smi``, which needs no torch);
+        default: ``torch.cuda.device_count()``.
+    strict : bool
+        Refuse ``"cuda"`` when no GPU is visible. ``False`` when the device is only recorded for later, e.g. a
+        workflow built on a login node and run on a GPU node.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    UsageError
+        An unknown name, or (``strict``) ``"cuda"`` on a machine without a visible CUDA GPU.
+    """
+    from .errors import UsageError
+
+    name = str(device).strip().lower()
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}", hint=f"Use one of {', '.join(DEVICES)}")
+    if name == "cpu" or (name != "auto" and not strict):
+        return name
+    if gpu_count is None:
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    else:
+        n_gpus = int(gpu_count())
+    if name == "auto":
+        return "cuda" if n_gpus > 0 else "cpu"
+    if n_gpus == 0:
+        raise UsageError(f"device {name!r} was requested but no CUDA GPU is available",
+                         hint="Use device cpu or auto; in a container, run the GPU image with --gpus all "
+                              "(Apptainer: --nv)")
+    return name
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:

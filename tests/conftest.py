@@ -38,3 +38,18 @@ def tiny_derivatives(tiny_bids, tmp_path_factory):
                  "--nprocs", "1"])
     assert code == 0, f"participant level on tiny_bids failed with exit code {code}"
     return out
+
+
+#: fixtures that make a test slow (a simulated dataset, the BIDS-App run on it, the trained napari sample) or need
+#: a display: tests using them are marked ``slow`` / ``gui`` automatically, so ``make test-fast`` leaves them out
+SLOW_FIXTURES = frozenset({"tiny_bids", "tiny_derivatives", "napari_sample", "two_subjects"})
+GUI_FIXTURES = frozenset({"make_napari_viewer", "make_napari_viewer_proxy", "qtbot"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & GUI_FIXTURES:
+            item.add_marker(pytest.mark.gui)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)

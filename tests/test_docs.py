@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     out = tmp_path / "html"
     env = dict(os.environ, NIPYPE_NO_ET="1", MPLBACKEND="Agg")

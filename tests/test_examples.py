@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # each example simulates data and runs the product: the full suite only
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs a wheel: the full suite only
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

@@ -20,7 +20,6 @@ import argparse
 import datetime as _dt
 import logging
 import os
-import re
 import shutil
 import sys
 import uuid
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..bids.layout import DEFAULT_BOLD_SPACE, NATIVE_BOLD_SPACES
+from ..bids.fmriprep import DEFAULT_BOLD_SPACE, NATIVE_BOLD_SPACES
 from ..config import BOLD_RESIZES, BOLD_SCALINGS, EEG_SCALINGS, FREQUENCY_AXES, TAPERS
 from ..errors import (
     EXIT_CODES,
@@ -63,7 +62,7 @@ _DOCKER_HINT = ("In a container, mount the folders first, e.g. "
 # ------------------------------------------------------------------------------------------------ parser
 def _derivatives_arg(text: str) -> tuple[str, Path]:
     """``NAME=PATH`` of ``-d/--derivatives``: a dataset name and the root of an existing derivatives dataset."""
-    from ..bids.layout import check_dataset_name, check_derivatives_dataset
+    from ..bids.fmriprep import check_dataset_name, check_derivatives_dataset
 
     name, sep, path = text.partition("=")
     if not sep or not name.strip() or not path.strip():
@@ -87,8 +86,8 @@ class _DerivativesAction(argparse.Action):
 
 
 def _bold_space_arg(text: str) -> str:
-    """A ``--bold-space`` value (checked with :func:`~spec2vol_bids.bids.layout.parse_bold_space`)."""
-    from ..bids.layout import parse_bold_space
+    """A ``--bold-space`` value (checked with :func:`~spec2vol_bids.bids.fmriprep.parse_bold_space`)."""
+    from ..bids.fmriprep import parse_bold_space
 
     try:
         parse_bold_space(text)
@@ -99,7 +98,7 @@ def _bold_space_arg(text: str) -> str:
 
 def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     """The BIDS-App argument parser (fMRIPrep's option names and spellings)."""
-    from .main import commands_epilog, version_string
+    from .main import add_verbosity_options, commands_epilog, version_string
 
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
@@ -214,19 +213,11 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failed step")
     g.add_argument("--write-graph", action="store_true", help="write the workflow graph (needs graphviz)")
     g.add_argument("--notrack", action="store_true", help="accepted for compatibility; spec2vol-bids never tracks")
-    g.add_argument("-v", "--verbose", action="count", default=0, dest="verbose",
-                   help="more messages (default: steps; -v: debug details; -vv: also nipype's own messages)")
+    add_verbosity_options(g)
     return parser
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _setup_logging(verbose: int) -> None:
-    """INFO by default, DEBUG with -v; nipype's own messages appear with -vv."""
-    from .main import setup_logging
-
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
-
-
 def _resolve(path: Path) -> Path:
     return Path(os.path.abspath(os.path.expanduser(path)))
 
@@ -251,9 +242,9 @@ def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None, level: 
         ``output_dir`` is ``bids_dir``, ``bids_dir/derivatives`` itself, or lies inside ``bids_dir`` outside
         ``derivatives/``; the work dir or the ``--bids-database-dir`` lies in ``bids_dir``; ``output_dir`` is one
         of the ``derivatives`` datasets, or another dataset / a folder of other files
-        (:func:`~spec2vol_bids.bids.derivatives.check_output_dataset`).
+        (:func:`~spec2vol_bids.io.dataset.check_output_dataset`).
     """
-    from ..bids.derivatives import DERIVATIVE_DATASET_NAME, check_output_dataset, dataset_generator
+    from ..io.dataset import DERIVATIVE_DATASET_NAME, check_output_dataset, dataset_generator
 
     require_path(bids_dir, "BIDS_DIR", folder=True, hint=_DOCKER_HINT)
     if os.path.realpath(output_dir) == os.path.realpath(bids_dir):
@@ -366,45 +357,16 @@ def _plugin_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     return {"plugin": "MultiProc", "plugin_args": plugin_args}
 
 
-def _crash_files(dirs: list[Path], since: float) -> list[Path]:
-    found = []
-    for d in dirs:
-        if d.is_dir():
-            found += [p for p in d.glob("crash-*") if p.stat().st_mtime >= since - 1]
-    return sorted(found, key=lambda p: p.stat().st_mtime)
-
-
-_ERROR_LINE = re.compile(r"spec2vol_bids\.errors\.(\w+): (.+)")
-
-
-def error_from_crash(path: Path) -> Spec2VolError | None:
-    """The spec2vol error recorded in a nipype text crash file, rebuilt with its exit code (None if other)."""
-    from .. import errors
-
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    matches = _ERROR_LINE.findall(text)
-    if not matches:
-        return None
-    name, message = matches[-1]
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Spec2VolError)):
-        return None
-    node = re.search(r"Node: (\S+)", text)
-    where = f" (step {node.group(1)})" if node else ""
-    return cls(f"{message.strip()}{where}", hint=f"Crash file: {path}")
-
-
 # ------------------------------------------------------------------------------------------------ run
 def run(args: argparse.Namespace) -> int:
     """Run the BIDS-App; returns the exit code (errors are raised as :class:`Spec2VolError`)."""
-    _setup_logging(args.verbose)
+    from .main import setup_logging
+
+    setup_logging(args.verbose, args.quiet)
     level = args.analysis_level
     if level not in ANALYSIS_LEVELS:
         raise AnalysisLevelError(f"unknown analysis level {level!r}", hint="Use participant or group")
-    from ..bids.layout import check_labels
+    from ..bids.filters import check_labels
 
     check_labels(args.participant_label, "sub-", "--participant-label")
     check_labels(args.session_label, "ses-", "--session-label")
@@ -424,8 +386,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
     """Participant level: find and check the runs, build the nipype workflow, run it, report."""
-    from ..bids.layout import collect_pairs, load_filter_file, match_preproc_bold, strip_prefix
-    from ..bids.process import inspect_run
+    from ..bids.filters import load_filter_file, strip_prefix
+    from ..bids.fmriprep import match_preproc_bold
+    from ..bids.runs import collect_pairs
+    from ..pipeline.steps import inspect_run
 
     if args.bold_space is not None and not args.derivatives:
         raise UsageError("--bold-space was given without -d/--derivatives (the raw BOLD has no space to choose)",
@@ -453,7 +417,7 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     if args.model is not None:
         device, model_meta = _check_model(args, pairs, infos, cfg)
 
-    from ..bids.derivatives import write_bidsignore, write_dataset_description
+    from ..io.dataset import write_bidsignore, write_dataset_description
 
     run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
     subjects = sorted({p.subject for p in pairs})
@@ -563,6 +527,8 @@ def _run_workflow(args, *, output_dir, work_dir, pairs, infos, cfg, device, mode
     """Start the run logs, run the nipype workflow and write the reports (the work-dir lock is held)."""
     import time
 
+    from ..workflows.crashfiles import crash_files
+
     subjects = sorted(log_dirs)
     try:
         handlers = _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device)
@@ -580,7 +546,7 @@ def _run_workflow(args, *, output_dir, work_dir, pairs, infos, cfg, device, mode
             wf.run(**plugin)
         except Exception as err:  # nipype raises RuntimeError after writing crash files
             failure = err
-        crashes = _crash_files(list(log_dirs.values()), started)
+        crashes = crash_files(list(log_dirs.values()), started)
         report_errors = _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes,
                                              model_meta[0]["Name"] if model_meta else None)
         if failure is not None or crashes:
@@ -611,29 +577,16 @@ def _clean_work_dir(wf_dir: Path, subjects: list[str]) -> None:
 
 def _check_model(args, pairs, infos, cfg) -> tuple[str, list[dict]]:
     """Load the checkpoint once and refuse runs it does not fit (channels, frequency axis, grid)."""
-    import numpy as np
-
-    from ..preproc.eeg import frequency_axis, window_samples
-    from ..preproc.fmri import target_shape
-    from ..train.checkpoint import check_compatible, load_checkpoint
-    from ..utils import sha256_file
-    from ..workflows.base import resolve_device
+    from ..train.checkpoint import check_run_compatible, load_checkpoint
+    from ..utils import resolve_device, sha256_file
 
     _require_checkpoint(args.model)
     ckpt = load_checkpoint(args.model)
     for pair in pairs:
         info = infos[pair.name]
-        _, n_total = window_samples(info.sfreq, pair.repetition_time, cfg.eeg.window_length, cfg.eeg.overlap)
-        freqs = np.asarray(frequency_axis(n_total, info.sfreq, cfg.eeg))
-        grid = tuple(int(s) for s in target_shape(info.native_shape[:3], cfg.bold))
-        check_compatible(ckpt, channels=info.channels, frequencies=freqs, grid=grid)
+        check_run_compatible(ckpt, channels=info.channels, sfreq=info.sfreq, repetition_time=pair.repetition_time,
+                             native_shape=info.native_shape, config=cfg)
     device = resolve_device(args.device)
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was given but torch sees no CUDA GPU",
-                             hint="Use --device cpu, or run the GPU image with --gpus all (Apptainer: --nv)")
     if device == "cpu":
         LOGGER.info("the model runs on the CPU")
     model = ckpt.get("model", {}) if isinstance(ckpt, dict) else {}
@@ -696,7 +649,9 @@ def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
         "monitoring": {"enabled": False},
     })
     nlogging.update_logging(ncfg)
-    nlevel = logging.DEBUG if args.verbose >= 2 else logging.WARNING
+    from .main import library_level
+
+    nlevel = library_level(args.verbose)
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         logging.getLogger(name).setLevel(nlevel)
 
@@ -718,6 +673,8 @@ def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
 
 
 def _failure_exit(failure: BaseException | None, crashes: list[Path]) -> int:
+    from ..workflows.crashfiles import error_from_crash
+
     errors = [e for e in (error_from_crash(c) for c in crashes) if e is not None]
     for c in crashes:
         LOGGER.error("a step failed; crash file: %s", c)
@@ -736,7 +693,7 @@ class _StepFailed(Spec2VolError):
 
 def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes, model) -> list[str]:
     """Write ``sub-<label>.html`` for each subject; returns the subjects whose report failed."""
-    from ..bids.report_data import run_report
+    from ..pipeline.report_data import run_report
     from ..reports.participant import participant_report
     from ..utils import versions
 
@@ -757,6 +714,6 @@ def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, cras
 
 def run_group(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path) -> int:
     """Group level: metrics of every predicted run against its target, a TSV and an HTML report."""
-    from ..bids.group import run_group_level
+    from ..pipeline.group import run_group_level
 
     return run_group_level(output_dir, bids_dir=bids_dir, participant_label=args.participant_label)

@@ -77,14 +77,39 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(level: int) -> logging.Logger:
-    """Send the ``spec2vol_bids`` loggers' messages at ``level`` and above to stderr, once per process.
+#: what ``-v`` and ``-q`` mean, in every command (``spec2vol_bids ... -h`` shows it)
+VERBOSITY_HELP = {
+    "verbose": "more messages: -v adds debugging details, -vv also the libraries' own messages (nipype)",
+    "quiet": "fewer messages: -q only warnings and errors, -qq only errors",
+}
 
-    Every command calls this (never ``logging.basicConfig``), so running several commands in one process (the
-    demo, a notebook) neither duplicates lines nor changes the root logger of the caller.
+
+def add_verbosity_options(parser) -> None:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` (counted) to a command's parser or argument group."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, dest="verbose", help=VERBOSITY_HELP["verbose"])
+    parser.add_argument("-q", "--quiet", action="count", default=0, dest="quiet", help=VERBOSITY_HELP["quiet"])
+
+
+def log_level(verbose: int = 0, quiet: int = 0) -> int:
+    """The level of spec2vol-bids' messages: INFO (the steps) by default, DEBUG with ``-v``, WARNING with ``-q``,
+    ERROR with ``-qq``."""
+    return min(logging.ERROR, max(logging.DEBUG, logging.INFO + 10 * (int(quiet) - int(verbose))))
+
+
+def library_level(verbose: int = 0) -> int:
+    """The level of the libraries' own loggers (nipype): WARNING, or DEBUG with ``-vv``."""
+    return logging.DEBUG if int(verbose) >= 2 else logging.WARNING
+
+
+def setup_logging(verbose: int = 0, quiet: int = 0) -> logging.Logger:
+    """Send the ``spec2vol_bids`` loggers' messages at :func:`log_level` and above to stderr, once per process.
+
+    Every command calls this with its ``-v``/``-q`` counts (never ``logging.basicConfig``), so the flags mean the
+    same everywhere, and running several commands in one process (the demo, a notebook) neither duplicates lines
+    nor changes the root logger of the caller.
     """
     logger = logging.getLogger("spec2vol_bids")
-    logger.setLevel(level)
+    logger.setLevel(log_level(verbose, quiet))
     if not any(getattr(h, "_spec2vol", False) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s [spec2vol_bids %(levelname)s] %(message)s",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from .._version import __version__
@@ -15,6 +14,8 @@ PRESET_NAMES = ("tiny", "noddi-like", "oddball-like", "cnepfl-like")
 
 def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParser:
     """Command-line parser of ``spec2vol_bids simulate``."""
+    from .main import add_verbosity_options
+
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Write a synthetic simultaneous EEG-fMRI BIDS dataset whose BOLD signal is driven by the band "
@@ -35,7 +36,7 @@ def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParse
     parser.add_argument("--seed", type=nonnegative_int, default=0, metavar="K", help="random seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages")
+    add_verbosity_options(parser)
     parser.add_argument("--version", action="version", version=f"spec2vol-bids {__version__}")
     return parser
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate the dataset described by ``args``; returns the exit code (0)."""
     from .main import setup_logging
 
-    setup_logging(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
+    setup_logging(args.verbose, args.quiet)
     from ..simulate import simulate_dataset
 
     root = simulate_dataset(args.out_dir, preset=args.preset, subjects=args.subjects, sessions=args.sessions,

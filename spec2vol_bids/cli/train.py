@@ -38,6 +38,8 @@ logger = logging.getLogger("spec2vol_bids.train")
 
 def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     """Command-line parser of ``spec2vol_bids train``."""
+    from .main import add_verbosity_options
+
     p = argparse.ArgumentParser(
         prog=prog,
         description="Train and cross-validate an EEG-to-fMRI model on the participant-level derivatives of "
@@ -112,7 +114,7 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g.add_argument("--noise-ceiling", type=Path, default=None, metavar="TSV",
                    help="noise_ceiling.tsv of a simulated dataset, reported next to the results")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("-v", "--verbose", action="count", default=0)
+    add_verbosity_options(g)
     return p
 
 
@@ -121,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import CantCreateError, UsageError
-    from ..train.experiment import Experiment
+    from ..pipeline.training import Experiment
     from .main import setup_logging
 
-    setup_logging(logging.WARNING - 10 * min(args.verbose, 2))
+    setup_logging(args.verbose, args.quiet)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     model_dir: Path = args.model_dir

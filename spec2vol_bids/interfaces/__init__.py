@@ -1,4 +1,4 @@
-"""Thin nipype interfaces over the functions of :mod:`spec2vol_bids.bids.process` and the report builders.
+"""Thin nipype interfaces over the functions of :mod:`spec2vol_bids.pipeline` and the report builders.
 
 Each interface does one step of one run and writes its result into the node's working directory under the
 final derivative name; :class:`~spec2vol_bids.interfaces.bids.DerivativesDataSink` then copies the files of a
@@ -7,10 +7,10 @@ run into the output dataset, atomically, once every step of the run has succeede
 ========================================  ==============================================================
 interface                                 wraps
 ========================================  ==============================================================
-:class:`.preproc.EEGSpectrogram`          :func:`spec2vol_bids.bids.process.compute_spectrogram`
-:class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.bids.process.compute_target`
-:class:`.model.Predict`                   :func:`spec2vol_bids.bids.process.predict_run`
-:class:`.bids.DerivativesDataSink`        :func:`spec2vol_bids.bids.derivatives.copy_atomic`
+:class:`.preproc.EEGSpectrogram`          :func:`spec2vol_bids.pipeline.steps.compute_spectrogram`
+:class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.pipeline.steps.compute_target`
+:class:`.model.Predict`                   :func:`spec2vol_bids.pipeline.steps.predict_run`
+:class:`.bids.DerivativesDataSink`        :func:`spec2vol_bids.utils.copy_atomic`
 :class:`.reports.ParticipantReport`       :func:`spec2vol_bids.reports.participant.participant_report`
 ========================================  ==============================================================
 """

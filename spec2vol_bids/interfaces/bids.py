@@ -13,23 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["DerivativesDataSink", "relative_derivative_path"]
-
-
-def relative_derivative_path(path: str | Path) -> Path:
-    """``sub-X/[ses-Y/]<datatype>/<name>`` of a file written under its derivative name in any folder.
-
-    Raises
-    ------
-    ValueError
-        The path does not end in such a layout.
-    """
-    parts = Path(path).parts
-    if len(parts) >= 4 and parts[-3].startswith("ses-") and parts[-4].startswith("sub-"):
-        return Path(*parts[-4:])
-    if len(parts) >= 3 and parts[-3].startswith("sub-"):
-        return Path(*parts[-3:])
-    raise ValueError(f"{path} is not laid out as sub-<label>/[ses-<label>/]<datatype>/<file>")
+__all__ = ["DerivativesDataSink"]
 
 
 class _SinkInputSpec(BaseInterfaceInputSpec):
@@ -55,7 +39,8 @@ class DerivativesDataSink(SimpleInterface):
     _always_run = True
 
     def _run_interface(self, runtime):
-        from ..bids.derivatives import copy_atomic
+        from ..io.names import relative_derivative_path
+        from ..utils import copy_atomic
 
         files = [Path(f) for f in self.inputs.in_files]
         # JSON sidecars first: whoever sees a data file also finds its sidecar.

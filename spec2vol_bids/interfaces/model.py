@@ -35,7 +35,7 @@ class _PredictOutputSpec(TraitedSpec):
 
 
 class Predict(SimpleInterface):
-    """Predict a run's BOLD volumes from its spectrogram (:func:`spec2vol_bids.bids.process.predict_run`).
+    """Predict a run's BOLD volumes from its spectrogram (:func:`spec2vol_bids.pipeline.steps.predict_run`).
 
     The checkpoint must match the data (channels, frequency axis, grid); a mismatch raises
     :class:`~spec2vol_bids.errors.DataError`.
@@ -45,7 +45,8 @@ class Predict(SimpleInterface):
     output_spec = _PredictOutputSpec
 
     def _run_interface(self, runtime):
-        from ..bids.process import predict_run, prediction_name
+        from ..io.derivatives import PREDICTION
+        from ..pipeline.steps import predict_run
 
         device = self.inputs.device
         if device == "auto" and self.inputs.use_gpu:
@@ -54,7 +55,7 @@ class Predict(SimpleInterface):
             import torch
 
             torch.set_num_threads(int(self.inputs.num_threads))
-        out = prediction_name(runtime.cwd, self.inputs.spectrogram)
+        out = PREDICTION.path(runtime.cwd, self.inputs.spectrogram)
         nii, js = predict_run(
             self.inputs.spectrogram, self.inputs.target, self.inputs.checkpoint, out_file=out, device=device,
             batch_size=self.inputs.batch_size,

@@ -38,7 +38,7 @@ class _EEGSpectrogramOutputSpec(TraitedSpec):
 class EEGSpectrogram(SimpleInterface):
     """Volume-locked spectrogram of one EEG run, written as the spectrogram derivative (HDF5 + JSON).
 
-    Streams the recording window by window (:func:`spec2vol_bids.bids.process.compute_spectrogram`). The
+    Streams the recording window by window (:func:`spec2vol_bids.pipeline.steps.compute_spectrogram`). The
     file is written into the node directory under its final BIDS name (``sub-X/[ses-Y/]eeg/...``).
     """
 
@@ -46,25 +46,20 @@ class EEGSpectrogram(SimpleInterface):
     output_spec = _EEGSpectrogramOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nib
-        import numpy as np
+        from ..bids.bold import load_bold_header
+        from ..io.derivatives import SPECTROGRAM
+        from ..io.spectrogram import load_spectrogram
+        from ..pipeline.steps import compute_spectrogram
 
-        from ..bids.process import compute_spectrogram, spectrogram_name
-
-        n_volumes = int(nib.load(self.inputs.bold_file).shape[3])
-        out = spectrogram_name(runtime.cwd, self.inputs.eeg_file)
+        n_volumes = int(load_bold_header(self.inputs.bold_file).shape[3])
         h5, js = compute_spectrogram(
             self.inputs.eeg_file, n_volumes=n_volumes, repetition_time=self.inputs.repetition_time,
-            out_file=out, config=_opt(self.inputs.config), channels_tsv=_opt(self.inputs.channels_tsv),
-            events_tsv=_opt(self.inputs.events_tsv), bold_file=self.inputs.bold_file,
-            progress=self.inputs.progress)
-        import h5py
-
-        with h5py.File(h5, "r") as f:
-            source = f.attrs["onset_source"]
+            out_file=SPECTROGRAM.path(runtime.cwd, self.inputs.eeg_file), config=_opt(self.inputs.config),
+            channels_tsv=_opt(self.inputs.channels_tsv), events_tsv=_opt(self.inputs.events_tsv),
+            bold_file=self.inputs.bold_file, progress=self.inputs.progress)
         self._results["out_file"] = str(h5)
         self._results["out_sidecar"] = str(js)
-        self._results["onset_source"] = str(np.asarray(source).item() if hasattr(source, "item") else source)
+        self._results["onset_source"] = str(load_spectrogram(h5, data=False).attrs["onset_source"])
         return runtime
 
 
@@ -88,15 +83,16 @@ class _BOLDTargetOutputSpec(TraitedSpec):
 
 class BOLDTarget(SimpleInterface):
     """BOLD series resized to the model grid and scaled per volume, plus its brain mask
-    (:func:`spec2vol_bids.bids.process.compute_target`)."""
+    (:func:`spec2vol_bids.pipeline.steps.compute_target`)."""
 
     input_spec = _BOLDTargetInputSpec
     output_spec = _BOLDTargetOutputSpec
 
     def _run_interface(self, runtime):
-        from ..bids.process import compute_target, target_names
+        from ..io.derivatives import MASK, TARGET
+        from ..pipeline.steps import compute_target
 
-        target, mask = target_names(runtime.cwd, self.inputs.bold_file)
+        target, mask = TARGET.path(runtime.cwd, self.inputs.bold_file), MASK.path(runtime.cwd, self.inputs.bold_file)
         t, tj, m, mj = compute_target(self.inputs.bold_file, out_file=target, mask_file=mask,
                                       repetition_time=self.inputs.repetition_time,
                                       config=_opt(self.inputs.config), brain_mask=_opt(self.inputs.mask_file),

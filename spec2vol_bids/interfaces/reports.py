@@ -37,12 +37,13 @@ class ParticipantReport(SimpleInterface):
     _always_run = True
 
     def _run_interface(self, runtime):
-        from ..bids.report_data import run_report_from_files, subject_runs
+        from ..io.derivatives import run_derivatives
+        from ..pipeline.report_data import run_report_from_files
         from ..reports.participant import participant_report
         from ..utils import versions
 
         runs = [run_report_from_files(r["spectrogram"], target=r.get("target"), mask=r.get("mask"),
-                                      prediction=r.get("prediction")) for r in subject_runs(self.inputs.in_files)]
+                                      prediction=r.get("prediction")) for r in run_derivatives(self.inputs.in_files)]
         path = participant_report(
             self.inputs.base_directory, self.inputs.subject, runs,
             config=self.inputs.config if isdefined(self.inputs.config) else None, versions=versions(),

@@ -17,7 +17,7 @@ from ..errors import DataError, UsageError
 from .encoder import SpectrogramEncoder, encoded_width
 from .vmunet import VMUNet
 
-__all__ = ["Spec2VolCAMUNet", "PRESETS", "check_model_input"]
+__all__ = ["Spec2VolCAMUNet", "ConfigShapes", "PRESETS", "check_model_input"]
 
 #: Named hyper-parameter sets for :meth:`Spec2VolCAMUNet.from_preset` (shape arguments are given separately).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -51,7 +51,26 @@ def check_model_input(name: str, x: torch.Tensor, expected: tuple[int, int, int]
                         hint=f"convert the input with x.to({dtype}) (or the model with model.to(x.dtype))")
 
 
-class Spec2VolCAMUNet(nn.Module):
+class ConfigShapes:
+    """``input_shape`` and ``output_shape`` of a model whose ``config`` holds ``n_windows``, ``n_electrodes``,
+    ``n_freqs``, ``n_slices`` and ``grid`` (the published network and its variants)."""
+
+    config: dict
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Expected per-sample input shape ``(n_windows, n_electrodes, n_freqs)``."""
+        c = self.config
+        return c["n_windows"], c["n_electrodes"], c["n_freqs"]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """Per-sample output shape ``(n_slices, grid, grid)``."""
+        c = self.config
+        return c["n_slices"], c["grid"], c["grid"]
+
+
+class Spec2VolCAMUNet(ConfigShapes, nn.Module):
     """The Spec2VolCAMU-Net generator.
 
     Parameters
@@ -132,18 +151,6 @@ class Spec2VolCAMUNet(nn.Module):
         self.encoder = SpectrogramEncoder(n_windows, hidden, heads, grid)
         self.decoder = VMUNet(hidden, n_slices, dims=dims, depths=depths, depths_decoder=depths_decoder,
                               d_state=d_state, drop_path=drop_path, scan_backend=scan_backend)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """Expected per-sample input shape ``(n_windows, n_electrodes, n_freqs)``."""
-        c = self.config
-        return c["n_windows"], c["n_electrodes"], c["n_freqs"]
-
-    @property
-    def output_shape(self) -> tuple[int, int, int]:
-        """Per-sample output shape ``(n_slices, grid, grid)``."""
-        c = self.config
-        return c["n_slices"], c["grid"], c["grid"]
 
     @classmethod
     def from_preset(cls, name: str = "paper", **kwargs: Any) -> Spec2VolCAMUNet:

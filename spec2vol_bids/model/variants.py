@@ -49,7 +49,7 @@ from torch.nn import functional as F
 from ..errors import UsageError
 from .encoder import SpectrogramEncoder, encoded_width
 from .registry import register_model
-from .spec2vol import check_model_input
+from .spec2vol import ConfigShapes, check_model_input
 
 __all__ = ["Spec2VolGlobal", "LowRankHead", "CrossAttentionHead", "RefinerHead", "HEADS", "VARIANT_PRESETS",
            "VARIANT_NAMES"]
@@ -168,7 +168,7 @@ class RefinerHead(nn.Module):
         return coarse + self.refiner(context)  # (B, D, G, G)
 
 
-class Spec2VolGlobal(nn.Module):
+class Spec2VolGlobal(ConfigShapes, nn.Module):
     """The Spec2VolCAMU-Net encoder with a global head, predicting the deviation from the training-mean volume.
 
     Parameters
@@ -264,16 +264,6 @@ class Spec2VolGlobal(nn.Module):
         """Registry name (``spec2vol-lowrank``, ...)."""
         return VARIANT_NAMES[self.config["head"]]
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c = self.config
-        return c["n_windows"], c["n_electrodes"], c["n_freqs"]
-
-    @property
-    def output_shape(self) -> tuple[int, int, int]:
-        c = self.config
-        return c["n_slices"], c["grid"], c["grid"]
-
     @classmethod
     def from_preset(cls, name: str = "paper", **kwargs: Any) -> Spec2VolGlobal:
         """Build from a named preset (``"paper"``: the published encoder; ``"tiny"``: N = 32, 4 heads); ``kwargs``
@@ -337,6 +327,10 @@ class Spec2VolGlobal(nn.Module):
 
 def _builder(head: str):
     def build(preset: str | None = None, **kwargs) -> nn.Module:
+        # a checkpoint's kwargs (the model's config) name the head too: it must be this builder's
+        given = kwargs.pop("head", head)
+        if given != head:
+            raise UsageError(f"{VARIANT_NAMES[head]} has the {head!r} head, not {given!r}")
         return Spec2VolGlobal.from_preset(preset or "paper", head=head, **kwargs)
 
     build.__doc__ = f"Spec2VolGlobal with the {head!r} head; ``preset`` ``paper`` or ``tiny``."

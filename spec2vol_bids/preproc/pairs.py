@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import option_name
+from ..config import option_name, pairing_from_seconds
 from ..errors import DataError, UsageError
 
 __all__ = ["make_pairs", "pairing_from_seconds", "pairs_for_config"]
@@ -79,44 +79,6 @@ def make_pairs(n_volumes: int, valid=None, *, n_windows: int = 20, discard: int 
             f"none of the {len(targets)} candidate pairs has all {n_windows} EEG windows inside the recording",
             hint="Check that the EEG covers the BOLD run (volume onsets vs EEG length).")
     return windows[keep].astype(np.int32), targets[keep].astype(np.int32)
-
-
-def pairing_from_seconds(tr: float, window_span_s: float | None = None,
-                         lag_s: float | None = None) -> tuple[int | None, int | None]:
-    """Convert the paper-style "a window of S seconds ending L seconds before the volume" to volumes.
-
-    Parameters
-    ----------
-    tr : float
-        Repetition time in seconds.
-    window_span_s : float or None
-        Seconds of EEG per model input; becomes ``round(window_span_s / tr)`` windows (at least 1).
-    lag_s : float or None
-        Seconds between the end of the input and the target's onset; becomes ``round(lag_s / tr)`` volumes.
-
-    Returns
-    -------
-    n_windows, lag : int or None
-        ``None`` where the corresponding argument was ``None``.
-
-    Examples
-    --------
-    >>> pairing_from_seconds(2.0, 20.0, 6.0)
-    (10, 3)
-    """
-    if not (isinstance(tr, (int, float, np.floating)) and np.isfinite(tr) and tr > 0):
-        raise DataError(f"repetition time {tr!r} s is not a positive number",
-                        hint="Check RepetitionTime in the BOLD sidecar.")
-    n_windows = lag = None
-    if window_span_s is not None:
-        if window_span_s <= 0:
-            raise UsageError(f"window_span_s = {window_span_s} must be positive")
-        n_windows = max(1, int(np.floor(window_span_s / tr + 0.5)))
-    if lag_s is not None:
-        if lag_s < 0:
-            raise UsageError(f"lag_s = {lag_s} must be zero or positive")
-        lag = int(np.floor(lag_s / tr + 0.5))
-    return n_windows, lag
 
 
 def pairs_for_config(n_volumes: int, valid, tr: float, cfg) -> tuple[np.ndarray, np.ndarray]:

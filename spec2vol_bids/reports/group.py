@@ -37,12 +37,14 @@ def load_metrics(table):
     """
     import pandas as pd
 
+    from ..io.tables import read_tsv_frame
+
     if isinstance(table, (str, os.PathLike)):
         path = Path(table)
         if not path.is_file():
             raise NoInputError(f"metrics table {path} does not exist",
                                hint="Run the participant level with --model first, or check OUT_DIR.")
-        df = pd.read_csv(path, sep="\t", na_values=["n/a"])
+        df = read_tsv_frame(path)
     elif isinstance(table, pd.DataFrame):
         df = table.copy()
     else:

@@ -19,8 +19,6 @@ interrupted run leaves nothing behind. The same seed gives the same bytes.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import os
 import shutil
@@ -33,6 +31,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import CantCreateError, UsageError
+from ..io.names import sidecar_path
+from ..io.tables import write_tsv
 from ..utils import atomic_path, atomic_write, write_json
 from .anatomy import MAP_SIGMA_MM, SubjectAnatomy, make_anatomy
 from .presets import Preset, electrode_names, get_preset
@@ -208,14 +208,6 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
 
 
 # ----------------------------------------------------------------------------------------------------- internals
-def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    atomic_write(path, buf.getvalue())
-
-
 def _fmt(x: float, digits: int = 6) -> str:
     return f"{float(x):.{digits}f}".rstrip("0").rstrip(".") if np.isfinite(x) else "n/a"
 
@@ -229,18 +221,18 @@ def _minmax(vol: np.ndarray) -> np.ndarray:
 class _CeilingAccumulator:
     """Noise-ceiling metrics over a run, fed one scaled volume pair at a time (slices first, [Z, X, Y]).
 
-    Uses :mod:`spec2vol_bids.train.metrics` (the metrics of training and evaluation). SSIM is computed in
-    batches of volumes in float32 (the float64 grouped convolution is ~30x slower on CPU; the difference is
-    below 1e-5), PSNR in float64 and the dynamic correlation with the streaming accumulator.
+    Scores batches of volumes with :class:`spec2vol_bids.train.metrics.RunMetrics` (the metrics of training and
+    evaluation): SSIM in float32 (the float64 grouped convolution is ~30x slower on CPU; the difference is below
+    1e-5), PSNR in float64 and the dynamic correlation with the streaming accumulator.
     """
 
-    def __init__(self, spatial_shape: tuple[int, int, int], accumulator_cls, max_bytes: int = 8 << 20):
+    def __init__(self, spatial_shape: tuple[int, int, int], max_bytes: int = 8 << 20):
+        from ..train.metrics import RunMetrics
+
         self.batch = max(1, max_bytes // (4 * int(np.prod(spatial_shape))))
-        self.acc = accumulator_cls(spatial_shape)
+        self.scores = RunMetrics(spatial_shape, ssim_dtype=np.float32)
         self.buf_a: list[np.ndarray] = []
         self.buf_b: list[np.ndarray] = []
-        self.ssim: list[float] = []
-        self.psnr: list[float] = []
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         self.buf_a.append(a)
@@ -249,26 +241,17 @@ class _CeilingAccumulator:
             self._flush()
 
     def _flush(self) -> None:
-        import torch
-
-        from ..train.metrics import psnr, ssim_per_sample
-
         if not self.buf_a:
             return
         # (n, Z, X, Y); the best possible prediction (noise-free) scored against the target (measured)
         a, b = np.stack(self.buf_a), np.stack(self.buf_b)
         self.buf_a, self.buf_b = [], []
-        with torch.no_grad():
-            vals = ssim_per_sample(torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32)),
-                                   data_range=1.0)
-        self.ssim.extend(float(v) for v in vals)
-        self.psnr.extend(float(v) for v in psnr(a, b, reduction="none"))
-        self.acc.update(a, b)
+        self.scores.update(a, b)
 
     def result(self, mask: np.ndarray) -> dict:
         self._flush()
-        return {"ssim": float(np.mean(self.ssim)), "psnr": float(np.mean(self.psnr)),
-                "dynamic_correlation": self.acc.mean(mask)}
+        res = self.scores.result(mask)
+        return {k: res[k] for k in ("ssim", "psnr", "dynamic_correlation")}
 
 
 class _Simulation:
@@ -435,9 +418,9 @@ class _Simulation:
             for fname, acq in rows:
                 body.append([fname, acq] + ["n/a"] * (len(header) - 2))
             body.sort(key=lambda r: (r[1], r[0]))
-            _write_tsv(path, header, body)
+            write_tsv(path, body, header)
         for path in self.func_scans:
-            write_json(path.with_suffix(".json"), {
+            write_json(sidecar_path(path), {
                 "filename": {"Description": "File name relative to the session (or subject) folder"},
                 "acq_time": {"Description": "Acquisition start: first EEG sample for EEG files, first volume "
                                             "for BOLD files (simultaneous recording)"}})
@@ -450,12 +433,12 @@ class _Simulation:
                     "Levels": {"F": "female", "M": "male"}},
             "handedness": {"Description": "Handedness", "Levels": {"R": "right", "L": "left"}},
         })
-        _write_tsv(self.root / "participants.tsv", ["participant_id", "age", "sex", "handedness"],
-                   self.participants)
+        write_tsv(self.root / "participants.tsv", self.participants,
+                  ["participant_id", "age", "sex", "handedness"])
 
     def _write_ceiling(self) -> None:
         header = ["participant_id", "session", "task", "run", "n_volumes", "ssim", "psnr", "dynamic_correlation"]
-        _write_tsv(self.deriv / "noise_ceiling.tsv", header, self.ceiling_rows)
+        write_tsv(self.deriv / "noise_ceiling.tsv", self.ceiling_rows, header)
         write_json(self.deriv / "noise_ceiling.json", {
             "Description": "Best score any EEG-to-fMRI model can reach on this dataset: the noise-free BOLD "
                            "compared with the measured BOLD, both min-max scaled to [0, 1] per volume "
@@ -623,8 +606,6 @@ class _Simulation:
         import nibabel as nib
         from tqdm.auto import tqdm
 
-        from ..train.metrics import DynamicCorrelationAccumulator
-
         p = self.p
         n_vol = p.n_volumes
         shape = (*p.grid, n_vol)
@@ -646,7 +627,7 @@ class _Simulation:
         deriv_dir = self._subdir(self.deriv, ent, "func")
         func_dir.mkdir(parents=True, exist_ok=True)
         deriv_dir.mkdir(parents=True, exist_ok=True)
-        ceiling = _CeilingAccumulator((p.grid[2], p.grid[0], p.grid[1]), DynamicCorrelationAccumulator)
+        ceiling = _CeilingAccumulator((p.grid[2], p.grid[0], p.grid[1]))
         with contextlib.ExitStack() as stack:
             tmp_meas = stack.enter_context(atomic_path(func_dir / f"{stem}_bold.nii.gz"))
             tmp_nf = stack.enter_context(atomic_path(deriv_dir / f"{stem}_desc-noisefree_bold.nii.gz"))
@@ -686,7 +667,7 @@ class _Simulation:
         func_dir = self._subdir(self.root, ent, "func")
         rows = [[_fmt(onset - timing.first_volume_onset), "0.1", "target" if code == 2 else "standard", code]
                 for onset, code in power.events]
-        _write_tsv(func_dir / f"{stem}_events.tsv", ["onset", "duration", "trial_type", "value"], rows)
+        write_tsv(func_dir / f"{stem}_events.tsv", rows, ["onset", "duration", "trial_type", "value"])
         write_json(func_dir / f"{stem}_events.json", {
             "onset": {"Description": "Seconds from the first volume (same stimuli as Stimulus/S  1 and "
                                      "Stimulus/S  2 in the EEG events, which count from the first EEG sample)",
@@ -707,7 +688,7 @@ class _Simulation:
         for v in range(p.n_volumes):
             rows.append([v, _fmt(timing.volume_onsets[v])] + [_fmt(x) for x in window_power[v]]
                         + [_fmt(x) for x in z_reg[v]])
-        _write_tsv(deriv_dir / f"{stem}_desc-sources_timeseries.tsv", header, rows)
+        write_tsv(deriv_dir / f"{stem}_desc-sources_timeseries.tsv", rows, header)
         cols = {"volume": {"Description": "BOLD volume index (0-based)"},
                 "onset": {"Description": "Volume marker onset, seconds from the first EEG sample", "Units": "s"}}
         for b in p.bands:

@@ -45,6 +45,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "check_compatible",
+    "check_run_compatible",
     "to_plain",
 ]
 
@@ -296,6 +297,41 @@ def check_compatible(ckpt: Mapping[str, Any], *, channels=None, frequencies=None
         if got != want:
             raise DataError(f"the target grid is {got}, the model predicts {want}",
                             hint="re-run the participant level with the model's grid (--bold-resize dct, --n-slices)")
+
+
+def check_run_compatible(ckpt: Mapping[str, Any], *, channels, sfreq: float, repetition_time: float,
+                         native_shape, config=None) -> None:
+    """Refuse a run, before it is processed, whose spectrogram and target the checkpoint could not be applied to.
+
+    The frequency axis and the target grid the run will have are derived from the preprocessing settings (as the
+    run-level steps will compute them), then checked with :func:`check_compatible`.
+
+    Parameters
+    ----------
+    ckpt : Checkpoint or dict
+    channels : list of str
+        The channels that enter the run's spectrogram, in row order.
+    sfreq, repetition_time : float
+        EEG sampling frequency (Hz) and the BOLD repetition time (s).
+    native_shape : tuple of int
+        Shape of the BOLD series the target is made from (``(X, Y, Z[, T])``).
+    config : PreprocConfig or dict, optional
+        The preprocessing settings of the run (default: the official pipeline).
+
+    Raises
+    ------
+    DataError
+        Naming the first mismatch.
+    """
+    from ..config import PreprocConfig
+    from ..preproc.eeg import frequency_axis, window_samples
+    from ..preproc.fmri import target_shape
+
+    cfg = PreprocConfig.coerce(config)
+    _, n_total = window_samples(sfreq, repetition_time, cfg.eeg.window_length, cfg.eeg.overlap)
+    freqs = np.asarray(frequency_axis(n_total, sfreq, cfg.eeg))
+    grid = tuple(int(s) for s in target_shape(tuple(native_shape)[:3], cfg.bold))
+    check_compatible(ckpt, channels=channels, frequencies=freqs, grid=grid)
 
 
 def _frange(f: np.ndarray) -> str:

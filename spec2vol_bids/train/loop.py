@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..utils import seed_everything, versions, write_json
+from ..utils import resolve_device, seed_everything, versions, write_json
 from . import metrics as M
 from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
 from .data import PairDataset, compute_scaling, input_statistics, target_statistics
@@ -49,7 +49,7 @@ from .splits import Fold
 
 logger = logging.getLogger("spec2vol_bids.train")
 
-__all__ = ["TrainConfig", "build_for_data", "evaluate", "train_fold", "resolve_device"]
+__all__ = ["TrainConfig", "build_for_data", "evaluate", "train_fold"]
 
 
 @dataclass
@@ -127,18 +127,6 @@ def model_defaults(name: str, model=None) -> dict[str, str]:
     return {"loss": "ssim+mse", "select_metric": "ssim"}
 
 
-def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is a usage error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was requested but no CUDA GPU is available",
-                         hint="use --device cpu or --device auto")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise UsageError(f"unknown --device {device!r}", hint="cpu, cuda or auto")
-    return torch.device(device)
-
-
 def build_for_data(name: str, shapes, *, preset: str | None = None, model_kwargs: dict | None = None):
     """Build a registered model for the data's shapes ``((W, C, F), (D, X, Y))``."""
     from ..model.registry import build_model
@@ -206,8 +194,8 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
              desc: str = "eval", example: bool = False) -> dict[str, Any] | None:
     """Loss, SSIM, PSNR (means over samples) and dynamic correlation (mean over runs) of ``model`` on ``ds``.
 
-    Dynamic correlation is computed per run over its pairs in time order, inside the run's brain mask when the
-    derivatives provide one.
+    Each run is scored with :class:`spec2vol_bids.train.metrics.RunMetrics` over its pairs in time order (the
+    dynamic correlation inside the run's brain mask when the derivatives provide one).
 
     Returns
     -------
@@ -229,7 +217,7 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
     for ri, items in ds.run_slices():
         run = ds.runs[ri]
         mask = run.mask()
-        acc = None
+        scores = None
         mid = items.start + len(items) // 2
         for s in range(items.start, items.stop, batch_size):
             idx = list(range(s, min(s + batch_size, items.stop)))
@@ -238,20 +226,20 @@ def evaluate(model, ds: PairDataset | None, *, device=None, batch_size: int = 16
             if pred.shape != y.shape:
                 raise DataError(f"the model predicts {tuple(pred.shape[1:])} volumes, the targets are "
                                 f"{tuple(y.shape[1:])}", hint="train on data with the model's grid")
-            ps = M.ssim_per_sample(pred, y)
+            if scores is None:
+                scores = M.RunMetrics(tuple(y.shape[1:]))
+            ps = scores.update(pred, y)  # per-volume SSIM [b]
             losses.append((0.5 * (1 - ps) + 0.5 * ((pred - y) ** 2).flatten(1).mean(1)).numpy())
-            ssims.append(ps.numpy())
-            psnrs.append(M.psnr_per_sample(pred, y).numpy())
-            if acc is None:
-                acc = M.DynamicCorrelationAccumulator(tuple(y.shape[1:]))
-            acc.update(pred.numpy(), y.numpy())
             if example and ex is None and mid in idx:
                 j = idx.index(mid)
                 ex = {"pred": pred[j].numpy().copy(), "target": y[j].numpy().copy(), "run": run.name,
                       "pair": int(mid - items.start)}
             bar.update(len(idx))
-        if acc is not None and acc.n >= 2:
-            dyn.append(acc.mean(mask))
+        if scores is not None:
+            ssims.append(scores.ssim_values)
+            psnrs.append(scores.psnr_values)
+            if scores.n >= 2:
+                dyn.append(scores.dynamic_correlation(mask))
     bar.close()
     model.train(was_training)
     out = {
@@ -279,6 +267,204 @@ def _strip(res: dict | None) -> dict | None:
     return None if res is None else {k: v for k, v in res.items() if k != "example"}
 
 
+def _evaluate_splits(model, data: FoldData, cfg: TrainConfig, device, *, progress: bool = False
+                     ) -> dict[str, dict | None]:
+    """The fold's validation and test results of ``model`` (the test one with an example volume)."""
+    return {"val": evaluate(model, data.val, device=device, batch_size=cfg.eval_batch_size),
+            "test": evaluate(model, data.test, device=device, batch_size=cfg.eval_batch_size, example=True,
+                             progress=progress, desc="test")}
+
+
+# --------------------------------------------------------------------------------------------------- data
+@dataclass
+class FoldData:
+    """The datasets of one fold, their EEG scaled with statistics of the training subjects (or as configured).
+
+    Attributes
+    ----------
+    train, val, test : PairDataset (or None when the fold has no such subjects)
+    runs : dict
+        The runs of each split (``train``, ``val``, ``test``).
+    scaling : dict
+        :func:`~spec2vol_bids.train.scaling.compute_scaling`'s statistics.
+    select_on : str
+        Which split chooses the best epoch: ``val``, ``test`` (the paper's protocol) or ``last`` (none).
+    """
+
+    train: PairDataset
+    val: PairDataset | None
+    test: PairDataset | None
+    runs: dict[str, list]
+    scaling: dict
+    select_on: str
+
+    @property
+    def selection(self) -> PairDataset | None:
+        """The dataset the best epoch is chosen on (``None``: keep the last epoch)."""
+        return {"val": self.val, "test": self.test}.get(self.select_on)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What every checkpoint of the fold carries about its data (preprocessing, channels, grid, scaling)."""
+        ref = self.runs["train"][0]
+        return {
+            "preprocessing": ref.config,
+            "channels": list(ref.channels),
+            "frequencies": None if ref.frequencies is None else [float(f) for f in ref.frequencies],
+            "grid": {"shape": [int(v) for v in ref.grid_shape], "affine": np.asarray(ref.affine).tolist()},
+            "scaling": self.scaling,
+        }
+
+
+def fold_data(runs: Sequence, fold: Fold, normalization: str) -> FoldData:
+    """Split ``runs`` by the subjects of ``fold`` and scale them (statistics from the training subjects only,
+    unless ``normalization='global-leaky'``).
+
+    Raises
+    ------
+    DataError
+        The fold has no training runs, or they have no pairs.
+    """
+    split = {"train": [r for r in runs if r.subject in fold.train], "val": [r for r in runs if r.subject in fold.val],
+             "test": [r for r in runs if r.subject in fold.test]}
+    if not split["train"]:
+        raise DataError(f"fold {fold.name}: no training runs")
+    # EEG statistics: training subjects only (default) or the official leaky min-max over everything
+    scaling = compute_scaling(runs, normalization, train_subjects=list(fold.train))
+    data = FoldData(train=PairDataset(split["train"], scaling),
+                    val=PairDataset(split["val"], scaling) if split["val"] else None,
+                    test=PairDataset(split["test"], scaling) if split["test"] else None,
+                    runs=split, scaling=scaling, select_on=fold.select_on)
+    if len(data.train) == 0:
+        raise DataError(f"fold {fold.name}: the training runs have no pairs")
+    return data
+
+
+def _make_criterion(cfg: TrainConfig, stats: dict | None, train: PairDataset, device) -> Callable:
+    """The training loss ``criterion(pred, y, items)`` of ``cfg.loss`` (``items``: the batch's dataset items)."""
+    if cfg.loss == "demeaned-mse":
+        run_means = torch.as_tensor(stats["run_means"]).to(device)  # [n_train_runs, D, X, Y]
+        mean_volume = torch.as_tensor(stats["mean_volume"]).to(device)  # [D, X, Y]
+        run_of = torch.as_tensor(train.index[:, 0])  # item -> run
+
+        def criterion(pred, y, items):
+            return demeaned_mse_loss(pred, y, run_means[run_of[items].to(device)], mean_volume,
+                                     variance=stats["dynamic_variance"])
+    else:
+        ssim_mse = SSIMMSELoss()
+
+        def criterion(pred, y, items):
+            return ssim_mse(pred, y)
+    return criterion
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+@dataclass
+class TrainState:
+    """Where a gradient training run is: what ``resume.ckpt`` restores (besides the model, optimiser, schedule and
+    RNG states)."""
+
+    epoch: int = 0
+    mb_pos: int = 0
+    global_step: int = 0
+    history: list = field(default_factory=list)
+    ep_loss_sum: float = 0.0
+    ep_loss_n: int = 0
+    best_epoch: int | None = None
+    best_score: float = -math.inf
+    best_state: dict | None = None
+
+    def consider(self, epoch: int, score: float, model) -> None:
+        """Keep ``model``'s weights as the best ones if ``score`` beats the best so far."""
+        if score > self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_state = _cpu_state(model)
+
+
+class CheckpointPolicy:
+    """What a fold writes and when: ``last.ckpt`` and ``best.ckpt`` (with the fold's data and training metadata),
+    ``resume.ckpt`` (at every epoch end and every ``save_every`` optimiser steps), ``history.json`` and
+    ``examples.npz``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The fold's folder (``MODEL_DIR/folds/<fold>/<model>``).
+    meta : dict
+        :meth:`FoldData.checkpoint_meta`.
+    training_info : dict
+        The ``training`` entry of the checkpoints (updated by the caller as the loss and schedule are set up).
+    fingerprint : dict, optional
+        What must not change across a resume (settings, fold, number of training pairs).
+    """
+
+    def __init__(self, out_dir: Path, *, meta: dict, training_info: dict, fingerprint: dict | None = None):
+        self.out_dir = Path(out_dir)
+        self.meta = meta
+        self.training_info = training_info
+        self.fingerprint = fingerprint
+        self.resume_path = self.out_dir / "resume.ckpt"
+
+    def write_model(self, name: str, model, model_name: str, state: dict, kind: str, epoch: int | None,
+                    results: dict) -> str:
+        """Write ``<name>`` (``last.ckpt`` / ``best.ckpt``) with ``state``; returns its path."""
+        payload = dict(self.meta)
+        payload.update(
+            model={"name": model_name, "kwargs": _model_kwargs(model)},
+            state_dict=state,
+            training=dict(self.training_info, checkpoint=kind, epoch=epoch),
+            metrics={k: _strip(v) for k, v in results.items()},
+            versions=versions(),
+        )
+        save_checkpoint(self.out_dir / name, payload)
+        return str(self.out_dir / name)
+
+    def save_resume(self, model, optimizer, schedule, state: TrainState) -> None:
+        save_checkpoint(self.resume_path, {
+            "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(),
+            "epoch": state.epoch, "mb_pos": state.mb_pos, "global_step": state.global_step,
+            "history": state.history, "ep_loss_sum": state.ep_loss_sum, "ep_loss_n": state.ep_loss_n,
+            "best_epoch": state.best_epoch, "best_score": state.best_score, "best_state": state.best_state,
+            "fingerprint": self.fingerprint,
+        }, fmt=RESUME_FORMAT)
+
+    def load_resume(self, model, optimizer, schedule, fold_name: str) -> TrainState | None:
+        """The saved state (model, optimiser, schedule and RNG restored), or ``None`` without ``resume.ckpt``.
+
+        Raises
+        ------
+        UsageError
+            ``resume.ckpt`` was written with other settings or data.
+        """
+        if not self.resume_path.exists():
+            logger.info("no %s: starting fold %s from scratch", self.resume_path, fold_name)
+            return None
+        st = load_checkpoint(self.resume_path, fmt=RESUME_FORMAT)
+        if st["fingerprint"] != _plainify(self.fingerprint):
+            raise UsageError(f"{self.resume_path} was written with different settings or data",
+                             hint="resume with the same arguments, or start a new MODEL_DIR")
+        model.load_state_dict(st["state_dict"])
+        optimizer.load_state_dict(st["optimizer"])
+        schedule.load_state_dict(st["schedule"])
+        torch.set_rng_state(st["rng_state"])
+        state = TrainState(epoch=int(st["epoch"]), mb_pos=int(st["mb_pos"]), global_step=int(st["global_step"]),
+                           history=list(st["history"]), ep_loss_sum=float(st["ep_loss_sum"]),
+                           ep_loss_n=int(st["ep_loss_n"]), best_epoch=st["best_epoch"],
+                           best_score=float(st["best_score"]), best_state=st["best_state"])
+        logger.info("resuming fold %s at epoch %d, step %d", fold_name, state.epoch + 1, state.global_step)
+        return state
+
+    def save_examples(self, res: dict | None, res_last: dict | None = None) -> None:
+        _save_examples(self.out_dir, res, res_last)
+
+    def write_history(self, result: dict) -> None:
+        write_json(self.out_dir / "history.json", result)
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 # --------------------------------------------------------------------------------------------------- training
 class _Stop(Exception):
     """Raised by a step callback to stop training (tests simulate a kill with it)."""
@@ -296,6 +482,11 @@ def train_fold(
     data_summary: dict | None = None,
 ) -> dict[str, Any]:
     """Train (or fit) ``cfg.model`` on ``fold`` and evaluate it; write checkpoints into ``out_dir``.
+
+    The units: :func:`fold_data` (the scaled datasets), the model and its target statistics,
+    :class:`CheckpointPolicy` (what is written when), :func:`_train_epoch` (one epoch of optimiser steps),
+    :func:`_select` (evaluation and best-epoch choice after each epoch) and :func:`_finish` (the final evaluation
+    of the last and selected weights); closed-form baselines go through :func:`_fit_closed_form` instead.
 
     Parameters
     ----------
@@ -319,47 +510,24 @@ def train_fold(
         metric dicts), ``history`` (one dict per epoch), ``scaling``, ``fit_info``, ``seconds``,
         ``checkpoints``.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-
-    train_runs = [r for r in runs if r.subject in fold.train]
-    val_runs = [r for r in runs if r.subject in fold.val]
-    test_runs = [r for r in runs if r.subject in fold.test]
-    if not train_runs:
-        raise DataError(f"fold {fold.name}: no training runs")
-    # EEG statistics: training subjects only (default) or the official leaky min-max over everything
-    scaling = compute_scaling(runs, cfg.normalization, train_subjects=list(fold.train))
-    train_ds = PairDataset(train_runs, scaling)
-    val_ds = PairDataset(val_runs, scaling) if val_runs else None
-    test_ds = PairDataset(test_runs, scaling) if test_runs else None
-    sel_ds = {"val": val_ds, "test": test_ds}.get(fold.select_on)
-    shapes = train_ds.sample_shapes
-    if len(train_ds) == 0:
-        raise DataError(f"fold {fold.name}: the training runs have no pairs")
+    device = torch.device(resolve_device(cfg.device))
+    data = fold_data(runs, fold, cfg.normalization)
 
     seed_everything(cfg.seed)
-    model = build_for_data(cfg.model, shapes, preset=cfg.preset, model_kwargs=cfg.model_kwargs).to(device)
+    model = build_for_data(cfg.model, data.train.sample_shapes, preset=cfg.preset,
+                           model_kwargs=cfg.model_kwargs).to(device)
     cfg = cfg.resolved(model)
     stats = None
     if getattr(model, "needs_mean_volume", False) or (cfg.loss == "demeaned-mse"
                                                      and not getattr(model, "closed_form", False)):
-        stats = target_statistics(train_ds)
+        stats = target_statistics(data.train)
         if getattr(model, "needs_mean_volume", False):
             model.set_target_statistics(stats["mean_volume"], math.sqrt(stats["dynamic_variance"]))
-            inputs = input_statistics(train_runs, scaling)
+            inputs = input_statistics(data.runs["train"], data.scaling)
             model.set_input_statistics(inputs["mean"], inputs["std"])
-    ref = train_runs[0]
-    meta = {
-        "preprocessing": ref.config,
-        "channels": list(ref.channels),
-        "frequencies": None if ref.frequencies is None else [float(f) for f in ref.frequencies],
-        "grid": {"shape": [int(v) for v in ref.grid_shape], "affine": np.asarray(ref.affine).tolist()},
-        "scaling": scaling,
-    }
     training_info = {
         "fold": fold.to_dict(),
         "protocol": fold.protocol,
@@ -367,182 +535,145 @@ def train_fold(
         "config": cfg.to_dict(),
         "device": str(device),
         "data": data_summary or {},
-        "runs": {"train": [r.name for r in train_runs], "val": [r.name for r in val_runs],
-                 "test": [r.name for r in test_runs]},
-        "n_pairs": {"train": len(train_ds), "val": len(val_ds or []), "test": len(test_ds or [])},
+        "runs": {k: [r.name for r in v] for k, v in data.runs.items()},
+        "n_pairs": {"train": len(data.train), "val": len(data.val or []), "test": len(data.test or [])},
     }
-
-    def write_model_ckpt(path: Path, state: dict, kind: str, epoch: int | None, results: dict) -> str:
-        payload = dict(meta)
-        payload.update(
-            model={"name": cfg.model, "kwargs": _model_kwargs(model)},
-            state_dict=state,
-            training=dict(training_info, checkpoint=kind, epoch=epoch),
-            metrics={k: _strip(v) for k, v in results.items()},
-            versions=versions(),
-        )
-        return save_checkpoint(path, payload)
-
-    # ---------------------------------------------------------------- closed-form baselines
+    result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol}
     if getattr(model, "closed_form", False):
-        train_b = lambda: _batches(train_ds, cfg.eval_batch_size)  # noqa: E731
-        val_b = (lambda: _batches(val_ds, cfg.eval_batch_size)) if val_ds is not None else None
-        fit_info = model.fit(train_b, val_b)
-        res = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
-               "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True)}
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        write_model_ckpt(out_dir / "last.ckpt", state, "last", None, res)
-        _save_examples(out_dir, res["test"])
-        result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol, "selected_epoch": None,
-                  "results": {"last": {k: _strip(v) for k, v in res.items()},
-                              "best": {k: _strip(v) for k, v in res.items()}},
-                  "history": [], "scaling": scaling, "fit_info": fit_info,
-                  "seconds": time.perf_counter() - t0,
-                  "checkpoints": {"last": str(out_dir / "last.ckpt"), "best": str(out_dir / "last.ckpt")}}
-        write_json(out_dir / "history.json", result)
-        return result
-
-    # ---------------------------------------------------------------- gradient training
-    if cfg.loss == "demeaned-mse":
-        run_means = torch.as_tensor(stats["run_means"]).to(device)  # [n_train_runs, D, X, Y]
-        mean_volume = torch.as_tensor(stats["mean_volume"]).to(device)  # [D, X, Y]
-        run_of = torch.as_tensor(train_ds.index[:, 0])  # item -> run
-
-        def criterion(pred, y, items):
-            return demeaned_mse_loss(pred, y, run_means[run_of[items].to(device)], mean_volume,
-                                     variance=stats["dynamic_variance"])
+        policy = CheckpointPolicy(out_dir, meta=data.checkpoint_meta(), training_info=training_info)
+        result.update(_fit_closed_form(model, data, cfg, device, policy))
     else:
-        ssim_mse = SSIMMSELoss()
+        criterion = _make_criterion(cfg, stats, data.train, device)
+        training_info["loss"] = {"name": cfg.loss, "select_metric": cfg.select_metric,
+                                 "dynamic_variance": None if stats is None else stats["dynamic_variance"]}
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      betas=(0.9, 0.999))
+        micro_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        schedule = LRSchedule(optimizer, cfg.lr, kind=cfg.schedule, epochs=cfg.epochs,
+                              steps_per_epoch=math.ceil(micro_per_epoch / cfg.accumulation),
+                              micro_batches_per_epoch=micro_per_epoch, warmup=cfg.warmup_steps,
+                              restart_every=cfg.restart_every)
+        training_info["schedule"] = schedule.describe()
+        # what must not change across a resume (execution-only settings may)
+        fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("num_workers", "save_every")},
+                       "fold": fold.to_dict(), "n_train": len(data.train)}
+        policy = CheckpointPolicy(out_dir, meta=data.checkpoint_meta(), training_info=training_info,
+                                  fingerprint=fingerprint)
+        state = (policy.load_resume(model, optimizer, schedule, fold.name) if resume else None) or TrainState()
+        model.train()
+        while state.epoch < cfg.epochs:
+            _train_epoch(model, optimizer, schedule, data.train, criterion, state, cfg, device, policy,
+                         label=f"{fold.name} {cfg.model}", progress=progress, step_callback=step_callback)
+            _select(model, data, cfg, device, state, log_label=f"fold {fold.name} {cfg.model}")
+            state.epoch += 1
+            state.mb_pos = 0
+            state.ep_loss_sum, state.ep_loss_n = 0.0, 0
+            policy.save_resume(model, optimizer, schedule, state)
+            if step_callback is not None:
+                step_callback(-state.epoch)  # negative: an epoch boundary
+        result.update(_finish(model, data, cfg, device, policy, state, progress=progress))
+    result["seconds"] = time.perf_counter() - t0
+    result = {k: result[k] for k in ("fold", "model", "protocol", "selected_epoch", "results", "history", "scaling",
+                                     "fit_info", "seconds", "checkpoints")}
+    policy.write_history(result)
+    return result
 
-        def criterion(pred, y, items):
-            return ssim_mse(pred, y)
-    training_info["loss"] = {"name": cfg.loss, "select_metric": cfg.select_metric,
-                             "dynamic_variance": None if stats is None else stats["dynamic_variance"]}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.999))
-    n_train = len(train_ds)
-    micro_per_epoch = math.ceil(n_train / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / cfg.accumulation)
-    schedule = LRSchedule(optimizer, cfg.lr, kind=cfg.schedule, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                          micro_batches_per_epoch=micro_per_epoch, warmup=cfg.warmup_steps,
-                          restart_every=cfg.restart_every)
-    training_info["schedule"] = schedule.describe()
 
-    epoch, mb_pos, global_step = 0, 0, 0
-    history: list[dict] = []
-    best = {"epoch": None, "score": -math.inf, "state": None}
-    ep_loss_sum, ep_loss_n = 0.0, 0
-    resume_path = out_dir / "resume.ckpt"
-    # what must not change across a resume (execution-only settings may)
-    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("num_workers", "save_every")},
-                   "fold": fold.to_dict(), "n_train": n_train}
+def _fit_closed_form(model, data: FoldData, cfg: TrainConfig, device, policy: CheckpointPolicy) -> dict[str, Any]:
+    """Fit a closed-form baseline (ridge, mean volume) once, evaluate it and write ``last.ckpt``."""
+    train_b = lambda: _batches(data.train, cfg.eval_batch_size)  # noqa: E731
+    val_b = (lambda: _batches(data.val, cfg.eval_batch_size)) if data.val is not None else None
+    fit_info = model.fit(train_b, val_b)
+    res = {"val": evaluate(model, data.val, device=device, batch_size=cfg.eval_batch_size),
+           "test": evaluate(model, data.test, device=device, batch_size=cfg.eval_batch_size, example=True)}
+    last = policy.write_model("last.ckpt", model, cfg.model, _cpu_state(model), "last", None, res)
+    policy.save_examples(res["test"])
+    return {"selected_epoch": None, "results": {"last": {k: _strip(v) for k, v in res.items()},
+                                                "best": {k: _strip(v) for k, v in res.items()}}, "history": [],
+            "scaling": data.scaling, "fit_info": fit_info, "checkpoints": {"last": last, "best": last}}
 
-    if resume and resume_path.exists():
-        st = load_checkpoint(resume_path, fmt=RESUME_FORMAT)
-        if st["fingerprint"] != _plainify(fingerprint):
-            raise UsageError(f"{resume_path} was written with different settings or data",
-                             hint="resume with the same arguments, or start a new MODEL_DIR")
-        model.load_state_dict(st["state_dict"])
-        optimizer.load_state_dict(st["optimizer"])
-        schedule.load_state_dict(st["schedule"])
-        torch.set_rng_state(st["rng_state"])
-        epoch, mb_pos, global_step = int(st["epoch"]), int(st["mb_pos"]), int(st["global_step"])
-        history = list(st["history"])
-        ep_loss_sum, ep_loss_n = float(st["ep_loss_sum"]), int(st["ep_loss_n"])
-        best = {"epoch": st["best_epoch"], "score": float(st["best_score"]), "state": st["best_state"]}
-        logger.info("resuming fold %s at epoch %d, step %d", fold.name, epoch + 1, global_step)
-    elif resume:
-        logger.info("no %s: starting fold %s from scratch", resume_path, fold.name)
 
-    def save_resume():
-        save_checkpoint(resume_path, {
-            "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(),
-            "epoch": epoch, "mb_pos": mb_pos, "global_step": global_step, "history": history,
-            "ep_loss_sum": ep_loss_sum, "ep_loss_n": ep_loss_n,
-            "best_epoch": best["epoch"], "best_score": best["score"], "best_state": best["state"],
-            "fingerprint": fingerprint,
-        }, fmt=RESUME_FORMAT)
+def _train_epoch(model, optimizer, schedule, train: PairDataset, criterion, state: TrainState, cfg: TrainConfig,
+                 device, policy: CheckpointPolicy, *, label: str, progress: bool,
+                 step_callback: Callable[[int], None] | None) -> None:
+    """One epoch of micro-batches from ``state.mb_pos`` on, in the epoch's seeded order, with gradient
+    accumulation, clipping on optimiser steps, the schedule, and ``resume.ckpt`` every ``save_every`` steps."""
+    from tqdm.auto import tqdm
 
-    model.train()
-    while epoch < cfg.epochs:
-        t_ep = time.perf_counter()
-        order = epoch_order(n_train, cfg.seed, epoch)
-        chunks = [order[s:s + cfg.batch_size] for s in range(0, n_train, cfg.batch_size)]
-        bar = tqdm(total=len(chunks), initial=mb_pos, desc=f"{fold.name} {cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, unit="batch", leave=False)
-        batches = _train_batches(train_ds, chunks[mb_pos:], cfg.num_workers)
-        while mb_pos < len(chunks):
-            x, y = next(batches)
-            pred = model(x.to(device))  # [b, D, X, Y]
-            loss = criterion(pred, y.to(device), torch.as_tensor(chunks[mb_pos]))
-            (loss / cfg.accumulation).backward()
-            ep_loss_sum += float(loss.detach()) * len(chunks[mb_pos])
-            ep_loss_n += len(chunks[mb_pos])
-            mb_pos += 1
-            bar.update(1)
-            if mb_pos % cfg.accumulation == 0 or mb_pos == len(chunks):
-                if cfg.clip_grad_norm and cfg.clip_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                schedule.step()
-                global_step += 1
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{schedule.get_last_lr():.2e}")
-                if cfg.save_every and global_step % cfg.save_every == 0 and mb_pos < len(chunks):
-                    save_resume()
-                if step_callback is not None:
-                    step_callback(global_step)
-        bar.close()
-        val_res = evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size)
-        sel_res = val_res if fold.select_on == "val" else (
-            evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size)
-            if fold.select_on == "test" else None)
-        record = {"epoch": epoch + 1, "step": global_step, "lr": schedule.get_last_lr(),
-                  "train_loss": ep_loss_sum / max(1, ep_loss_n), "val": val_res,
-                  "seconds": time.perf_counter() - t_ep}
-        if fold.select_on == "test":
-            record["test_selection"] = sel_res
-        history.append(record)
-        if sel_ds is not None and sel_res is not None and _score(sel_res, cfg.select_metric) > best["score"]:
-            best = {"epoch": epoch + 1, "score": _score(sel_res, cfg.select_metric),
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        logger.info("fold %s %s epoch %d: train loss %.4f%s", fold.name, cfg.model, epoch + 1,
-                    record["train_loss"], "" if val_res is None else
-                    f", val SSIM {val_res['ssim']:.4f} dyn r {val_res['dyncorr']:.4f}")
-        epoch += 1
-        mb_pos = 0
-        ep_loss_sum, ep_loss_n = 0.0, 0
-        save_resume()
-        if step_callback is not None:
-            step_callback(-epoch)  # negative: an epoch boundary
+    n_train = len(train)
+    order = epoch_order(n_train, cfg.seed, state.epoch)
+    chunks = [order[s:s + cfg.batch_size] for s in range(0, n_train, cfg.batch_size)]
+    bar = tqdm(total=len(chunks), initial=state.mb_pos, desc=f"{label} epoch {state.epoch + 1}/{cfg.epochs}",
+               disable=not progress, unit="batch", leave=False)
+    t_ep = time.perf_counter()
+    batches = _train_batches(train, chunks[state.mb_pos:], cfg.num_workers)
+    while state.mb_pos < len(chunks):
+        x, y = next(batches)
+        pred = model(x.to(device))  # [b, D, X, Y]
+        loss = criterion(pred, y.to(device), torch.as_tensor(chunks[state.mb_pos]))
+        (loss / cfg.accumulation).backward()
+        state.ep_loss_sum += float(loss.detach()) * len(chunks[state.mb_pos])
+        state.ep_loss_n += len(chunks[state.mb_pos])
+        state.mb_pos += 1
+        bar.update(1)
+        if state.mb_pos % cfg.accumulation == 0 or state.mb_pos == len(chunks):
+            if cfg.clip_grad_norm and cfg.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            state.global_step += 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{schedule.get_last_lr():.2e}")
+            if cfg.save_every and state.global_step % cfg.save_every == 0 and state.mb_pos < len(chunks):
+                policy.save_resume(model, optimizer, schedule, state)
+            if step_callback is not None:
+                step_callback(state.global_step)
+    bar.close()
+    state.history.append({"epoch": state.epoch + 1, "step": state.global_step, "lr": schedule.get_last_lr(),
+                          "train_loss": state.ep_loss_sum / max(1, state.ep_loss_n), "seconds": t_ep})
 
-    # ---------------------------------------------------------------- final evaluation
-    last_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    res_last = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
-                "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True,
-                                 progress=progress, desc="test")}
-    write_model_ckpt(out_dir / "last.ckpt", last_state, "last", cfg.epochs, res_last)
-    ckpts = {"last": str(out_dir / "last.ckpt")}
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-        res_best = {"val": evaluate(model, val_ds, device=device, batch_size=cfg.eval_batch_size),
-                    "test": evaluate(model, test_ds, device=device, batch_size=cfg.eval_batch_size, example=True)}
-        write_model_ckpt(out_dir / "best.ckpt", best["state"], "best", best["epoch"], res_best)
-        ckpts["best"] = str(out_dir / "best.ckpt")
+
+def _select(model, data: FoldData, cfg: TrainConfig, device, state: TrainState, *, log_label: str) -> None:
+    """Evaluate the epoch just trained on the validation subjects (and, with ``select_on='test'``, the test
+    subjects), complete its history record, and keep its weights if they are the best on the selection split."""
+    record = state.history[-1]
+    t_ep = record.pop("seconds")
+    val_res = evaluate(model, data.val, device=device, batch_size=cfg.eval_batch_size)
+    sel_res = val_res if data.select_on == "val" else (
+        evaluate(model, data.test, device=device, batch_size=cfg.eval_batch_size)
+        if data.select_on == "test" else None)
+    record["val"] = val_res
+    record["seconds"] = time.perf_counter() - t_ep
+    if data.select_on == "test":
+        record["test_selection"] = sel_res
+    if data.selection is not None and sel_res is not None:
+        state.consider(state.epoch + 1, _score(sel_res, cfg.select_metric), model)
+    logger.info("%s epoch %d: train loss %.4f%s", log_label, state.epoch + 1, record["train_loss"],
+                "" if val_res is None else f", val SSIM {val_res['ssim']:.4f} dyn r {val_res['dyncorr']:.4f}")
+
+
+def _finish(model, data: FoldData, cfg: TrainConfig, device, policy: CheckpointPolicy, state: TrainState, *,
+            progress: bool) -> dict[str, Any]:
+    """Evaluate the last weights and the selected ones on the validation and test subjects; write ``last.ckpt``,
+    ``best.ckpt`` (when an epoch was selected) and ``examples.npz``."""
+    last_state = _cpu_state(model)
+    res_last = _evaluate_splits(model, data, cfg, device, progress=progress)
+    ckpts = {"last": policy.write_model("last.ckpt", model, cfg.model, last_state, "last", cfg.epochs, res_last)}
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+        res_best = {"val": evaluate(model, data.val, device=device, batch_size=cfg.eval_batch_size),
+                    "test": evaluate(model, data.test, device=device, batch_size=cfg.eval_batch_size, example=True)}
+        ckpts["best"] = policy.write_model("best.ckpt", model, cfg.model, state.best_state, "best",
+                                           state.best_epoch, res_best)
         model.load_state_dict(last_state)
     else:
         res_best = res_last
         ckpts["best"] = ckpts["last"]
-    _save_examples(out_dir, res_best["test"], res_last["test"])
-    result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol,
-              "selected_epoch": best["epoch"] if best["state"] is not None else cfg.epochs,
-              "results": {"last": {k: _strip(v) for k, v in res_last.items()},
-                          "best": {k: _strip(v) for k, v in res_best.items()}},
-              "history": history, "scaling": scaling, "fit_info": None,
-              "seconds": time.perf_counter() - t0, "checkpoints": ckpts}
-    write_json(out_dir / "history.json", result)
-    return result
+    policy.save_examples(res_best["test"], res_last["test"])
+    return {"selected_epoch": state.best_epoch if state.best_state is not None else cfg.epochs,
+            "results": {"last": {k: _strip(v) for k, v in res_last.items()},
+                        "best": {k: _strip(v) for k, v in res_best.items()}},
+            "history": state.history, "scaling": data.scaling, "fit_info": None, "checkpoints": ckpts}
 
 
 def _save_examples(out_dir: Path, res: dict | None, res_last: dict | None = None) -> None:

@@ -15,21 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..utils import resolve_device
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint
 
 __all__ = ["predict_windows", "windows_from_spectrogram", "load_checkpoint", "check_compatible"]
 
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise DataError("device 'cuda' was requested but no CUDA GPU is available", hint="use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 def _model_for(ckpt: Checkpoint, device):
@@ -76,7 +67,7 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
     import torch
     from tqdm.auto import tqdm
 
-    from .data import apply_scaling
+    from .scaling import apply_scaling
 
     if not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike, Path)) else Checkpoint(ckpt)
@@ -92,7 +83,7 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
     if not np.isfinite(arr).all():
         raise DataError("the spectrogram windows contain NaN or infinite values",
                         hint="drop invalid windows (the 'valid' dataset of the spectrogram file)")
-    dev = _resolve_device(device)
+    dev = torch.device(resolve_device(device))
     model = _model_for(ckpt, dev)
     if hasattr(model, "set_scan_backend"):
         model.set_scan_backend(scan_backend)
@@ -119,15 +110,8 @@ def windows_from_spectrogram(path: str | os.PathLike) -> tuple[np.ndarray, np.nd
     ``x`` is ``[n_pairs, n_windows, C, F]`` (unscaled), ``targets`` the target volume index of each pair, ``info``
     holds ``channels``, ``frequencies`` and ``n_volumes`` (for :func:`check_compatible`).
     """
-    import h5py
+    from ..io.spectrogram import load_spectrogram
 
-    from .data import _json_attr
-
-    with h5py.File(path, "r") as f:
-        spec = np.asarray(f["spectrogram"][()], dtype=np.float32)  # [T, C, F]
-        windows = np.asarray(f["pairs/windows"][()], dtype=np.int64)  # [n, W]
-        targets = np.asarray(f["pairs/targets"][()], dtype=np.int64)
-        info = {"channels": [str(c) for c in _json_attr(f.attrs.get("channels"), [])],
-                "frequencies": np.asarray(f["frequencies"][()], dtype=np.float64),
-                "n_volumes": int(spec.shape[0])}
-    return spec[windows], targets, info
+    spec = load_spectrogram(path)
+    info = {"channels": spec.channels, "frequencies": spec.frequencies, "n_volumes": spec.n_volumes}
+    return spec.windows(), np.asarray(spec.pair_targets, dtype=np.int64), info

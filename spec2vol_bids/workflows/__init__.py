@@ -8,8 +8,6 @@ from .base import (
     init_eeg_spectrogram_wf,
     init_spec2vol_bids_wf,
     init_spec2vol_wf,
-    resolve_device,
 )
 
-__all__ = ["init_eeg_spectrogram_wf", "init_bold_target_wf", "init_spec2vol_wf", "init_spec2vol_bids_wf",
-           "resolve_device"]
+__all__ = ["init_eeg_spectrogram_wf", "init_bold_target_wf", "init_spec2vol_wf", "init_spec2vol_bids_wf"]

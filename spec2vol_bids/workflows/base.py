@@ -37,7 +37,6 @@ __all__ = [
     "init_bold_target_wf",
     "init_spec2vol_wf",
     "init_spec2vol_bids_wf",
-    "resolve_device",
 ]
 
 #: memory (GB) nipype budgets for a light node
@@ -53,25 +52,7 @@ _TARGET_INPUTS = ["bold_file", "repetition_time", "mask_file", "dataset", "space
 def _config_dict(config) -> dict[str, Any]:
     from ..config import PreprocConfig
 
-    if config is None:
-        return PreprocConfig().to_dict()
-    if isinstance(config, PreprocConfig):
-        return config.to_dict()
-    return PreprocConfig.from_dict(dict(config)).to_dict()  # validates
-
-
-def resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested ``"cpu"``, ``"cuda"`` or ``"auto"``.
-
-    ``"auto"`` means CUDA when nipype sees a GPU (``nvidia-smi``), else the CPU; torch is not imported.
-    """
-    if device not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
-    if device != "auto":
-        return device
-    from nipype.utils.gpu_count import gpu_count
-
-    return "cuda" if gpu_count() > 0 else "cpu"
+    return PreprocConfig.coerce(config).to_dict()  # validates
 
 
 def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool = False,
@@ -238,7 +219,12 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     out_files
         Every file written to ``output_dir`` for this run (data files and JSON sidecars).
     """
-    device_used = resolve_device(device)
+    from nipype.utils.gpu_count import gpu_count
+
+    from ..utils import resolve_device
+
+    # nvidia-smi, not torch: building the graph stays light; "cuda" is kept for a GPU node without a check here
+    device_used = resolve_device(device, gpu_count=gpu_count, strict=False)
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS + (_PREPROC_INPUTS if use_preproc_bold else [])),
                         name="inputnode")
@@ -291,8 +277,8 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
     Parameters
     ----------
     pairs : sequence of RunPair
-        Paired runs (:func:`spec2vol_bids.bids.layout.collect_pairs`); the targets of a run with a ``preproc``
-        series (:func:`spec2vol_bids.bids.layout.match_preproc_bold`) are made from it.
+        Paired runs (:func:`spec2vol_bids.bids.runs.collect_pairs`); the targets of a run with a ``preproc``
+        series (:func:`spec2vol_bids.bids.fmriprep.match_preproc_bold`) are made from it.
     config : PreprocConfig or dict, optional
         Preprocessing settings.
     output_dir : path-like

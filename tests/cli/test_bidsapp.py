@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 
 from spec2vol_bids.cli.main import main
+from spec2vol_bids.io.spectrogram import load_spectrogram
+
+from ..tools import require_tool
 
 DERIV_PATTERNS = ("*_desc-stft_spectrogram.h5", "*_desc-target_bold.nii.gz", "*_desc-brain_mask.nii.gz",
                   "*_desc-spec2vol_bold.nii.gz")
@@ -75,7 +78,7 @@ def test_participant_outputs_follow_the_contract(tiny_derivatives, tiny_bids):
         for f in (spec, target, mask):
             assert f.is_file(), f
             assert f.with_name(f.name.split(".")[0] + ".json").is_file()
-        with h5py.File(spec, "r") as h5:
+        with h5py.File(spec, "r") as h5:  # the on-disk contract, read independently of spec2vol_bids.io
             assert h5["spectrogram"].shape == (72, 16, 249) and h5["spectrogram"].dtype == np.float32
             assert h5["valid"].dtype == bool and h5["valid"].shape == (72,)
             assert h5["frequencies"].shape == (249,)
@@ -117,8 +120,7 @@ def test_participant_outputs_follow_the_contract(tiny_derivatives, tiny_bids):
 def test_derivatives_pass_the_bids_validator(tiny_derivatives):
     from spec2vol_bids.bids.validate import run_validator, validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     report = run_validator(tiny_derivatives, recursive=True)
     assert report.ok, report.summary()
 
@@ -134,10 +136,8 @@ def test_spectrogram_is_aligned_to_the_volume_markers(tiny_derivatives, tiny_bid
     first = float(params["FirstVolumeOnset"])
     assert first > 1.0  # the recording starts well before the scan
     spec = tiny_derivatives / f"sub-{s}" / "eeg" / f"sub-{s}_task-rest_desc-stft_spectrogram.h5"
-    with h5py.File(spec, "r") as h5:
-        onsets = h5["volume_onsets"][()]
-        rows = h5["spectrogram"][()]
-        sfreq = float(h5.attrs["sfreq"])
+    content = load_spectrogram(spec)
+    onsets, rows, sfreq = content.volume_onsets, content.spectrogram, float(content.attrs["sfreq"])
     assert onsets[0] == pytest.approx(first, abs=1.0 / sfreq)
     np.testing.assert_allclose(np.diff(onsets), 2.0, atol=1.0 / sfreq)
     raw = mne.io.read_raw_brainvision(tiny_bids / f"sub-{s}" / "eeg" / f"sub-{s}_task-rest_eeg.vhdr",
@@ -175,9 +175,9 @@ def test_tr_fallback_without_markers_warns(tiny_bids, tmp_path, capfd):
     assert run_cli(bids, out, tmp_path / "work") == 0
     err = capfd.readouterr().err
     assert "TR fallback" in err and "ASSUMING THE FIRST EEG SAMPLE IS THE FIRST VOLUME" in err
-    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
-        assert h5.attrs["onset_source"] == "tr-fallback"
-        np.testing.assert_allclose(h5["volume_onsets"][()], np.arange(72) * 2.0)
+    spec = load_spectrogram(next(out.rglob("*_spectrogram.h5")), data=False)
+    assert spec.attrs["onset_source"] == "tr-fallback"
+    np.testing.assert_allclose(spec.volume_onsets, np.arange(72) * 2.0)
 
 
 def test_events_tsv_onsets_when_the_raw_file_has_no_markers(tiny_bids, tmp_path):
@@ -186,9 +186,9 @@ def test_events_tsv_onsets_when_the_raw_file_has_no_markers(tiny_bids, tmp_path)
     vmrk.write_text("".join(ln for ln in vmrk.read_text().splitlines(keepends=True) if "R128" not in ln))
     out = tmp_path / "out"
     assert run_cli(bids, out, tmp_path / "work") == 0
-    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
-        assert h5.attrs["onset_source"] == "events.tsv"
-        first = h5["volume_onsets"][0]
+    spec = load_spectrogram(next(out.rglob("*_spectrogram.h5")), data=False)
+    assert spec.attrs["onset_source"] == "events.tsv"
+    first = spec.volume_onsets[0]
     params = json.loads(next((tiny_bids / "derivatives" / "simulation").rglob(
         "sub-01_task-rest_desc-simulation_params.json")).read_text())
     assert first == pytest.approx(params["FirstVolumeOnset"], abs=0.01)
@@ -355,8 +355,7 @@ def test_group_level_without_outputs_exits_66(tiny_bids, tmp_path):
 def test_invalid_input_dataset_exits_16_unless_skipped(tiny_bids, tmp_path, capsys):
     from spec2vol_bids.bids.validate import validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     bids = copy_dataset(tiny_bids, tmp_path / "bids")
     (bids / "sub-01" / "func" / "notes_about_the_scan.txt").write_text("not a BIDS file")
     code = main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work")])
@@ -368,8 +367,7 @@ def test_invalid_input_dataset_exits_16_unless_skipped(tiny_bids, tmp_path, caps
 def test_valid_input_passes_validation_and_plugin_file_is_used(tiny_bids, tmp_path):
     from spec2vol_bids.bids.validate import validator_available
 
-    if not validator_available():
-        pytest.skip("bids-validator-deno is not installed")
+    require_tool(validator_available(), "bids-validator-deno")
     bids = copy_dataset(tiny_bids, tmp_path / "bids")
     plugin = tmp_path / "plugin.yml"
     plugin.write_text("plugin: Linear\nplugin_args: {}\n")
@@ -377,11 +375,10 @@ def test_valid_input_passes_validation_and_plugin_file_is_used(tiny_bids, tmp_pa
     code = main([str(bids), str(out), "participant", "-w", str(tmp_path / "work"), "--use-plugin", str(plugin),
                  "--n-windows", "10", "--discard", "2", "--exclude-channels", "Fp1", "--taper", "hann"])
     assert code == 0
-    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
-        assert h5["spectrogram"].shape == (72, 15, 249)  # Fp1 excluded
-        assert h5["pairs/windows"].shape == (72 - 2 - 10, 10)
-        cfg = json.loads(h5.attrs["config"])
-        assert cfg["eeg"]["taper"] == "hann" and cfg["eeg"]["exclude"] == ["Fp1"]
+    spec = load_spectrogram(next(out.rglob("*_spectrogram.h5")), data=False)
+    assert spec.shape == (72, 15, 249)  # Fp1 excluded
+    assert spec.pair_windows.shape == (72 - 2 - 10, 10)
+    assert spec.config["eeg"]["taper"] == "hann" and spec.config["eeg"]["exclude"] == ["Fp1"]
     toml = next((out / "sub-01" / "log").glob("*/spec2vol.toml")).read_text()
     assert 'taper = "hann"' in toml and "n_windows = 10" in toml
 
@@ -397,10 +394,10 @@ def test_cnepfl_like_run_is_resized_and_ecg_can_be_dropped(tmp_path):
     out = tmp_path / "out"
     assert run_cli(bids, out, tmp_path / "work", "--n-windows", "8", "--discard", "2",
                    "--exclude-channel-types", "ECG") == 0
-    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
-        assert h5["spectrogram"].shape == (24, 63, 249)
-        assert "ECG" not in json.loads(h5.attrs["channel_types"])
-        np.testing.assert_allclose(h5["frequencies"][()], np.arange(1, 250) / 1.28)
+    spec = load_spectrogram(next(out.rglob("*_spectrogram.h5")), data=False)
+    assert spec.shape == (24, 63, 249)
+    assert "ECG" not in spec.channel_types
+    np.testing.assert_allclose(spec.frequencies, np.arange(1, 250) / 1.28)
     target = nib.load(next(out.rglob("*_desc-target_bold.nii.gz")))
     raw = nib.load(next(bids.rglob("*_bold.nii.gz")))
     assert raw.shape[:3] == (108, 108, 64) and target.shape == (64, 64, 30, 24)

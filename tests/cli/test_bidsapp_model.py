@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from spec2vol_bids.cli.main import main
+from spec2vol_bids.io.spectrogram import load_spectrogram
 from spec2vol_bids.utils import sha256_file
 
 from .test_bidsapp import copy_dataset, derivative_files, run_cli
@@ -43,8 +43,7 @@ def _checkpoint(path, channels, *, n_slices=8, frequencies=None):
 @pytest.fixture(scope="module")
 def channels(tiny_derivatives):
     spec = next(tiny_derivatives.rglob("sub-01_*_desc-stft_spectrogram.h5"))
-    with h5py.File(spec, "r") as h5:
-        return json.loads(h5.attrs["channels"])
+    return load_spectrogram(spec, data=False).channels
 
 
 def test_predictions_with_provenance_then_group_metrics(tiny_bids, channels, tmp_path):
@@ -62,11 +61,10 @@ def test_predictions_with_provenance_then_group_metrics(tiny_bids, channels, tmp
     side = json.loads(pred_path.with_name("sub-01_task-rest_desc-spec2vol_bold.json").read_text())
     assert side["VolumeIndices"] == list(range(26, 72))
     assert side["ModelSHA256"] == sha256_file(ckpt)
-    assert side["RepetitionTime"] == 2.0 and side["TaskName"] == "rest"
+    assert side["RepetitionTime"] == 2.0 and side["TaskName"] == "rest" and side["SkullStripped"] is False
     assert "bids:raw:sub-01/eeg/sub-01_task-rest_eeg.vhdr" in side["Sources"]
     # the stored volumes are the model's output for the stored pairs, in NIfTI layout [X, Y, Z, n]
-    with h5py.File(next(out.rglob("*_spectrogram.h5")), "r") as h5:
-        x = h5["spectrogram"][()][h5["pairs/windows"][()]]  # [46, 20, 16, 249]
+    x = load_spectrogram(next(out.rglob("*_spectrogram.h5"))).windows()  # [46, 20, 16, 249]
     expected = predict_windows(str(ckpt), x, device="cpu", progress=False).transpose(2, 3, 1, 0)
     np.testing.assert_allclose(np.asarray(img.dataobj), expected, rtol=1e-5, atol=1e-6)
     desc = json.loads((out / "dataset_description.json").read_text())

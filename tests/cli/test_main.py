@@ -11,6 +11,8 @@ import pytest
 from spec2vol_bids import __version__
 from spec2vol_bids.cli.main import main, version_string
 
+from ..tools import require_tool
+
 BIN = Path(sys.executable).parent
 
 
@@ -65,8 +67,7 @@ def test_help_does_not_import_heavy_modules():
     [str(BIN / "spec2vol-bids"), "--version"],
 ])
 def test_entry_points_print_version(argv):
-    if not Path(argv[0]).exists():
-        pytest.skip(f"{argv[0]} is not installed (editable install missing)")
+    require_tool(Path(argv[0]).exists(), f"{argv[0]} (editable install)")
     res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"spec2vol-bids {__version__}"

@@ -32,6 +32,7 @@ def _paper_model(n_electrodes, n_slices):
     return _paper_cache[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_paper_preset_output_shapes(dataset):
     n_el, n_sl = DATASETS[dataset]
@@ -54,6 +55,7 @@ def test_paper_parameter_count_matches_the_official_model(n_slices):
     assert sum(p.numel() for p in model.encoder.parameters()) == 1_264_064
 
 
+@pytest.mark.slow
 def test_tiny_preset_overfits_a_fixed_batch_and_every_parameter_learns():
     torch.manual_seed(0)
     model = Spec2VolCAMUNet.from_preset("tiny", n_electrodes=16, n_slices=8)
@@ -196,6 +198,7 @@ def test_register_model_decorator():
         MODELS.pop("_test_identity", None)
 
 
+@pytest.mark.slow
 def test_model_package_imports_stay_light():
     code = (
         "import sys, spec2vol_bids.model as m; m.Spec2VolCAMUNet; "

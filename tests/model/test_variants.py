@@ -32,6 +32,7 @@ def test_every_head_starts_at_the_mean_volume(head):
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["lowrank", "xattn"])
 def test_every_parameter_learns_and_a_batch_is_fitted(head):
     torch.manual_seed(0)
@@ -100,3 +101,12 @@ def test_the_published_network_forward_is_unchanged():
         [-0.7099028825759888, -0.03078807145357132, -0.015944931656122208, -0.3718489706516266], abs=1e-4)
     assert y[1, 7, 63, -4:].tolist() == pytest.approx(
         [0.7599373459815979, -0.8054003119468689, -0.2744065523147583, -0.1733853667974472], abs=1e-4)
+
+
+def test_a_model_rebuilds_from_its_registry_name_and_config():
+    """What loading a checkpoint does: build_model(name, **config) (config names the head too)."""
+    model = build_model("spec2vol-xattn", preset="tiny", **SHAPE)
+    again = build_model("spec2vol-xattn", **model.config)
+    assert again.config == model.config
+    with pytest.raises(UsageError, match="has the 'lowrank' head"):
+        build_model("spec2vol-lowrank", **model.config)

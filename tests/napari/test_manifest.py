@@ -10,6 +10,8 @@ import pytest
 
 import napari_spec2vol
 
+from ..tools import require_tool
+
 MANIFEST = Path(napari_spec2vol.__file__).with_name("napari.yaml")
 
 
@@ -33,12 +35,12 @@ def test_manifest_contributions_resolve():
     assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run"]
 
 
+@pytest.mark.slow
 def test_entry_point_registered_and_discovered():
     from importlib.metadata import entry_points
 
     eps = [ep for ep in entry_points(group="napari.manifest") if ep.value.startswith("napari_spec2vol")]
-    if not eps:
-        pytest.skip("package not installed with its entry points (editable install missing)")
+    require_tool(bool(eps), "the package with its entry points (editable install)")
     assert eps[0].value == "napari_spec2vol:napari.yaml"
     # npe2 finds the plugin through the entry point (the manifest name must be the distribution name)
     npe2 = Path(sys.executable).with_name("npe2")
@@ -63,6 +65,7 @@ def test_no_qt_binding_in_core_or_napari_extra():
         assert not dep.lower().replace(" ", "").startswith(bindings), dep
 
 
+@pytest.mark.slow
 def test_reader_and_widget_modules_do_not_import_torch():
     code = ("import sys, napari_spec2vol._reader, napari_spec2vol._layers, napari_spec2vol._widget, "
             "napari_spec2vol._sample_data; print('torch' in sys.modules)")

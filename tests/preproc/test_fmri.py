@@ -161,6 +161,7 @@ def test_scale_volumes():
     np.testing.assert_allclose(buf, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bold_target_official_pipeline():
     data, _ = phantom(shape=(27, 27, 16), n_vol=3)
     cfg = BOLDConfig(grid=16, n_slices=10)

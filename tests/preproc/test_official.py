@@ -9,6 +9,7 @@ volumes transposed to [D, X, Y].
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.stats
 
 from spec2vol_bids.config import BOLDConfig, PreprocConfig
@@ -37,6 +38,7 @@ def official_arrays(eeg: np.ndarray, bold: np.ndarray, n_win: int, shape):
     return x, y
 
 
+@pytest.mark.slow
 def test_default_pipeline_equals_official_arrays():
     rng = np.random.default_rng(7)
     sfreq, tr, n_vol = 250.0, 2.16, 30

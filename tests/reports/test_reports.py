@@ -72,6 +72,7 @@ def make_run(d, **over):
     return RunReport(**kw)
 
 
+@pytest.mark.slow
 def test_participant_report_sections_and_images(tmp_path, run_data):
     d = run_data
     crash = tmp_path / "sub-01" / "log" / "crash-20260101-node.txt"
@@ -128,6 +129,7 @@ def test_broken_figure_is_reported_not_fatal(tmp_path, run_data):
     assert '<section id="errors">' in html and "1 error" in html
 
 
+@pytest.mark.slow
 def test_prediction_figure_computes_metrics(run_data):
     d = run_data
     truth = d["target"].data[..., d["idx"]]
@@ -142,6 +144,7 @@ def test_prediction_figure_computes_metrics(run_data):
     figures.to_png(perfect)
 
 
+@pytest.mark.slow
 def test_svg_is_reproducible_and_saved_atomically(tmp_path, run_data):
     d = run_data
     a = figures.to_svg(figures.alignment_figure(d["onsets"], d["tr"]))
@@ -184,6 +187,7 @@ def metrics_rows():
     return rows
 
 
+@pytest.mark.slow
 def test_group_report(tmp_path):
     import pandas as pd
 
@@ -234,6 +238,7 @@ def test_spectrogram_figure_flags_outlier_channel(run_data):
         figures.spectrogram_figure(np.zeros((2, 3)), d["freqs"])
 
 
+@pytest.mark.slow
 def test_spectrogram_figure_on_electrode_zscored_input(run_data):
     from spec2vol_bids.preproc.eeg import scale_spectrogram
 

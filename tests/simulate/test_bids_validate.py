@@ -13,7 +13,11 @@ from spec2vol_bids.bids.validate import run_validator, validator_available
 from spec2vol_bids.errors import NoInputError, SoftwareError
 from spec2vol_bids.simulate import simulate_dataset
 
-needs_validator = pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")
+from ..tools import needs
+
+pytestmark = pytest.mark.slow  # simulations and the validator: the full suite only
+
+needs_validator = needs(validator_available, "bids-validator-deno")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 from spec2vol_bids.bids.validate import run_validator, validator_available
 from spec2vol_bids.simulate import PRESETS, SIMULATION_DIR
 
+from ..tools import require_tool
+
 TINY = PRESETS["tiny"]
 
 
@@ -23,8 +25,8 @@ def _params(root: Path, sub: str) -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.mark.skipif(not validator_available(), reason="bids-validator-deno is not installed")
 def test_tiny_passes_bids_validator(tiny_bids):
+    require_tool(validator_available(), "bids-validator-deno")
     report = run_validator(tiny_bids)
     assert report.ok, report.summary()
     assert sorted(report.summary_info["subjects"]) == ["01", "02", "03", "04"]
@@ -154,6 +156,7 @@ def test_ground_truth_contract(tiny_bids):
     assert maps.shape == (*TINY.grid, len(TINY.bands))
 
 
+@pytest.mark.slow
 def test_sessions_and_runs_layout(tmp_path):
     from spec2vol_bids.simulate import simulate_dataset
 
@@ -176,6 +179,7 @@ def test_sessions_and_runs_layout(tmp_path):
             sorted(report.summary_info["sessions"]) == ["01", "02"]
 
 
+@pytest.mark.slow
 def test_task_preset_events_and_ecg(tmp_path):
     """oddball-like (with an ECG channel added): stimulus markers in the .vmrk, both events.tsv files agree."""
     from spec2vol_bids.simulate import get_preset, simulate_dataset

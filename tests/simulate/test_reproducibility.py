@@ -15,6 +15,8 @@ from spec2vol_bids.errors import CantCreateError, UsageError
 from spec2vol_bids.simulate import PRESETS, simulate_dataset
 from spec2vol_bids.simulate import dataset as dataset_mod
 
+pytestmark = pytest.mark.slow  # simulated datasets: the full suite only
+
 SMALL = {"preset": "tiny", "subjects": 1, "volumes": 12, "progress": False}
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+
+from spec2vol_bids.io.spectrogram import write_spectrogram
 
 N_WINDOWS = 4
 N_CH = 6
@@ -67,21 +68,13 @@ def write_run(root: Path, sub: str, *, run: int = 1, n_volumes: int = 40, seed: 
     firsts = np.arange(discard, n_volumes - n_windows)
     windows = (firsts[:, None] + np.arange(n_windows)[None]).astype(np.int32)
     targets = (firsts + n_windows).astype(np.int32)
-    attrs = {"channels": json.dumps(channels), "channel_types": json.dumps(["eeg"] * len(channels)),
-             "sfreq": 250.0, "repetition_time": TR, "window_length": TR, "taper": "boxcar", "units": "a.u.",
-             "onset_source": "markers", "config": json.dumps({"n_windows": n_windows, "discard": discard}),
-             "spec2vol_version": "test"}
+    attrs = {"channels": channels, "channel_types": ["eeg"] * len(channels), "sfreq": 250.0, "repetition_time": TR,
+             "window_length": TR, "taper": "boxcar", "units": "a.u.", "onset_source": "markers",
+             "config": {"n_windows": n_windows, "discard": discard}}
     spec_path = eeg / f"{base}_desc-stft_spectrogram.h5"
-    with h5py.File(spec_path, "w") as f:
-        f.create_dataset("spectrogram", data=spec.astype(np.float32))
-        f.create_dataset("valid", data=np.ones(n_volumes, bool))
-        f.create_dataset("frequencies", data=np.asarray(freqs, dtype=np.float64))
-        f.create_dataset("volume_onsets", data=np.arange(n_volumes) * TR)
-        f.create_dataset("pairs/windows", data=windows)
-        f.create_dataset("pairs/targets", data=targets)
-        for k, v in attrs.items():
-            f.attrs[k] = v
-    spec_path.with_suffix(".json").write_text(json.dumps(attrs))
+    write_spectrogram(spec_path, spectrogram=spec, valid=np.ones(n_volumes, bool), frequencies=freqs,
+                      volume_onsets=np.arange(n_volumes) * TR, pair_windows=windows, pair_targets=targets,
+                      attrs=attrs, sidecar={"Sources": []})
     affine = np.diag([3.0, 3.0, 4.0, 1.0])
     img = nib.Nifti1Image(vol.astype(np.float32), affine)
     img.header.set_xyzt_units("mm", "sec")

@@ -18,6 +18,7 @@ def test_registered():
     assert isinstance(build_model(m.__class__.__name__.lower(), **m.config), E2fNet)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_electrodes", [64, 43])
 def test_e2fnet_paper_shapes(n_electrodes):
     """NODDI [20, 64, 249] -> 30 slices; Oddball's 43 electrodes are resized bicubically to the 64 x 64 grid."""

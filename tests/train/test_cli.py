@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from spec2vol_bids.cli.main import main
@@ -19,6 +20,7 @@ def _tsv(path):
     return list(csv.DictReader(path.open(), delimiter="\t"))
 
 
+@pytest.mark.slow
 def test_train_loso_closed_form_outputs(tmp_path, capsys):
     derivs = make_derivatives(tmp_path / "d", subjects=("01", "02", "03"), n_volumes=24)
     out = tmp_path / "model"
@@ -52,6 +54,7 @@ def test_train_loso_closed_form_outputs(tmp_path, capsys):
     assert "already holds a training run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_split_spec2vol_paper_protocol_labelled(tmp_path):
     derivs = make_derivatives(tmp_path / "d", subjects=("01", "02", "03"), n_volumes=20)
     out = tmp_path / "m"
@@ -86,6 +89,7 @@ def test_refusals_exit_codes(tmp_path, capsys):
     assert "needs --test-subjects" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tampered_resume_state_refused(tmp_path, capsys):
     derivs = make_derivatives(tmp_path / "d", subjects=("01", "02", "03"), n_volumes=20)
     out = tmp_path / "m"

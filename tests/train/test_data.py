@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from spec2vol_bids.errors import DataError, NoInputError, UsageError
+from spec2vol_bids.io.spectrogram import load_spectrogram
 from spec2vol_bids.train import data as D
+from spec2vol_bids.train import runs as R
 
 from .conftest import make_derivatives, write_run
 
@@ -18,10 +20,8 @@ def test_discover_and_read_samples_match_files(fake_derivs, tmp_path):
     assert [r.subject for r in runs] == ["01", "02", "03", "04"]
     run = runs[1]
     assert run.mask_path is not None and run.n_windows == 4 and run.grid_shape == (64, 64, 2)
-    with h5py.File(run.spectrogram) as f:
-        spec = f["spectrogram"][()]
-        windows = f["pairs/windows"][()]
-        targets = f["pairs/targets"][()]
+    content = load_spectrogram(run.spectrogram)
+    spec, windows, targets = content.spectrogram, content.pair_windows, content.pair_targets
     vol = np.asarray(nib.load(run.target).dataobj)  # [X, Y, Z, T]
     ds = D.PairDataset(runs)
     k = 5
@@ -34,7 +34,7 @@ def test_discover_and_read_samples_match_files(fake_derivs, tmp_path):
     arr = run.target_array()
     assert isinstance(arr, np.memmap) and arr.shape == (40, 2, 64, 64)
     # the spectrogram is opened lazily: an unused run has no handle
-    assert runs[3]._h5._file is None
+    assert runs[3]._rows._h5._file is None
     assert ds.sample_shapes == ((4, 6, 12), (2, 64, 64))
     assert [list(r) for _, r in ds.run_slices()][1][0] == runs[0].n_pairs
 
@@ -65,13 +65,13 @@ def test_refusals(tmp_path):
 def test_scaling_reads_training_subjects_only(fake_derivs, monkeypatch):
     runs = D.discover_runs(fake_derivs)
     read = []
-    real = D.read_spectrogram
-    monkeypatch.setattr(D, "read_spectrogram", lambda p: read.append(str(p)) or real(p))
+    real = R.load_spectrogram
+    monkeypatch.setattr(R, "load_spectrogram", lambda p, **kw: read.append(str(p)) or real(p, **kw))
     sc = D.compute_scaling(runs, "train-minmax", train_subjects=["01", "03"])
     assert sorted(p.split("/")[-1][:6] for p in read) == ["sub-01", "sub-03"]
     assert sc["subjects"] == ["01", "03"]
     # oracle: min/max over the rows used by the pairs of those subjects
-    vals = [real(r.spectrogram)[np.unique(r.windows)] for r in runs if r.subject in ("01", "03")]
+    vals = [real(r.spectrogram).spectrogram[np.unique(r.windows)] for r in runs if r.subject in ("01", "03")]
     assert sc["min"] == pytest.approx(min(v.min() for v in vals))
     assert sc["max"] == pytest.approx(max(v.max() for v in vals))
     read.clear()

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from spec2vol_bids.errors import UsageError
+from spec2vol_bids.io.spectrogram import load_spectrogram
 from spec2vol_bids.train import data as D
 from spec2vol_bids.train import loop as L
+from spec2vol_bids.train import runs as R
 from spec2vol_bids.train.checkpoint import load_checkpoint
 from spec2vol_bids.train.predict import predict_windows
 from spec2vol_bids.train.splits import make_folds
@@ -38,6 +40,7 @@ def _weights(path):
     return load_checkpoint(path)["state_dict"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_after_kill(small, tmp_path):
     runs, fold = small
     a = L.train_fold(runs, fold, _cfg(), tmp_path / "a", progress=False)
@@ -71,6 +74,7 @@ def test_same_seed_same_weights_and_resume_after_kill(small, tmp_path):
         L.train_fold(runs, fold, _cfg(save_every=1, lr=5e-4), tmp_path / "c", progress=False, resume=True)
 
 
+@pytest.mark.slow
 def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
     runs, fold = small
     seen = []
@@ -83,8 +87,8 @@ def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
 
     monkeypatch.setattr(L, "evaluate", spy)
     stats_reads = []
-    real_read = D.read_spectrogram
-    monkeypatch.setattr(D, "read_spectrogram", lambda p: stats_reads.append(p.name) or real_read(p))
+    real_read = R.load_spectrogram
+    monkeypatch.setattr(R, "load_spectrogram", lambda p, **kw: stats_reads.append(p.name) or real_read(p, **kw))
     res = L.train_fold(runs, fold, _cfg(epochs=2), tmp_path / "sel", progress=False)
     # scaling statistics: the training subject only
     assert [n[:6] for n in stats_reads] == ["sub-01"] and res["scaling"]["subjects"] == ["01"]
@@ -115,6 +119,7 @@ def test_selection_never_reads_test_subjects(small, tmp_path, monkeypatch):
     assert res_p["scaling"]["subjects"] == ["01", "02"]
 
 
+@pytest.mark.slow
 def test_baselines_learn_linear_data(tmp_path):
     """On data with a linear EEG->BOLD relation, ridge beats the mean volume on dynamic correlation."""
     root = make_derivatives(tmp_path / "d", subjects=("01", "02", "03", "04"), n_volumes=40)
@@ -132,10 +137,7 @@ def test_baselines_learn_linear_data(tmp_path):
     np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
     # predict_windows on the raw spectrogram windows reproduces the evaluation
     run4 = runs[3]
-    import h5py
-
-    with h5py.File(run4.spectrogram) as f:
-        spec = f["spectrogram"][()]
+    spec = load_spectrogram(run4.spectrogram).spectrogram
     ckr = load_checkpoint(tmp_path / "ridge" / "last.ckpt")
     pred = predict_windows(ckr, spec[run4.windows], device="cpu", progress=False)  # [n, D, X, Y]
     from spec2vol_bids.train.metrics import dynamic_correlation
@@ -151,6 +153,7 @@ def test_baselines_learn_linear_data(tmp_path):
     assert abs(r2["results"]["best"]["test"]["dyncorr"]) < 0.15
 
 
+@pytest.mark.slow
 def test_gradient_training_reduces_loss(small, tmp_path):
     runs, fold = small
     res = L.train_fold(runs, fold, _cfg(epochs=3, lr=3e-3), tmp_path / "fit", progress=False)
@@ -159,6 +162,7 @@ def test_gradient_training_reduces_loss(small, tmp_path):
     assert res["history"][-1]["val"]["ssim"] > res["history"][0]["val"]["ssim"]
 
 
+@pytest.mark.slow
 def test_dataloader_workers_do_not_change_the_result(small, tmp_path):
     runs, fold = small
     L.train_fold(runs, fold, _cfg(epochs=1), tmp_path / "w0", progress=False)
@@ -193,6 +197,7 @@ def test_demeaned_mse_loss_definition():
                              variance=dev_var) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_the_global_readout_trains_on_deviations_and_selects_on_dynamics(small, tmp_path):
     runs, fold = small
     res = L.train_fold(runs, fold, _cfg(model="spec2vol-lowrank", epochs=6), tmp_path / "lr", progress=False)

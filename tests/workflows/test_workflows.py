@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import h5py
 import nibabel as nib
 import numpy as np
 import pytest
 from nipype.pipeline.engine.utils import generate_expanded_graph
 
-from spec2vol_bids.bids.layout import collect_pairs
+from spec2vol_bids.bids.runs import collect_pairs
 from spec2vol_bids.config import PreprocConfig
+from spec2vol_bids.io.spectrogram import load_spectrogram
 from spec2vol_bids.workflows import (
     init_bold_target_wf,
     init_eeg_spectrogram_wf,
@@ -114,8 +114,7 @@ def test_eeg_wf_runs_linear_in_a_path_with_spaces(tiny_bids, tiny_derivatives, t
     out = node.result.outputs.out_file
     assert node.result.outputs.onset_source == "markers"
     ref = tiny_derivatives / "sub-01" / "eeg" / "sub-01_task-rest_desc-stft_spectrogram.h5"
-    with h5py.File(out, "r") as a, h5py.File(ref, "r") as b:
-        np.testing.assert_array_equal(a["spectrogram"][()], b["spectrogram"][()])
+    np.testing.assert_array_equal(load_spectrogram(out).spectrogram, load_spectrogram(ref).spectrogram)
 
 
 def test_bold_wf_runs_multiproc(tiny_bids, tiny_derivatives, tmp_path):

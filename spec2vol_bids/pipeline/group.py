@@ -1,10 +1,10 @@
 """Group level: compare every predicted BOLD run with its target and summarise per run and per subject.
 
 Reads the participant-level derivatives of ``OUT_DIR`` (``*_desc-spec2vol_bold.nii.gz`` with its sidecar's
-``VolumeIndices``, ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz``) and computes, with
-:mod:`spec2vol_bids.train.metrics`, the published SSIM and PSNR (per predicted volume, averaged over the run) and
-the dynamic correlation (per-voxel Pearson r over time inside the brain mask, averaged over voxels). Writes
-``OUT_DIR/group_metrics.tsv`` (+ ``.json`` column descriptions) and ``OUT_DIR/group.html``.
+``VolumeIndices``, ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz``) and scores each run with
+:func:`spec2vol_bids.train.metrics.run_metrics`: the published SSIM and PSNR (per predicted volume, averaged over
+the run) and the dynamic correlation (per-voxel Pearson r over time inside the brain mask, averaged over voxels).
+Writes ``OUT_DIR/group_metrics.tsv`` (+ ``.json`` column descriptions) and ``OUT_DIR/group.html``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from ..bids.filters import strip_prefix
 from ..errors import DataError, NoInputError, NoMatchError
-from .layout import parse_entities, strip_prefix
+from ..io.derivatives import GROUP_METRICS, MASK, PREDICTION, TARGET
+from ..io.names import parse_entities, sidecar_path
+from ..io.tables import write_tsv
 
-__all__ = ["METRIC_COLUMNS", "find_predictions", "run_metrics", "group_metrics", "write_group_metrics",
+__all__ = ["METRIC_COLUMNS", "find_predictions", "score_run", "group_metrics", "write_group_metrics",
            "run_group_level"]
 
 LOGGER = logging.getLogger("spec2vol_bids")
@@ -58,12 +61,11 @@ def find_predictions(output_dir: str | os.PathLike, participant_label: Iterable[
     out = Path(output_dir)
     labels = strip_prefix(participant_label, "sub-")
     found = []
-    for pred in sorted(out.glob("sub-*/**/func/*_desc-spec2vol_bold.nii.gz")):
+    for pred in sorted(out.glob(f"sub-*/**/{PREDICTION.datatype}/{PREDICTION.pattern}")):
         ents = parse_entities(pred)
         if labels and ents.get("sub") not in labels:
             continue
-        target = pred.with_name(pred.name.replace("_desc-spec2vol_bold", "_desc-target_bold"))
-        mask = pred.with_name(pred.name.replace("_desc-spec2vol_bold", "_desc-brain_mask"))
+        target, mask = TARGET.sibling(pred), MASK.sibling(pred)
         if not target.is_file():
             LOGGER.warning("%s has no target %s; skipped", pred.name, target.name)
             continue
@@ -72,12 +74,20 @@ def find_predictions(output_dir: str | os.PathLike, participant_label: Iterable[
     return found
 
 
-def run_metrics(prediction: str | os.PathLike, target: str | os.PathLike,
-                mask: str | os.PathLike | None = None) -> dict[str, Any]:
-    """SSIM, PSNR and dynamic correlation of one predicted run against its target.
+def score_run(prediction: str | os.PathLike, target: str | os.PathLike, mask: str | os.PathLike | None = None,
+              *, per_volume: bool = False) -> dict[str, Any]:
+    """SSIM, PSNR and dynamic correlation of one predicted run against its target, from their files.
 
     The predicted volume ``j`` is compared with target volume ``VolumeIndices[j]`` (from the prediction's
-    sidecar; all volumes in order when it is absent).
+    sidecar; all volumes in order when it is absent), with :func:`spec2vol_bids.train.metrics.run_metrics`.
+
+    Parameters
+    ----------
+    prediction, target, mask : path-like
+        The run's ``*_desc-spec2vol_bold.nii.gz``, ``*_desc-target_bold.nii.gz`` and (optional) brain mask.
+    per_volume : bool
+        Also return the per-volume scores and the correlation map (see
+        :func:`~spec2vol_bids.train.metrics.run_metrics`) and ``volume_indices``.
 
     Raises
     ------
@@ -86,12 +96,11 @@ def run_metrics(prediction: str | os.PathLike, target: str | os.PathLike,
     """
     import nibabel as nib
 
-    from ..train.metrics import dynamic_correlation, psnr, ssim
+    from ..train.metrics import from_nifti_layout, run_metrics
 
-    pred_img, tgt_img = nib.load(str(prediction)), nib.load(str(target))
-    pred = np.asarray(pred_img.dataobj, dtype=np.float32)  # [X, Y, Z, n]
-    tgt = np.asarray(tgt_img.dataobj, dtype=np.float32)  # [X, Y, Z, T]
-    side = Path(str(prediction).replace(".nii.gz", ".json"))
+    pred = np.asarray(nib.load(str(prediction)).dataobj, dtype=np.float32)  # [X, Y, Z, n]
+    tgt = np.asarray(nib.load(str(target)).dataobj, dtype=np.float32)  # [X, Y, Z, T]
+    side = sidecar_path(prediction)
     meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
     idx = np.asarray(meta.get("VolumeIndices", range(pred.shape[-1])), dtype=int)
     if pred.shape[:3] != tgt.shape[:3]:
@@ -100,17 +109,14 @@ def run_metrics(prediction: str | os.PathLike, target: str | os.PathLike,
     if idx.size != pred.shape[-1] or (idx.size and (idx.min() < 0 or idx.max() >= tgt.shape[-1])):
         raise DataError(f"{Path(prediction).name}: VolumeIndices do not match its {pred.shape[-1]} volumes or "
                         f"the {tgt.shape[-1]} target volumes", hint="Re-run the participant level")
-    p = pred.transpose(3, 2, 0, 1)  # [n, Z, X, Y]: model layout [N, D, H, W]
-    t = tgt[..., idx].transpose(3, 2, 0, 1)  # [n, Z, X, Y]
     m = None
     if mask is not None:
-        m = np.asarray(nib.load(str(mask)).dataobj).astype(bool).transpose(2, 0, 1)  # [Z, X, Y]
-    return {
-        "n_volumes": int(p.shape[0]),
-        "ssim": float(ssim(p, t)),
-        "psnr": float(psnr(p, t)),
-        "dynamic_correlation": float(dynamic_correlation(p, t, m)) if p.shape[0] > 1 else float("nan"),
-    }
+        m = from_nifti_layout(np.asarray(nib.load(str(mask)).dataobj).astype(bool))  # [Z, X, Y]
+    # model layout [n, Z, X, Y]
+    out = run_metrics(from_nifti_layout(pred), from_nifti_layout(tgt[..., idx]), m, per_volume=per_volume)
+    if per_volume:
+        out["volume_indices"] = idx
+    return out
 
 
 def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,7 +126,7 @@ def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ents = item["entities"]
         row = {"level": "run", "subject": ents.get("sub"), "session": ents.get("ses", "n/a"),
                "task": ents.get("task", "n/a"), "acquisition": ents.get("acq", "n/a"), "run": ents.get("run", "n/a")}
-        row.update(run_metrics(item["prediction"], item["target"], item["mask"]))
+        row.update(score_run(item["prediction"], item["target"], item["mask"]))
         rows.append(row)
     subjects = sorted({r["subject"] for r in rows})
     subject_rows = []
@@ -140,18 +146,7 @@ def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_group_metrics(output_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     """Write ``group_metrics.tsv`` (+ ``group_metrics.json`` describing the columns), atomically."""
-    from ..utils import atomic_write, write_json
-
-    def fmt(v):
-        if isinstance(v, float):
-            return "n/a" if not np.isfinite(v) else f"{v:.6g}"
-        return "n/a" if v is None else str(v)
-
-    lines = ["\t".join(METRIC_COLUMNS)] + ["\t".join(fmt(r.get(c)) for c in METRIC_COLUMNS) for r in rows]
-    dest = Path(output_dir) / "group_metrics.tsv"
-    atomic_write(dest, "\n".join(lines) + "\n")
-    write_json(dest.with_suffix(".json"), _COLUMN_DOCS)
-    return dest
+    return write_tsv(Path(output_dir) / GROUP_METRICS, rows, METRIC_COLUMNS, sidecar=_COLUMN_DOCS)
 
 
 def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLike | None = None,
@@ -166,7 +161,7 @@ def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLik
         The requested participants have no outputs.
     """
     out = Path(output_dir)
-    targets = sorted(out.glob("sub-*/**/func/*_desc-target_bold.nii.gz"))
+    targets = sorted(out.glob(f"sub-*/**/{TARGET.datatype}/{TARGET.pattern}"))
     if not targets:
         raise NoInputError(f"{out} holds no participant-level outputs (*_desc-target_bold.nii.gz)",
                            hint="Run the participant level into this OUT_DIR first")

@@ -1,30 +1,36 @@
-"""One paired run from raw files to derivative files: the glue between reading, preprocessing and writing.
+"""The run-level steps: one paired run from raw files to derivative files.
 
 These functions are what the nipype interfaces (:mod:`spec2vol_bids.interfaces`), the command line and the napari
-plugin call; each reads its inputs from files, runs the pure functions of :mod:`spec2vol_bids.preproc` and writes
-one derivative with :mod:`spec2vol_bids.bids.derivatives`:
+plugin call; each reads its inputs from files (:mod:`spec2vol_bids.bids`), runs the pure functions of
+:mod:`spec2vol_bids.preproc` (or a trained model) and writes one derivative with :mod:`spec2vol_bids.io`, whose
+name and sidecar metadata are declared in :mod:`spec2vol_bids.io.derivatives`:
 
+* :func:`inspect_run`: cheap header-only checks of a run (used before any processing starts);
 * :func:`compute_spectrogram`: EEG file -> ``*_desc-stft_spectrogram.h5`` (+ ``.json``), streamed window by window;
 * :func:`compute_target`: BOLD file -> ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz`` (+ ``.json``);
 * :func:`predict_run`: spectrogram + target grid + checkpoint -> ``*_desc-spec2vol_bold.nii.gz`` (+ ``.json``);
-* :func:`inspect_run`: cheap header-only checks of a run (used before any processing starts).
+* :func:`preprocess_run`: the first two for a :class:`~spec2vol_bids.bids.runs.RunPair`, into a derivative folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..bids.bold import load_bold_header
+from ..bids.eeg import EEGRecording, VolumeOnsets, volume_onsets
+from ..config import PreprocConfig
 from ..errors import DataError, Spec2VolError
-from .derivatives import derivative_path, read_spectrogram, write_nifti, write_spectrogram
-from .eeg import EEGRecording, VolumeOnsets, volume_onsets
-from .layout import bids_uri, parse_entities
+from ..io.derivatives import MASK, PREDICTION, SPECTROGRAM, TARGET
+from ..io.names import bids_uri, parse_entities
+from ..io.nifti import write_nifti
+from ..io.spectrogram import load_spectrogram, write_spectrogram
 
 __all__ = [
     "RunInfo",
@@ -32,46 +38,10 @@ __all__ = [
     "compute_spectrogram",
     "compute_target",
     "predict_run",
-    "spectrogram_name",
-    "target_names",
-    "prediction_name",
+    "preprocess_run",
 ]
 
-LOGGER = logging.getLogger("spec2vol_bids.bids")
-
-
-def _config(config):
-    from ..config import PreprocConfig
-
-    if config is None:
-        return PreprocConfig()
-    if isinstance(config, PreprocConfig):
-        return config
-    return PreprocConfig.from_dict(dict(config))
-
-
-def _run_entities(path: str | os.PathLike) -> dict[str, str]:
-    ents = parse_entities(path)
-    return {k: v for k, v in ents.items() if k in ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo")}
-
-
-def spectrogram_name(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> Path:
-    """Path of the spectrogram derivative of a run (entities taken from ``source_file``)."""
-    return derivative_path(out_dir, _run_entities(source_file), desc="stft", suffix="spectrogram",
-                           extension=".h5", datatype="eeg")
-
-
-def target_names(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> tuple[Path, Path]:
-    """Paths of the target BOLD and brain-mask derivatives of a run."""
-    ents = _run_entities(source_file)
-    return (derivative_path(out_dir, ents, desc="target", suffix="bold", extension=".nii.gz", datatype="func"),
-            derivative_path(out_dir, ents, desc="brain", suffix="mask", extension=".nii.gz", datatype="func"))
-
-
-def prediction_name(out_dir: str | os.PathLike, source_file: str | os.PathLike) -> Path:
-    """Path of the predicted BOLD derivative of a run."""
-    return derivative_path(out_dir, _run_entities(source_file), desc="spec2vol", suffix="bold",
-                           extension=".nii.gz", datatype="func")
+LOGGER = logging.getLogger("spec2vol_bids.pipeline")
 
 
 @dataclass
@@ -108,21 +78,6 @@ def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
     return rec, picks
 
 
-def _load_bold_header(bold_file: str | os.PathLike, *, keep_file_open: bool = False):
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(bold_file), keep_file_open=keep_file_open)
-        _ = img.header.get_data_shape()
-    except Exception as err:  # nibabel raises several types for corrupt files
-        raise DataError(f"cannot read the BOLD image {Path(bold_file).name} ({type(err).__name__}: {err})",
-                        hint="Replace the corrupt file, or exclude the run with --bids-filter-file") from None
-    if len(img.shape) != 4:
-        raise DataError(f"the BOLD image {Path(bold_file).name} is {len(img.shape)}-D, expected 4-D",
-                        hint="Exclude the run with --bids-filter-file")
-    return img
-
-
 def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, repetition_time: float,
                 config=None, channels_tsv: str | os.PathLike | None = None,
                 events_tsv: str | os.PathLike | None = None) -> RunInfo:
@@ -136,8 +91,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     DataError
         Any of the above problems.
     """
-    cfg = _config(config)
-    img = _load_bold_header(bold_file)
+    cfg = PreprocConfig.coerce(config)
+    img = load_bold_header(bold_file)
     rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
@@ -184,7 +139,7 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     from ..preproc.eeg import spectrogram_from_reader
     from ..preproc.pairs import pairs_for_config
 
-    cfg = _config(config)
+    cfg = PreprocConfig.coerce(config)
     rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
     onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
@@ -208,16 +163,14 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "config": cfg.to_dict(),
     }
     sources = [bids_uri(eeg_file)] + ([bids_uri(bold_file)] if bold_file else [])
-    sidecar = {
-        "Description": "Volume-locked EEG spectrogram: one row per BOLD volume, the spectrum of the EEG window "
-                       "anchored at the volume's onset",
+    sidecar = SPECTROGRAM.sidecar({
         "Sources": sources,
         "VolumeMarker": onsets.marker,
         "NumberOfVolumeMarkers": onsets.n_markers,
         "AlignmentWarnings": list(onsets.messages),
         # volumes whose missing trigger was filled at the midpoint of its neighbours (bids.eeg policy)
         "FilledVolumeTriggers": [int(i) for i in onsets.filled],
-    }
+    })
     LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
                 int(valid.sum()), len(targets))
     return write_spectrogram(out_file, spectrogram=spec, valid=valid, frequencies=freqs,
@@ -271,8 +224,8 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     """
     from ..preproc.fmri import bold_target
 
-    cfg = _config(config)
-    img = _load_bold_header(bold_file, keep_file_open=True)
+    cfg = PreprocConfig.coerce(config)
+    img = load_bold_header(bold_file, keep_file_open=True)
     native_mask = _read_mask(brain_mask) if brain_mask is not None else None
     try:
         # Volumes are read one at a time through one open file handle (a gzip stream is then decompressed
@@ -293,8 +246,7 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         source["Space"] = space
     if mask_uri is not None:
         source["Mask"] = mask_uri
-    sidecar = {
-        "Description": "BOLD series on the model grid, scaled per volume: the training target of Spec2VolCAMU-Net",
+    sidecar = TARGET.sidecar({
         "RepetitionTime": float(repetition_time),
         "TaskName": task,
         "Sources": [bold_uri] + ([mask_uri] if mask_uri else []),
@@ -303,14 +255,12 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         "Resize": resize,
         "NativeShape": list(native_shape),
         "NativeAffine": np.asarray(img.affine, dtype=float).tolist(),
-        "SkullStripped": False,
-    }
+    })
     scaled, affine, mask = result.data, result.affine, result.mask  # [X, Y, Z, T], (4, 4), [X, Y, Z]
     target, target_json = write_nifti(out_file, scaled, affine, sidecar=sidecar, dtype=np.float32,
                                       repetition_time=float(repetition_time))
-    mask_sidecar = {"Description": "Brain mask on the model grid (for the dynamic-correlation metric)"
-                                   + (f"; the {dataset} brain mask, nearest-neighbour resampled" if mask_uri else ""),
-                    "Sources": [mask_uri or bold_uri], "Type": "Brain"}
+    mask_sidecar = MASK.sidecar({"Sources": [mask_uri or bold_uri]}, description=MASK.description + (
+        f"; the {dataset} brain mask, nearest-neighbour resampled" if mask_uri else ""))
     mask_path, mask_json = write_nifti(mask_file, mask.astype(np.uint8), affine, sidecar=mask_sidecar,
                                        dtype=np.uint8)
     LOGGER.info("%s: target %s (%s resize, %s scaling)", Path(bold_file).name, tuple(scaled.shape), resize,
@@ -379,40 +329,62 @@ def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathL
     from ..train.predict import predict_windows
     from ..utils import sha256_file
 
-    spec = read_spectrogram(spectrogram_file)
+    spec = load_spectrogram(spectrogram_file)
     target = nib.load(str(target_file))
     ckpt = load_checkpoint(checkpoint)
-    check_compatible(ckpt, channels=spec["attrs"]["channels"], frequencies=spec["frequencies"],
+    check_compatible(ckpt, channels=spec.channels, frequencies=spec.frequencies,
                      grid=tuple(int(s) for s in target.shape[:3]))
-    windows = spec["pair_windows"]  # [n_pairs, n_windows]
-    x = spec["spectrogram"][windows]  # [n_pairs, n_windows, C, F]
+    x = spec.windows()  # [n_pairs, n_windows, C, F]
     pred = predict_windows(ckpt, x, device=device, batch_size=int(batch_size), progress=progress,
                            scan_backend=scan_backend)
     pred = np.asarray(pred, dtype=np.float32).transpose(2, 3, 1, 0)  # [n, D, X, Y] -> [X, Y, D, n]
-    tr = float(spec["attrs"]["repetition_time"])
+    tr = float(spec.repetition_time)
     model = ckpt.get("model", {}) if isinstance(ckpt, Mapping) else {}
     sources = [bids_uri(p) for p in (eeg_file, bold_file) if p]
-    sidecar = {
-        "Description": "BOLD volumes predicted from EEG spectrograms by Spec2VolCAMU-Net",
+    sidecar = PREDICTION.sidecar({
         "RepetitionTime": tr,
         "TaskName": parse_entities(spectrogram_file).get("task"),
         "Sources": sources,
-        "VolumeIndices": [int(t) for t in spec["pair_targets"]],
+        "VolumeIndices": [int(t) for t in spec.pair_targets],
         "ModelName": model.get("name", "spec2vol"),
         "ModelSHA256": sha256_file(checkpoint),
         "Device": device,
-    }
+    })
     LOGGER.info("%s: predicted %d volumes", Path(spectrogram_file).name, pred.shape[-1])
     return write_nifti(out_file, pred, target.affine, sidecar=sidecar, dtype=np.float32, repetition_time=tr)
 
 
-def derivative_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """The data files and their JSON sidecars, sidecars first (a reader that sees the data sees its sidecar)."""
-    out: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        side = p.with_name(p.name.split(".", 1)[0] + ".json")
-        if side.is_file() and side != p:
-            out.append(side)
-        out.append(p)
-    return out
+def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=False) -> dict[str, Path]:
+    """The spectrogram, target and brain-mask derivatives of one paired run, written under ``out_dir``.
+
+    What the BIDS-App's workflow does for a run (without nipype): :func:`compute_spectrogram` on the EEG, then
+    :func:`compute_target` on the run's target BOLD (fMRIPrep's series with its mask when the pair has one).
+
+    Parameters
+    ----------
+    pair : spec2vol_bids.bids.runs.RunPair
+        The paired run.
+    out_dir : path-like
+        Root of the derivative dataset; the files get their names from :mod:`spec2vol_bids.io.derivatives`.
+    config : PreprocConfig or dict, optional
+        Preprocessing settings (default: the official pipeline).
+    progress : bool or callable
+        The spectrogram's progress (see :func:`compute_spectrogram`).
+
+    Returns
+    -------
+    dict
+        ``{"spectrogram": Path, "target": Path, "mask": Path}``.
+    """
+    spectrogram, _ = compute_spectrogram(
+        pair.eeg_file, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
+        out_file=SPECTROGRAM.path(out_dir, pair.eeg_file), config=config, channels_tsv=pair.channels_tsv,
+        events_tsv=pair.events_tsv, bold_file=pair.bold_file, progress=progress)
+    preproc = pair.preproc
+    target, _, mask, _ = compute_target(
+        pair.target_bold, out_file=TARGET.path(out_dir, pair.bold_file), mask_file=MASK.path(out_dir, pair.bold_file),
+        repetition_time=preproc.repetition_time if preproc is not None else pair.repetition_time, config=config,
+        brain_mask=preproc.mask if preproc is not None else None,
+        dataset=preproc.dataset if preproc is not None else "raw",
+        space=preproc.space if preproc is not None else None)
+    return {"spectrogram": spectrogram, "target": target, "mask": mask}

@@ -2,7 +2,7 @@
 
 This is what ``spec2vol_bids train`` runs; it can also be used from Python::
 
-    from spec2vol_bids.train.experiment import Experiment
+    from spec2vol_bids.pipeline.training import Experiment
     exp = Experiment(deriv_dir, model_dir, cfg=TrainConfig(model="spec2vol", preset="tiny", epochs=5),
                      cv="loso", baselines=["mean", "ridge"])
     exp.run()
@@ -12,11 +12,8 @@ Outputs (MODEL_DIR): see :mod:`spec2vol_bids.cli.train`.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, NoInputError
-from ..utils import atomic_write, require_path, versions, write_json
-from .data import discover_runs, load_official_h5
-from .loop import TrainConfig, train_fold
-from .splits import make_folds
+from ..io.tables import read_tsv, write_tsv
+from ..train.data import discover_runs, load_official_h5
+from ..train.loop import TrainConfig, train_fold
+from ..train.splits import make_folds
+from ..utils import atomic_write, copy_atomic, require_path, versions, write_json
 
 logger = logging.getLogger("spec2vol_bids.train")
 
@@ -42,7 +40,7 @@ def read_noise_ceiling(path: str | Path) -> dict[str, dict[str, float]]:
     """Read a simulator ``noise_ceiling.tsv``; returns ``{subject: {ssim, psnr, dyncorr}}`` (means over runs)."""
     path = require_path(path, "the noise-ceiling table",
                         hint="pass BIDS_DIR/derivatives/simulation/noise_ceiling.tsv")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t"))
+    rows = read_tsv(path)
     out: dict[str, dict[str, list]] = {}
     for r in rows:
         sub = str(r.get("participant_id", "")).removeprefix("sub-")
@@ -60,14 +58,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     if v.size == 0:
         return math.nan, math.nan
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "n/a" if not np.isfinite(v) else f"{v:.6g}"
-    return str(v)
 
 
 class Experiment:
@@ -254,10 +244,7 @@ class Experiment:
         for name, table in (("metrics.tsv", rows), ("metrics_summary.tsv", summ)):
             if not table:
                 continue
-            header = list(table[0])
-            text = "\t".join(header) + "\n" + "".join(
-                "\t".join(_fmt(r.get(h)) for h in header) + "\n" for r in table)
-            atomic_write(self.model_dir / name, text)
+            write_tsv(self.model_dir / name, table, list(table[0]))
         ceiling = self._ceiling_for([s for f in self.folds for s in f.test])
         write_json(self.model_dir / "metrics.json", {
             "protocol": self.folds[0].protocol,
@@ -291,12 +278,7 @@ class Experiment:
         src = Path(main[0]["checkpoints"]["best"])
         if not src.exists():
             raise DataError(f"checkpoint {src} is missing", hint="train again")
-        dest = self.model_dir / "model.ckpt"
-        from ..utils import atomic_path
-
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(src, tmp)
-        return dest
+        return copy_atomic(src, self.model_dir / "model.ckpt")
 
     def summary_text(self) -> str:
         """A short plain-text results table for the terminal."""

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .derivatives import read_spectrogram, sidecar_path
-from .layout import parse_entities
-from .process import RunInfo, prediction_name, spectrogram_name, target_names
+from ..io.derivatives import MASK, PREDICTION, SPECTROGRAM, TARGET
+from ..io.names import parse_entities, sidecar_path
+from ..io.spectrogram import load_spectrogram
+from .steps import RunInfo
 
-__all__ = ["run_report", "run_report_from_files", "subject_runs"]
+__all__ = ["run_report", "run_report_from_files"]
 
 
 def _stem(path: Path) -> str:
@@ -44,21 +45,20 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
     from ..reports.participant import RunReport
 
     spectrogram = Path(spectrogram)
-    spec = read_spectrogram(spectrogram)
-    attrs = spec["attrs"]
+    spec = load_spectrogram(spectrogram)
     side = json.loads(sidecar_path(spectrogram).read_text(encoding="utf-8"))
     kwargs: dict[str, Any] = {
         "name": _stem(spectrogram),
-        "repetition_time": float(attrs["repetition_time"]),
-        "n_volumes": int(spec["spectrogram"].shape[0]),
-        "volume_onsets": spec["volume_onsets"],
-        "onset_source": str(attrs.get("onset_source", "markers")),
-        "sfreq": float(attrs["sfreq"]),
-        "channels": list(attrs.get("channels", [])),
-        "spectrogram": spec["spectrogram"],  # [n_volumes, C, F], as written (scaled)
-        "frequencies": spec["frequencies"],
-        "valid": spec["valid"],
-        "n_pairs": int(spec["pair_targets"].size),
+        "repetition_time": float(spec.repetition_time),
+        "n_volumes": spec.n_volumes,
+        "volume_onsets": spec.volume_onsets,
+        "onset_source": str(spec.attrs.get("onset_source", "markers")),
+        "sfreq": float(spec.attrs["sfreq"]),
+        "channels": spec.channels,
+        "spectrogram": spec.spectrogram,  # [n_volumes, C, F], as written (scaled)
+        "frequencies": spec.frequencies,
+        "valid": spec.valid,
+        "n_pairs": spec.n_pairs,
         "warnings": list(side.get("AlignmentWarnings", [])),
         "filled_volumes": [int(i) for i in side.get("FilledVolumeTriggers", [])],
         "files": {"spectrogram": spectrogram},
@@ -84,21 +84,8 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
 def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None):
     """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing."""
     out = Path(output_dir)
-    spec = spectrogram_name(out, pair.eeg_file)
+    spec = SPECTROGRAM.path(out, pair.eeg_file)
     if not spec.is_file():
         return None
-    target, mask = target_names(out, pair.bold_file)
-    return run_report_from_files(spec, target=target, mask=mask, prediction=prediction_name(out, pair.eeg_file),
-                                 info=info)
-
-
-def subject_runs(files) -> list[dict[str, Path]]:
-    """Group derivative files of one subject by run: ``[{"spectrogram", "target", "mask", "prediction"}]``."""
-    kinds = {"_desc-stft_spectrogram.h5": "spectrogram", "_desc-target_bold.nii.gz": "target",
-             "_desc-brain_mask.nii.gz": "mask", "_desc-spec2vol_bold.nii.gz": "prediction"}
-    runs: dict[str, dict[str, Path]] = {}
-    for f in map(Path, files):
-        for suffix, kind in kinds.items():
-            if f.name.endswith(suffix):
-                runs.setdefault(f.name[: -len(suffix)], {})[kind] = f
-    return [runs[k] for k in sorted(runs) if "spectrogram" in runs[k]]
+    return run_report_from_files(spec, target=TARGET.path(out, pair.bold_file), mask=MASK.path(out, pair.bold_file),
+                                 prediction=PREDICTION.path(out, pair.eeg_file), info=info)

@@ -1,4 +1,4 @@
-"""Derivative names and writers: contract layout, sidecars, atomicity, dataset_description, .bidsignore."""
+"""The derivatives: their declaration, the writers (sidecars, atomicity), dataset_description and .bidsignore."""
 
 from __future__ import annotations
 
@@ -8,23 +8,49 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spec2vol_bids.bids.derivatives import (
-    derivative_path,
-    read_spectrogram,
-    write_bidsignore,
-    write_dataset_description,
-    write_nifti,
-    write_spectrogram,
+from spec2vol_bids.io.dataset import write_bidsignore, write_dataset_description
+from spec2vol_bids.io.derivatives import (
+    DERIVATIVES,
+    MASK,
+    PREDICTION,
+    SPECTROGRAM,
+    TARGET,
+    derivative_kind,
+    run_derivatives,
 )
+from spec2vol_bids.io.nifti import write_nifti
+from spec2vol_bids.io.spectrogram import load_spectrogram, write_spectrogram
 
 
-def test_derivative_path_orders_entities():
-    p = derivative_path("/out", {"run": "1", "task": "rest", "sub": "01", "ses": "A"}, desc="stft",
-                        suffix="spectrogram", extension=".h5", datatype="eeg")
-    assert str(p) == "/out/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_desc-stft_spectrogram.h5"
+def test_every_derivative_is_declared_once_with_its_names_and_metadata():
+    assert set(DERIVATIVES) == {"spectrogram", "target", "mask", "prediction"}
+    raw = "/raw/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_eeg.vhdr"
+    assert str(SPECTROGRAM.path("/out", raw)) == \
+        "/out/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_desc-stft_spectrogram.h5"
+    # a preprocessed source file names the run only (no space, no desc)
+    prep = "/d/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    assert str(TARGET.path("/out", prep)) == "/out/sub-01/func/sub-01_task-rest_desc-target_bold.nii.gz"
+    assert MASK.path("/o", {"sub": "2", "task": "x"}).name == "sub-2_task-x_desc-brain_mask.nii.gz"
+    pred = PREDICTION.path("/out", raw)
+    assert PREDICTION.matches(pred) and derivative_kind(pred) is PREDICTION
+    assert TARGET.sibling(pred) == TARGET.path("/out", raw)
+    assert SPECTROGRAM.sibling(pred) == SPECTROGRAM.path("/out", raw)
     with pytest.raises(ValueError):
-        derivative_path("/out", {"sub": "01"}, desc="not-alnum", suffix="bold", extension=".nii.gz",
-                        datatype="func")
+        derivative_kind("/out/sub-01/func/sub-01_task-rest_bold.nii.gz")
+    # image derivatives carry what BIDS requires of them, after the step's own fields
+    for image in (TARGET, PREDICTION):
+        side = image.sidecar({"RepetitionTime": 2.0})
+        assert list(side) == ["Description", "RepetitionTime", "SkullStripped"] and side["SkullStripped"] is False
+    assert MASK.sidecar({"Sources": []}, description="d") == {"Description": "d", "Sources": [], "Type": "Brain"}
+
+
+def test_run_derivatives_groups_files_by_run(tmp_path):
+    files = [SPECTROGRAM.path(tmp_path, {"sub": "01", "task": t}) for t in ("a", "b")]
+    files += [TARGET.path(tmp_path, {"sub": "01", "task": "a"}), tmp_path / "sub-01.html",
+              PREDICTION.path(tmp_path, {"sub": "01", "task": "c"})]  # no spectrogram: not a run
+    runs = run_derivatives(files)
+    assert [sorted(r) for r in runs] == [["spectrogram", "target"], ["spectrogram"]]
+    assert runs[0]["target"] == files[2]
 
 
 def _spec_args(n_vol=10, n_ch=3, n_f=4):
@@ -40,12 +66,18 @@ def _spec_args(n_vol=10, n_ch=3, n_f=4):
 def test_spectrogram_round_trip(tmp_path):
     args = _spec_args()
     h5, js = write_spectrogram(tmp_path / "x_desc-stft_spectrogram.h5", **args, sidecar={"Sources": ["bids:raw:a"]})
-    back = read_spectrogram(h5)
-    assert back["spectrogram"].dtype == np.float32
-    np.testing.assert_allclose(back["spectrogram"], args["spectrogram"].astype(np.float32))
-    np.testing.assert_array_equal(back["pair_windows"], [[0, 1], [1, 2]])
-    assert back["pair_windows"].dtype == np.int32
-    assert back["attrs"]["channels"] == ["a", "b", "c"] and back["attrs"]["config"]["eeg"]["taper"] == "boxcar"
+    back = load_spectrogram(h5)
+    assert back.spectrogram.dtype == np.float32
+    np.testing.assert_allclose(back.spectrogram, args["spectrogram"].astype(np.float32))
+    np.testing.assert_array_equal(back.pair_windows, [[0, 1], [1, 2]])
+    assert back.pair_windows.dtype == np.int32
+    assert back.channels == ["a", "b", "c"] and back.config["eeg"]["taper"] == "boxcar"
+    assert back.attrs["channels"] == ["a", "b", "c"] and back.repetition_time == 2.0 and back.n_pairs == 2
+    np.testing.assert_array_equal(back.windows(), back.spectrogram[[[0, 1], [1, 2]]])
+    head = load_spectrogram(h5, data=False)  # everything but the data
+    assert head.spectrogram is None and head.shape == (10, 3, 4) and head.n_volumes == 10
+    with pytest.raises(ValueError, match="without its data"):
+        head.windows()
     side = json.loads(js.read_text())
     assert side["Sources"] == ["bids:raw:a"] and side["ChannelNames"] == ["a", "b", "c"]
     assert side["VolumeOnsets"][0] == 1.5 and side["NumberOfPairs"] == 2
@@ -101,8 +133,8 @@ def test_dataset_description_links_the_derivatives_used(tmp_path):
 
 
 def test_dataset_description_of_another_pipeline_is_never_rewritten(tmp_path):
-    from spec2vol_bids.bids.derivatives import check_output_dataset, dataset_generator
     from spec2vol_bids.errors import UsageError
+    from spec2vol_bids.io.dataset import check_output_dataset, dataset_generator
 
     raw, out = tmp_path / "raw", tmp_path / "fmriprep"
     raw.mkdir()
