@@ -412,6 +412,7 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         LOGGER.info("checking %s", pair.name)
         infos[pair.name] = inspect_run(pair.eeg_file, pair.target_bold, repetition_time=pair.repetition_time,
                                        config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+    _check_targets_not_replaced(output_dir, pairs, cfg)
     device = "cpu"
     model_meta: list[dict] = []
     if args.model is not None:
@@ -434,6 +435,39 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
         return _run_workflow(args, output_dir=output_dir, work_dir=work_dir, pairs=pairs, infos=infos, cfg=cfg,
                              device=device, model_meta=model_meta, log_dirs=log_dirs, run_uuid=run_uuid)
+
+
+def _check_targets_not_replaced(output_dir: Path, pairs, cfg) -> None:
+    """Refuse a run that would overwrite targets OUT_DIR holds from another BOLD series.
+
+    Targets in different spaces have different names (``space-``/``res-`` entities), but a raw-BOLD target and one
+    from fMRIPrep's ``func`` outputs (no space entity either), or two resolutions of one template resampled to the
+    same model grid, share a name: the second run would silently replace the first's files.
+
+    Raises
+    ------
+    UsageError
+        A target of the run exists and its sidecar names another source file.
+    """
+    import json
+
+    from ..io.names import bids_uri, sidecar_path
+    from ..pipeline.steps import target_paths
+
+    for pair in pairs:
+        target, _ = target_paths(output_dir, pair.target_bold, cfg)
+        side = sidecar_path(target)
+        if not side.is_file():
+            continue
+        try:
+            before = (json.loads(side.read_text(encoding="utf-8")).get("BoldSource") or {}).get("File")
+        except (OSError, ValueError, AttributeError):
+            continue
+        now = pair.preproc.uri() if pair.preproc is not None else bids_uri(pair.bold_file)
+        if before and before != now:
+            raise UsageError(f"OUT_DIR already holds {target.name}, made from {before}; this run would replace it "
+                             f"with one made from {now}",
+                             hint="Give each source of targets (raw BOLD, -d dataset, --bold-space) its own OUT_DIR")
 
 
 def _make_dir(path: Path) -> None:
@@ -700,7 +734,7 @@ def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, cras
     failed = []
     for subject in subjects:
         try:
-            runs = [run_report(output_dir, p, infos.get(p.name)) for p in pairs if p.subject == subject]
+            runs = [run_report(output_dir, p, infos.get(p.name), cfg) for p in pairs if p.subject == subject]
             errors = [c for c in crashes if log_dirs[subject] in c.parents]
             path = participant_report(output_dir, subject, [r for r in runs if r is not None], config=cfg,
                                       errors=errors, versions=versions(), model=model)

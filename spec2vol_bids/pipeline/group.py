@@ -28,17 +28,21 @@ __all__ = ["METRIC_COLUMNS", "find_predictions", "score_run", "group_metrics", "
            "run_group_level"]
 
 LOGGER = logging.getLogger("spec2vol_bids")
-#: columns of ``group_metrics.tsv`` in order
-METRIC_COLUMNS = ("level", "subject", "session", "task", "acquisition", "run", "n_volumes", "ssim", "psnr",
+#: columns of ``group_metrics.tsv`` in order. No column is named as a BIDS entity (``subject``, ``session``,
+#: ``run``, ...): PyBIDS indexes the keys of the column descriptions (``group_metrics.json``) as metadata of the
+#: table, and such keys would then pose as entities of the dataset (``BIDSLayout.get_sessions()``). As in MRIQC's
+#: group tables, a run is named by ``bids_name``; ``participant_id`` and ``session_id`` are spelled as in
+#: ``participants.tsv`` and ``sessions.tsv``.
+METRIC_COLUMNS = ("level", "bids_name", "participant_id", "session_id", "n_volumes", "ssim", "psnr",
                   "dynamic_correlation")
 _COLUMN_DOCS = {
     "level": {"Description": "'run' for one run, 'subject' for the mean over a subject's runs, 'group' for the "
                              "mean over subjects"},
-    "subject": {"Description": "subject label"},
-    "session": {"Description": "session label (n/a without sessions)"},
-    "task": {"Description": "task label"},
-    "acquisition": {"Description": "acquisition label (n/a if none)"},
-    "run": {"Description": "run label (n/a if none)"},
+    "bids_name": {"Description": "the predicted run: its file name up to the desc entity (subject, session, "
+                                 "task, acquisition, run, space and resolution entities); sub-<label> for a "
+                                 "subject row, 'group' for the group row"},
+    "participant_id": {"Description": "sub-<label> of the run or subject (n/a in the group row)"},
+    "session_id": {"Description": "ses-<label> of the run (n/a without sessions and in summary rows)"},
     "n_volumes": {"Description": "number of predicted volumes compared"},
     "ssim": {"Description": "SSIM, 2-D Gaussian window (11, sigma 1.5) over slices, data range 1, mean over "
                             "volumes (published definition)"},
@@ -124,21 +128,21 @@ def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for item in predictions:
         ents = item["entities"]
-        row = {"level": "run", "subject": ents.get("sub"), "session": ents.get("ses", "n/a"),
-               "task": ents.get("task", "n/a"), "acquisition": ents.get("acq", "n/a"), "run": ents.get("run", "n/a")}
+        name = "_".join(f"{k}-{v}" for k, v in ents.items() if k != "desc")
+        row = {"level": "run", "bids_name": name, "participant_id": f"sub-{ents.get('sub')}",
+               "session_id": f"ses-{ents['ses']}" if ents.get("ses") else "n/a"}
         row.update(score_run(item["prediction"], item["target"], item["mask"]))
         rows.append(row)
-    subjects = sorted({r["subject"] for r in rows})
+    subjects = sorted({r["participant_id"] for r in rows})
     subject_rows = []
     for s in subjects:
-        mine = [r for r in rows if r["subject"] == s]
-        subject_rows.append({"level": "subject", "subject": s, "session": "n/a", "task": "n/a",
-                             "acquisition": "n/a", "run": "n/a",
+        mine = [r for r in rows if r["participant_id"] == s]
+        subject_rows.append({"level": "subject", "bids_name": s, "participant_id": s, "session_id": "n/a",
                              "n_volumes": int(sum(r["n_volumes"] for r in mine)),
                              **{k: float(np.nanmean([r[k] for r in mine])) for k in
                                 ("ssim", "psnr", "dynamic_correlation")}})
-    group = [{"level": "group", "subject": "n/a", "session": "n/a", "task": "n/a", "acquisition": "n/a",
-              "run": "n/a", "n_volumes": int(sum(r["n_volumes"] for r in rows)),
+    group = [{"level": "group", "bids_name": "group", "participant_id": "n/a", "session_id": "n/a",
+              "n_volumes": int(sum(r["n_volumes"] for r in rows)),
               **{k: float(np.nanmean([r[k] for r in subject_rows])) for k in ("ssim", "psnr", "dynamic_correlation")}}
              ] if subject_rows else []
     return rows + subject_rows + group

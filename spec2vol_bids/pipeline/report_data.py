@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.derivatives import MASK, PREDICTION, SPECTROGRAM, TARGET
+from ..io.derivatives import PREDICTION, SPECTROGRAM
 from ..io.names import parse_entities, sidecar_path
 from ..io.spectrogram import load_spectrogram
 from .steps import RunInfo
@@ -81,11 +81,15 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
     return RunReport(**kwargs)
 
 
-def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None):
-    """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing."""
+def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None, config=None):
+    """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing.
+
+    ``config`` (the preprocessing settings) tells which grid, hence which ``res`` entity, its images have."""
+    from .steps import target_paths
+
     out = Path(output_dir)
     spec = SPECTROGRAM.path(out, pair.eeg_file)
     if not spec.is_file():
         return None
-    return run_report_from_files(spec, target=TARGET.path(out, pair.bold_file), mask=MASK.path(out, pair.bold_file),
-                                 prediction=PREDICTION.path(out, pair.eeg_file), info=info)
+    target, mask = target_paths(out, pair.target_bold, config)
+    return run_report_from_files(spec, target=target, mask=mask, prediction=PREDICTION.path(out, target), info=info)

@@ -22,8 +22,8 @@ __all__ = ["load_metrics", "group_report", "GROUP_REPORT"]
 
 GROUP_REPORT = "group.html"
 SUBJECT_COLUMNS = ("subject", "participant_id", "sub")
-ENTITY_COLUMNS = {"subject", "participant_id", "sub", "session", "ses", "task", "acq", "run", "fold",
-                  "n_volumes", "n_pairs", "volume", "split"}
+ENTITY_COLUMNS = {"subject", "participant_id", "sub", "session", "session_id", "ses", "task", "acq", "run",
+                  "fold", "n_volumes", "n_pairs", "volume", "split", "bids_name", "level"}
 PREFERRED = ("ssim", "psnr", "dynamic_correlation", "dyn_corr")
 
 
