@@ -184,6 +184,9 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--exclude-channels", nargs="+", metavar="NAME", help="drop these channels")
     g.add_argument("--exclude-channel-types", nargs="+", metavar="TYPE",
                    help="drop channels of these BIDS types, e.g. ECG EOG (default: keep all, as the official code)")
+    g.add_argument("--keep-bad-channels", action="store_const", const=True, default=None,
+                   help="keep the channels marked status=bad in channels.tsv (default: leave them out, as MNE-BIDS "
+                        "does; the sidecar and the report list them either way)")
 
     g = parser.add_argument_group("pairing of EEG windows and BOLD volumes")
     g.add_argument("--n-windows", type=positive_int, metavar="N", help="windows per model input (default 20)")
@@ -303,6 +306,7 @@ def build_config(args: argparse.Namespace):
         "include": list(args.include_channels) if args.include_channels else None,
         "exclude": list(args.exclude_channels) if args.exclude_channels else None,
         "exclude_types": list(args.exclude_channel_types) if args.exclude_channel_types else None,
+        "keep_bad_channels": args.keep_bad_channels,
     }
     pairing = {"n_windows": args.n_windows, "discard_volumes": args.discard, "lag_volumes": args.lag,
                "window_span_s": args.window_span_s, "lag_s": args.lag_s}

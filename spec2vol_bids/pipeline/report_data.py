@@ -59,7 +59,7 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
         "frequencies": spec.frequencies,
         "valid": spec.valid,
         "n_pairs": spec.n_pairs,
-        "warnings": list(side.get("AlignmentWarnings", [])),
+        "warnings": list(side.get("AlignmentWarnings", [])) + _bad_channel_notes(side),
         "filled_volumes": [int(i) for i in side.get("FilledVolumeTriggers", [])],
         "files": {"spectrogram": spectrogram},
     }
@@ -79,6 +79,22 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
         kwargs["prediction_indices"] = np.asarray(pred_side.get("VolumeIndices", []), dtype=int)
         kwargs["files"]["prediction"] = Path(prediction)
     return RunReport(**kwargs)
+
+
+def _bad_channel_notes(sidecar: dict) -> list[str]:
+    """The report's lines about the channels ``channels.tsv`` marks bad (from the spectrogram's sidecar)."""
+    def listed(channels: dict) -> str:
+        return ", ".join(f"{n} ({d})" if d else n for n, d in channels.items())
+
+    notes = []
+    excluded, kept = sidecar.get("ExcludedBadChannels") or {}, sidecar.get("KeptBadChannels") or {}
+    if excluded:
+        notes.append(f"{len(excluded)} channel(s) marked bad in channels.tsv left out of the spectrogram: "
+                     f"{listed(excluded)}.")
+    if kept:
+        notes.append(f"{len(kept)} channel(s) marked bad in channels.tsv kept in the spectrogram "
+                     f"(--keep-bad-channels): {listed(kept)}.")
+    return notes
 
 
 def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None, config=None):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ class RunInfo:
         BOLD image shape ``(X, Y, Z, T)``.
     eeg_duration : float
         Length of the EEG recording (s).
+    excluded_bad_channels, kept_bad_channels : list of str
+        Channels marked ``status`` = ``bad`` in ``channels.tsv`` that were left out of the spectrogram (the
+        default), or kept in it (``eeg.keep_bad_channels``).
     """
 
     channels: list[str]
@@ -79,14 +82,43 @@ class RunInfo:
     onsets: VolumeOnsets
     native_shape: tuple[int, ...]
     eeg_duration: float = 0.0
+    excluded_bad_channels: list[str] = field(default_factory=list)
+    kept_bad_channels: list[str] = field(default_factory=list)
 
 
 def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
+    """The recording and the indices of its channels that enter the spectrogram, in row order.
+
+    The channel selection of the settings (:func:`spec2vol_bids.preproc.eeg.select_channels`), then, unless
+    ``eeg.keep_bad_channels``, without the channels ``channels.tsv`` marks bad.
+    """
     from ..preproc.eeg import select_channels
 
     rec = EEGRecording(eeg_file, channels_tsv)
     picks = select_channels(rec.ch_names, rec.ch_types, cfg.eeg)
+    if rec.bads and not cfg.eeg.keep_bad_channels:
+        kept = np.asarray([i for i in picks if rec.ch_names[i] not in rec.bads], dtype=picks.dtype)
+        if kept.size == 0:
+            raise DataError(f"every selected channel of {Path(eeg_file).name} is marked bad in "
+                            f"{Path(channels_tsv).name}", hint="Pass --keep-bad-channels to use them anyway, or "
+                                                            "correct their status in channels.tsv")
+        if cfg.eeg.include is not None:
+            named = [n for n in cfg.eeg.include if n in rec.bads]
+            if named:
+                LOGGER.warning("%s: %s listed in --include-channels %s marked bad in channels.tsv and left out "
+                               "(--keep-bad-channels keeps them)", Path(eeg_file).name, ", ".join(named),
+                               "is" if len(named) == 1 else "are")
+        picks = kept
     return rec, picks
+
+
+def _bad_channels(rec: EEGRecording, picks, cfg) -> tuple[list[str], list[str]]:
+    """(excluded, kept) channels marked bad: ``RunInfo.excluded_bad_channels`` / ``kept_bad_channels``."""
+    used = {rec.ch_names[i] for i in picks}
+    bads = list(rec.bads)
+    if cfg.eeg.keep_bad_channels:
+        return [], [n for n in bads if n in used]
+    return bads, []
 
 
 def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, repetition_time: float,
@@ -107,9 +139,10 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    excluded, kept = _bad_channels(rec, picks, cfg)
     return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
                    sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape),
-                   eeg_duration=rec.duration)
+                   eeg_duration=rec.duration, excluded_bad_channels=excluded, kept_bad_channels=kept)
 
 
 def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
@@ -161,6 +194,7 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     # spec: [n_volumes, n_channels, n_freqs]; valid: [n_volumes]
     windows, targets = pairs_for_config(int(n_volumes), valid, float(repetition_time), cfg.pairing)
     core, total = cfg.eeg.window_seconds(float(repetition_time))
+    excluded, kept = _bad_channels(rec, picks, cfg)
     attrs: dict[str, Any] = {
         "channels": names,
         "channel_types": [rec.ch_types[i] for i in picks],
@@ -172,6 +206,9 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "onset_source": onsets.source,
         "volume_marker": onsets.marker or "n/a",
         "config": cfg.to_dict(),
+        # channels.tsv status=bad: left out (default) or kept (eeg.keep_bad_channels; MNE's info["bads"])
+        "excluded_bad_channels": excluded,
+        "kept_bad_channels": kept,
     }
     sources = [bids_uri(eeg_file)] + ([bids_uri(bold_file)] if bold_file else [])
     sidecar = SPECTROGRAM.sidecar({
@@ -181,6 +218,9 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "AlignmentWarnings": list(onsets.messages),
         # volumes whose missing trigger was filled at the midpoint of its neighbours (bids.eeg policy)
         "FilledVolumeTriggers": [int(i) for i in onsets.filled],
+        # channels marked status=bad in channels.tsv, with their status_description
+        "ExcludedBadChannels": {n: rec.bads[n] for n in excluded},
+        "KeptBadChannels": {n: rec.bads[n] for n in kept},
     })
     LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
                 int(valid.sum()), len(targets))
