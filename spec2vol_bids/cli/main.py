@@ -41,6 +41,7 @@ def commands_epilog() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the program; returns the exit code (see :mod:`spec2vol_bids.errors`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    original = list(argv)
     if argv and argv[0] in COMMANDS:
         module_name, _ = COMMANDS[argv[0]]
         prog = f"{PROG} {argv[0]}"
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = module.build_parser(prog)
     args = parser.parse_args(argv)  # argparse exits 2 on syntax errors, 0 on --help/--version
+    # the command line recorded in the logs and reports is this command's, also when main() is called in-process
+    saved_argv, sys.argv = sys.argv, [PROG, *original]
     try:
         return int(module.run(args) or 0)
     except Spec2VolError as err:
@@ -60,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; outputs already written are complete, partial ones were removed",
               file=sys.stderr)
         return 130
+    finally:
+        sys.argv = saved_argv
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -154,8 +154,10 @@ def write_group_metrics(output_dir: str | os.PathLike, rows: list[dict[str, Any]
 
 
 def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLike | None = None,
-                    participant_label: Iterable[str] | None = None) -> int:
+                    participant_label: Iterable[str] | None = None, provenance=None) -> int:
     """The group level of the BIDS-App; returns the exit code.
+
+    ``provenance`` is the About section of ``group.html`` (:func:`spec2vol_bids.reports.provenance.provenance`).
 
     Raises
     ------
@@ -188,17 +190,36 @@ def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLik
         rows = group_metrics(list(tqdm(predictions, desc="runs", disable=len(predictions) < 3)))
         dest = write_group_metrics(out, rows)
         LOGGER.info("wrote %s", dest)
-    _group_report(out, rows, predictions)
+    _group_report(out, rows, provenance)
     return 0
 
 
-def _group_report(out: Path, rows, predictions) -> Path | None:
+def rebuild_group_report(output_dir: str | os.PathLike, *, provenance=None) -> Path:
+    """``group.html`` again from the ``group_metrics.tsv`` in ``output_dir`` (``--reports-only``).
+
+    Raises
+    ------
+    NoInputError
+        There is no ``group_metrics.tsv`` (the group level has not run, or there were no predictions).
+    """
+    from ..io.tables import read_tsv_frame
+
+    table = Path(output_dir) / GROUP_METRICS
+    if not table.is_file():
+        raise NoInputError(f"{table} does not exist", hint="Run the group level without --reports-only first")
+    path = _group_report(Path(output_dir), read_tsv_frame(table).to_dict("records"), provenance)
+    if path is None:
+        raise NoInputError(f"{table} has no run rows", hint="Run the group level without --reports-only first")
+    return path
+
+
+def _group_report(out: Path, rows, provenance=None) -> Path | None:
     from ..reports.group import group_report
 
     runs = [r for r in rows if r.get("level") == "run"]
     if not runs:
         return None
     table = [{k: v for k, v in r.items() if k != "level"} for r in runs]
-    path = group_report(out, table, metrics=["ssim", "psnr", "dynamic_correlation"])
+    path = group_report(out, table, metrics=["ssim", "psnr", "dynamic_correlation"], provenance=provenance)
     LOGGER.info("wrote %s", path)
     return path

@@ -169,8 +169,11 @@ class Experiment:
 
     def run(self, *, progress: bool = True) -> list[dict[str, Any]]:
         """Train every model on every fold, then write the tables, the curves, the report and ``model.ckpt``."""
+        import datetime as _dt
+
         from tqdm.auto import tqdm
 
+        started = _dt.datetime.now().astimezone()
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         summary = self.data_summary()
@@ -189,11 +192,16 @@ class Experiment:
         self.write_tables()
         self.write_model_ckpt()
         try:
+            from ..reports.provenance import provenance
             from ..reports.training import training_report
 
+            inputs = {"DERIV_DIR": self.deriv_dir} if self.deriv_dir is not None else {}
+            about = provenance(self.model_dir, argv=self.argv or None, started=started, inputs=inputs,
+                               device=self.cfg.device)
             training_report(self.model_dir, self.results, protocol=self.folds[0].protocol,
                             noise_ceiling=self._ceiling_for([s for f in self.folds for s in f.test]),
-                            main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary)
+                            main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary,
+                            provenance=about)
         except ImportError as err:  # pragma: no cover - matplotlib is a main dependency
             logger.warning("no report: %s", err)
         return self.results
