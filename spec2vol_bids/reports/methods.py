@@ -263,8 +263,8 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
     paras.append(f"{resize}; {bscale}. {mask}")
 
     if model:
-        paras.append(f"BOLD volumes were predicted from the EEG spectrograms with the trained model {model} "
-                     f"(Spec2VolCAMU-Net{c('he2025spec2vol')}).")
+        family = f" (Spec2VolCAMU-Net{c('he2025spec2vol')})" if str(model).startswith("spec2vol") else ""
+        paras.append(f"BOLD volumes were predicted from the EEG spectrograms with the trained model {model}{family}.")
 
     libs = [f"{name} {v[key]}{c(ref)}" for key, name, ref in _LIBRARIES if key in v]
     if libs:
