@@ -90,6 +90,10 @@ class Experiment:
                  n_val: int = 1, select_on: str = "val", baselines: Sequence[str] = ("mean", "ridge"),
                  official_h5: Sequence[str | Path] | None = None, participant_label: Sequence[str] | None = None,
                  noise_ceiling: str | Path | None = None, resume: bool = False, argv: Sequence[str] | None = None):
+        if "e2fnet" in {cfg.model, *baselines}:  # before anything is read or written: one line saying what to do
+            from ..utils import require_module
+
+            require_module("diffusers", extra="e2fnet", what="the E2fNet baseline")
         self.deriv_dir = Path(deriv_dir) if deriv_dir is not None else None
         self.model_dir = Path(model_dir)
         self.cfg = cfg
