@@ -13,6 +13,8 @@ STAMP := $(VENV)/.installed
 APT_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 graphviz chromium
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 export QT_QPA_PLATFORM ?= xcb
+# the tested Qt binding (napari deprecates PyQt5 at the end of 2026); qtpy falls back to another one if absent
+export QT_API ?= pyqt6
 export NIPYPE_NO_ET ?= 1
 export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
