@@ -157,8 +157,9 @@ def test_pybids_indexes_every_output_with_its_entities(outputs):
     layout = BIDSLayout(outputs["bids"], derivatives=[outputs["raw"], outputs["fp"]])
     repr(layout)
     assert layout.get_sessions() == [] and layout.get_subjects() == ["01", "02"]
-    for out in (outputs["raw"], outputs["fp"]):
-        derived = BIDSLayout(out, validate=False)
+    for out, how in [(o, h) for o in (outputs["raw"], outputs["fp"])
+                     for h in ({"validate": False}, {"is_derivative": True}, {"derivatives": True, "validate": False})]:
+        derived = BIDSLayout(out, **how)
         text = repr(derived)  # raised TypeError while group_metrics.json had a "session" key
         assert "Subjects: 2" in text or "Subjects: 1" in text
         assert derived.get_sessions() == [] and isinstance(derived.get_sessions(), list)
