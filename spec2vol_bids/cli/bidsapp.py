@@ -641,7 +641,8 @@ def _run_workflow(args, *, output_dir, work_dir, pairs, infos, cfg, device, mode
         started = time.time()
         failure: BaseException | None = None
         try:
-            wf.run(**plugin)
+            with _monitor_folder(work_dir if monitor is not None else None):
+                wf.run(**plugin)
         except Exception as err:  # nipype raises RuntimeError after writing crash files
             failure = err
         if monitor is not None:
@@ -752,8 +753,10 @@ def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
         "execution": {"crashfile_format": "txt", "stop_on_first_crash": bool(args.stop_on_first_crash),
                       "remove_unnecessary_outputs": False, "hash_method": "timestamp",
                       "check_version": False, "poll_sleep_duration": 0.01},
-        "monitoring": {"enabled": bool(args.resource_monitor), "sample_frequency": "0.2"},
+        "monitoring": {"enabled": bool(args.resource_monitor)},
     })
+    # seconds between the monitor's samples (nipype's minimum; its default of 1 s misses most of our short steps)
+    ncfg.set("execution", "resource_monitor_frequency", "0.2")
     if args.resource_monitor:
         ncfg.enable_resource_monitor()
     else:
@@ -905,6 +908,31 @@ def _reports_only(args, *, bids_dir: Path, output_dir: Path, pairs) -> int:
     _write_boilerplate(output_dir, cfg, done, infos, [{"Name": model}] if model else [])
     LOGGER.info("rebuilt the reports of %d participant(s) in %s", len(subjects), output_dir)
     return 1 if failed else 0
+
+
+class _monitor_folder:
+    """Run nipype from a scratch folder of the work directory while its resource monitor is on.
+
+    nipype's monitor writes its samples (``.proc-<pid>_time-..._freq-...``) into the current directory of the
+    process before each node enters its own folder; without this they would land where the user started the
+    command. The folder is deleted afterwards (the measurements are in ``resource_monitor.tsv``).
+    """
+
+    def __init__(self, work_dir: Path | None):
+        self.folder = None if work_dir is None else work_dir / f".resource_monitor_{os.getpid()}"
+        self.previous: str | None = None
+
+    def __enter__(self):
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.previous = os.getcwd()
+            os.chdir(self.folder)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.folder is not None:
+            os.chdir(self.previous)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class _ResourceMonitor:

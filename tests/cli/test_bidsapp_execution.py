@@ -99,11 +99,17 @@ def test_group_reports_only(tiny_bids, tmp_path):
     assert main([str(bids), str(out), "group", "--reports-only"]) == 66
 
 
-def test_resource_monitor_records_every_node(tiny_bids, tmp_path):
+def test_resource_monitor_records_every_node(tiny_bids, tmp_path, monkeypatch):
     pytest.importorskip("psutil")
     bids = copy_dataset(tiny_bids, tmp_path / "bids", subjects=("01",))
     out = tmp_path / "out"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     assert run_cli(bids, out, tmp_path / "work", "--resource-monitor") == 0
+    # nipype's monitor samples (.proc-*) land in a scratch folder of the work dir, deleted after the run
+    assert list(cwd.iterdir()) == [] and not list((tmp_path / "work").glob(".resource_monitor_*"))
+    assert Path.cwd() == cwd
     (table,) = out.glob("sub-01/log/*/resource_monitor.tsv")
     rows = {r["node"].rsplit(".", 1)[-1]: r for r in read_tsv(table)}
     assert {"spectrogram", "target", "ds_run"} <= set(rows)
