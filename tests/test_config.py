@@ -96,7 +96,8 @@ def test_every_setting_option_is_a_bidsapp_flag_that_sets_that_setting():
     values = {"eeg.volume_marker": ["T1"], "eeg.window_length": ["1.5"], "eeg.overlap": ["0.5"],
               "eeg.taper": ["hann"], "eeg.log_power": [], "eeg.frequency_axis": ["hz"], "eeg.n_freqs": ["7"],
               "eeg.fmin": ["2"], "eeg.fmax": ["30"], "eeg.scaling": ["none"], "eeg.include": ["Cz"],
-              "eeg.exclude": ["ECG"], "eeg.exclude_types": ["EOG"], "pairing.n_windows": ["5"],
+              "eeg.exclude": ["ECG"], "eeg.exclude_types": ["EOG"], "eeg.keep_bad_channels": [],
+              "pairing.n_windows": ["5"],
               "pairing.discard_volumes": ["2"], "pairing.lag_volumes": ["1"], "pairing.window_span_s": ["10"],
               "pairing.lag_s": ["4"], "bold.scaling": ["zscore"], "bold.resize": ["none"], "bold.n_slices": ["12"]}
     assert set(values) == set(SETTING_OPTIONS)
