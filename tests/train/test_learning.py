@@ -9,6 +9,7 @@ Training subjects 01-04, validation 05 (the epoch is chosen on it by dynamic cor
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -57,3 +58,6 @@ def test_default_model_beats_ridge_on_held_out_dynamics(learning_data, tmp_path)
     ck = load_checkpoint(out / "model.ckpt")
     assert ck["training"]["config"]["select_metric"] == "dyncorr"
     assert ck["training"]["config"]["loss"] == "demeaned-mse"
+    # metrics.json says which loss each model was trained with (not the paper's for every model)
+    losses = json.loads((out / "metrics.json").read_text())["metric_definitions"]["loss"]
+    assert "deviation" in losses["spec2vol-lowrank"] and "ridge" not in losses
