@@ -263,3 +263,15 @@ def test_alignment_figure_marks_filled_onsets():
     assert bottom.get_legend_handles_labels()[1] == ["filled: volume 12"]
     plain = figures.alignment_figure(onsets, 2.0)
     assert not any("filled" in t for t in plain.axes[0].get_legend_handles_labels()[1])
+
+
+def test_methods_text_describes_the_model_that_made_the_predictions():
+    from spec2vol_bids.reports.methods import methods_text
+
+    published = methods_text(model="spec2vol")
+    lowrank = methods_text(model="spec2vol-lowrank")
+    ridge = methods_text(model="ridge")
+    assert "trained model spec2vol (Spec2VolCAMU-Net" in published and "read-out" not in published
+    assert "low-rank linear read-out to every voxel in place of its VM-UNet decoder" in lowrank
+    assert "EEG encoder of Spec2VolCAMU-Net" in lowrank
+    assert "trained model ridge." in ridge and "Spec2VolCAMU-Net [" not in ridge.split("trained model ridge")[1]
