@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -64,9 +65,10 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
                     "--no-progress"]
             if ceiling_tsv is not None:
                 argv += ["--noise-ceiling", str(ceiling_tsv)]
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
             code = cli(argv)
-            wall = time.perf_counter() - t0
+            wall, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)  # every thread of the process
             if code != 0:
                 raise RuntimeError(f"spec2vol_bids {' '.join(argv)} failed with exit code {code}")
             summ = _summary(out)
@@ -75,7 +77,7 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
                    "ridge_dyncorr": summ["ridge"]["dyncorr"], "mean_dyncorr": summ["mean"]["dyncorr"],
                    "margin_over_ridge": summ[model]["dyncorr"] - summ["ridge"]["dyncorr"],
                    "ssim": summ[model]["ssim"], "ridge_ssim": summ["ridge"]["ssim"], "psnr": summ[model]["psnr"],
-                   "wall_seconds": wall, "load_average_1min": os.getloadavg()[0]}
+                   "wall_seconds": wall, "cpu_seconds": cpu, "load_average_1min": os.getloadavg()[0]}
             rows.append(row)
             print(row, flush=True)
         ceiling = read_noise_ceiling(ceiling_tsv).get(test, {}).get("dyncorr") if ceiling_tsv else None
@@ -86,7 +88,8 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
                "ridge_dyncorr": float(np.mean([r["ridge_dyncorr"] for r in rows])),
                "mean_dyncorr": float(np.mean([r["mean_dyncorr"] for r in rows])),
                "margin_over_ridge": float(np.mean([r["margin_over_ridge"] for r in rows])),
-               "wall_seconds": float(np.mean([r["wall_seconds"] for r in rows]))}
+               "wall_seconds": float(np.mean([r["wall_seconds"] for r in rows])),
+               "cpu_seconds": float(np.mean([r.get("cpu_seconds", np.nan) for r in rows]))}
     if ceiling:
         for r in rows + [summary]:
             r["pct_ceiling"] = 100 * r["dyncorr"] / ceiling
@@ -97,7 +100,8 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
     write_results(
         name, rows + [summary], meta=meta,
         md_table_columns=["seed", "model", "dyncorr", "pct_ceiling", "ridge_dyncorr", "mean_dyncorr",
-                          "margin_over_ridge", "ssim", "ridge_ssim", "wall_seconds", "load_average_1min"],
+                          "margin_over_ridge", "ssim", "ridge_ssim", "wall_seconds", "cpu_seconds",
+                          "load_average_1min"],
         title="Benchmark: `spec2vol_bids train` with its defaults against ridge (the production path)",
         notes=f"`spec2vol_bids train DERIVS OUT --preset tiny --cv split --test-subjects {test} --val-subjects {val} "
               f"--epochs {epochs} --accumulation 1 --warmup-steps 20 --baselines ridge mean --seed S "
@@ -105,6 +109,7 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
               f"subjects x {volumes} volumes). Test-subject dynamic correlation of the epoch chosen on the "
               "validation subject; `pct_ceiling`: as a percentage of the simulator's noise ceiling for the test "
               "subject. `wall_seconds`: the whole command (target cache, training, ridge, mean, reports); "
+              "`cpu_seconds`: the CPU time it used, all threads (what it needs from a machine of its own); "
               "`load_average_1min`: the machine's load when it finished (2 cores; above 2, other processes shared "
               "them).",
         results_dir=RESULTS_DIR / "quick" if quick else RESULTS_DIR)
