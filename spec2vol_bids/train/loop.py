@@ -571,8 +571,8 @@ def train_fold(
                 step_callback(-state.epoch)  # negative: an epoch boundary
         result.update(_finish(model, data, cfg, device, policy, state, progress=progress))
     result["seconds"] = time.perf_counter() - t0
-    result = {k: result[k] for k in ("fold", "model", "protocol", "selected_epoch", "results", "history", "scaling",
-                                     "fit_info", "seconds", "checkpoints")}
+    result = {k: result.get(k) for k in ("fold", "model", "protocol", "selected_epoch", "results", "history",
+                                         "scaling", "fit_info", "seconds", "checkpoints", "loss")}  # loss: None if closed form
     policy.write_history(result)
     return result
 
