@@ -84,7 +84,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     """Check a run from its headers only (no samples or voxels are read) and describe it.
 
     Catches before any processing starts: unreadable EEG or BOLD headers, channel selections that do not
-    match the recording, missing volume markers (warning), EEG shorter than the BOLD run.
+    match the recording, missing volume markers (warning), EEG shorter than the BOLD run, and, when artefacts are
+    to be corrected (``correction.method``), a recording without scanner triggers or without an ECG channel.
 
     Raises
     ------
@@ -96,6 +97,10 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    if cfg.correction.method != "none":
+        from .artefacts import check_correctable
+
+        check_correctable(rec, cfg, onsets, events_tsv=events_tsv)
     return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
                    sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape),
                    eeg_duration=rec.duration)
@@ -104,7 +109,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
 def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
                         out_file: str | os.PathLike, config=None, channels_tsv: str | os.PathLike | None = None,
                         events_tsv: str | os.PathLike | None = None, bold_file: str | os.PathLike | None = None,
-                        progress: bool = False) -> tuple[Path, Path]:
+                        progress: bool = False, data_file: str | os.PathLike | None = None,
+                        qc_files=(), eeg_dataset: str = "raw", eeg_desc: str | None = None) -> tuple[Path, Path]:
     """Compute and write the volume-locked spectrogram of one EEG run.
 
     Parameters
@@ -126,6 +132,18 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         The paired BOLD file, listed in ``Sources``.
     progress : bool
         Show a progress bar over the windows.
+    data_file : path-like, optional
+        Read the samples from this recording instead (the artefact-corrected copy of ``eeg_file``:
+        :mod:`spec2vol_bids.pipeline.artefacts`); it must have the same channels, rate and length. The volume
+        onsets and ``Sources`` still come from ``eeg_file``.
+    qc_files : sequence of path-like
+        The run's artefact QC files; their numbers go into the sidecar (``ArtefactCorrection``, ``ArtefactQC``,
+        ``ArtefactWarnings``; :func:`~spec2vol_bids.pipeline.artefacts.merge_qc`).
+    eeg_dataset : str
+        Name of the dataset holding ``eeg_file`` in the BIDS URIs of the sidecar: ``raw`` (default) or the
+        ``-d NAME`` of a derivatives dataset (preprocessed EEG).
+    eeg_desc : str, optional
+        The ``desc`` label of a preprocessed ``eeg_file`` (recorded in ``EEGSource``).
 
     Returns
     -------
@@ -134,7 +152,8 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     Raises
     ------
     DataError
-        Unreadable EEG, NaN samples, EEG shorter than the BOLD run, run too short for one pair.
+        Unreadable EEG, NaN samples, EEG shorter than the BOLD run, run too short for one pair, a ``data_file``
+        that does not match ``eeg_file``.
     """
     from ..preproc.eeg import spectrogram_from_reader
     from ..preproc.pairs import pairs_for_config
@@ -144,8 +163,15 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
     names = [rec.ch_names[i] for i in picks]
+    source = rec
+    if data_file is not None:
+        source = EEGRecording(data_file)
+        if (source.ch_names, source.sfreq, source.n_samples) != (rec.ch_names, rec.sfreq, rec.n_samples):
+            raise DataError(f"the corrected EEG {Path(data_file).name} does not match {Path(eeg_file).name} "
+                            f"(channels, sampling rate or length)",
+                            hint="Delete the run's working directory and run again")
     spec, freqs, valid = spectrogram_from_reader(
-        rec.segment_reader(picks), onsets.onsets, rec.sfreq, rec.n_samples, cfg.eeg,
+        source.segment_reader(picks), onsets.onsets, rec.sfreq, rec.n_samples, cfg.eeg,
         tr=float(repetition_time), channel_names=names, progress=progress)
     # spec: [n_volumes, n_channels, n_freqs]; valid: [n_volumes]
     windows, targets = pairs_for_config(int(n_volumes), valid, float(repetition_time), cfg.pairing)
@@ -162,15 +188,27 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "volume_marker": onsets.marker or "n/a",
         "config": cfg.to_dict(),
     }
-    sources = [bids_uri(eeg_file)] + ([bids_uri(bold_file)] if bold_file else [])
-    sidecar = SPECTROGRAM.sidecar({
+    eeg_uri = bids_uri(eeg_file, eeg_dataset)
+    sources = [eeg_uri] + ([bids_uri(bold_file)] if bold_file else [])
+    eeg_source: dict[str, Any] = {"Dataset": eeg_dataset, "File": eeg_uri}
+    if eeg_desc is not None:
+        eeg_source["Desc"] = eeg_desc
+    fields: dict[str, Any] = {
         "Sources": sources,
+        "EEGSource": eeg_source,
         "VolumeMarker": onsets.marker,
         "NumberOfVolumeMarkers": onsets.n_markers,
         "AlignmentWarnings": list(onsets.messages),
         # volumes whose missing trigger was filled at the midpoint of its neighbours (bids.eeg policy)
         "FilledVolumeTriggers": [int(i) for i in onsets.filled],
-    })
+    }
+    if qc_files or cfg.correction.method != "none":
+        from .artefacts import merge_qc
+
+        fields.update(merge_qc(list(qc_files), cfg))
+        for warning in fields["ArtefactWarnings"]:
+            LOGGER.warning("%s: %s", Path(eeg_file).name, warning)
+    sidecar = SPECTROGRAM.sidecar(fields)
     LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
                 int(valid.sum()), len(targets))
     return write_spectrogram(out_file, spectrogram=spec, valid=valid, frequencies=freqs,
