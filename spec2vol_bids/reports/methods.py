@@ -80,6 +80,10 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
         f"Spec2VolCAMU-Net data pipeline (He et al.). {runs} was processed as follows. The onset of every BOLD "
         f"volume within the EEG recording was obtained {onset_txt}.")
 
+    correction = _correction_text(cfg.correction)
+    if correction:
+        paras.append(correction)
+
     if e.window_length is None:
         core = "one repetition time (TR)"
     else:
@@ -160,6 +164,40 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
         paras.append(f"Computations used {', '.join(libs)}.")
     paras.append(f"Reference: {PAPER_CITATION}.")
     return "\n\n".join(paras)
+
+
+def _correction_text(c) -> str:
+    """The artefact-correction paragraph (empty without correction)."""
+    if c.method == "none":
+        return ""
+    trig = {"auto": f"at the scanner's slice triggers (\u201c{c.slice_marker}\u201d markers) when the recording had "
+                    "them, else at its volume triggers",
+            "slice": f"at the scanner's slice triggers (\u201c{c.slice_marker}\u201d markers)",
+            "volume": "at the scanner's volume triggers"}[c.triggers]
+    text = (f"The MR gradient artefact was removed by average artefact subtraction (Allen et al., 2000): the EEG "
+            f"was cut into epochs {trig}, and from every epoch the mean of its {c.gradient_neighbours} nearest "
+            "epochs (half before, half after, the epoch itself excluded) was subtracted")
+    if c.align:
+        text += (f", after sub-sample alignment of the epochs (delays of up to {c.max_shift:g} samples, estimated "
+                 "from the cross-spectrum with a reference epoch and applied as Fourier phase shifts to the "
+                 "template)")
+    text += "."
+    if c.obs_components:
+        text += (f" The first {c.obs_components} principal components of the residual artefact of each channel "
+                 "(optimal basis set, Niazy et al., 2005; computed over blocks of epochs) were fitted to every "
+                 "epoch and subtracted.")
+    if c.lowpass:
+        text += f" The data were then low-pass filtered at {c.lowpass:g} Hz (zero-phase linear-phase FIR)."
+    if c.bcg:
+        ecg = f"the {c.ecg_channel} channel" if c.ecg_channel else "the ECG channel"
+        how = (f"the mean and the first {c.bcg_obs_components} principal components of its "
+               f"{c.bcg_neighbours} nearest heartbeats were fitted to each heartbeat (optimal basis set)"
+               if c.bcg_obs_components else
+               f"the mean of its {c.bcg_neighbours} nearest heartbeats was subtracted from each heartbeat")
+        text += (f" The pulse (ballistocardiogram) artefact was then removed: R peaks were detected on {ecg} "
+                 "with MNE-Python's QRS detector, the EEG was cut into heartbeat epochs starting a quarter of the "
+                 f"median R-R interval before each R peak, and {how}.")
+    return text
 
 
 def methods_html(config=None, **kwargs) -> str:
