@@ -47,6 +47,7 @@ __all__ = [
     "correct_gradient",
     "correct_bcg",
     "artefact_qc",
+    "run_artefact_steps",
     "merge_qc",
 ]
 
@@ -630,6 +631,44 @@ def artefact_qc(eeg_file: str | os.PathLike, *, qc_file: str | os.PathLike, n_vo
         qc["Cardiac"] = card
     write_json(qc_file, qc)
     return Path(qc_file)
+
+
+def run_artefact_steps(eeg_file: str | os.PathLike, work_dir: str | os.PathLike, *, n_volumes: int,
+                       repetition_time: float, config=None, channels_tsv: str | os.PathLike | None = None,
+                       events_tsv: str | os.PathLike | None = None,
+                       progress=False) -> tuple[Path | None, list[Path]]:
+    """The artefact steps of a run as the BIDS-App's workflow chains them, without nipype.
+
+    ``correction.method`` none: the QC (when ``correction.qc``); gradient: :func:`correct_gradient`;
+    gradient+bcg: then :func:`correct_bcg`. Files go into ``work_dir``.
+
+    Returns
+    -------
+    data_file : Path or None
+        The corrected recording for :func:`~spec2vol_bids.pipeline.steps.compute_spectrogram`'s ``data_file``
+        (None without correction).
+    qc_files : list of Path
+        For its ``qc_files``.
+    """
+    cfg = PreprocConfig.coerce(config)
+    work = Path(work_dir)
+    from ..io.names import run_entities
+
+    stem = "_".join(f"{k}-{v}" for k, v in run_entities(eeg_file).items()) or "eeg"
+    common = {"n_volumes": n_volumes, "repetition_time": repetition_time, "config": cfg,
+              "channels_tsv": channels_tsv, "events_tsv": events_tsv, "progress": progress}
+    if cfg.correction.method == "none":
+        if not cfg.correction.qc:
+            return None, []
+        return None, [artefact_qc(eeg_file, qc_file=work / "qc_artefacts.json", **common)]
+    g = correct_gradient(eeg_file, out_file=work / "gradient" / f"{stem}_desc-gradient_eeg.vhdr",
+                         qc_file=work / "qc_gradient.json", ecg_file=work / "ecg.npy",
+                         cardiac_qc=not cfg.correction.bcg, **common)
+    if not cfg.correction.bcg:
+        return g["out_file"], [g["qc_file"]]
+    b = correct_bcg(g["out_file"], out_file=work / "bcg" / f"{stem}_desc-bcg_eeg.vhdr", qc_file=work / "qc_bcg.json",
+                    config=cfg, channels_tsv=channels_tsv, ecg_file=g.get("ecg_file"), progress=progress)
+    return b["out_file"], [g["qc_file"], b["qc_file"]]
 
 
 # ------------------------------------------------------------------------------------------------ sidecar

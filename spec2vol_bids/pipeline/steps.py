@@ -395,8 +395,11 @@ def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathL
 def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=False) -> dict[str, Path]:
     """The spectrogram, target and brain-mask derivatives of one paired run, written under ``out_dir``.
 
-    What the BIDS-App's workflow does for a run (without nipype): :func:`compute_spectrogram` on the EEG, then
-    :func:`compute_target` on the run's target BOLD (fMRIPrep's series with its mask when the pair has one).
+    What the BIDS-App's workflow does for a run (without nipype): the artefact steps
+    (:func:`~spec2vol_bids.pipeline.artefacts.run_artefact_steps`, in a temporary folder inside ``out_dir``,
+    removed afterwards), :func:`compute_spectrogram` on the run's EEG (preprocessed EEG from ``-d`` when the pair
+    has it), then :func:`compute_target` on the run's target BOLD (fMRIPrep's series with its mask when the pair
+    has one).
 
     Parameters
     ----------
@@ -414,10 +417,26 @@ def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=Fa
     dict
         ``{"spectrogram": Path, "target": Path, "mask": Path}``.
     """
-    spectrogram, _ = compute_spectrogram(
-        pair.eeg_file, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
-        out_file=SPECTROGRAM.path(out_dir, pair.eeg_file), config=config, channels_tsv=pair.channels_tsv,
-        events_tsv=pair.events_tsv, bold_file=pair.bold_file, progress=progress)
+    import tempfile
+
+    from .artefacts import run_artefact_steps
+
+    cfg = PreprocConfig.coerce(config)
+    eeg = getattr(pair, "source_eeg", pair.eeg_file)
+    channels = getattr(pair, "source_channels_tsv", pair.channels_tsv)
+    events = getattr(pair, "source_events_tsv", pair.events_tsv)
+    preproc_eeg = getattr(pair, "eeg_preproc", None)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spec2vol-artefacts-", dir=out_dir) as work:
+        data_file, qc_files = run_artefact_steps(
+            eeg, work, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time, config=cfg,
+            channels_tsv=channels, events_tsv=events, progress=progress if isinstance(progress, bool) else False)
+        spectrogram, _ = compute_spectrogram(
+            eeg, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
+            out_file=SPECTROGRAM.path(out_dir, pair.eeg_file), config=cfg, channels_tsv=channels,
+            events_tsv=events, bold_file=pair.bold_file, progress=progress, data_file=data_file,
+            qc_files=qc_files, eeg_dataset=getattr(pair, "eeg_dataset", "raw"),
+            eeg_desc=preproc_eeg.desc if preproc_eeg is not None else None)
     preproc = pair.preproc
     target, _, mask, _ = compute_target(
         pair.target_bold, out_file=TARGET.path(out_dir, pair.bold_file), mask_file=MASK.path(out_dir, pair.bold_file),

@@ -215,6 +215,28 @@ def test_runs_that_cannot_be_corrected_are_refused_before_processing(datasets, t
                             channels_tsv=files["channels"], events_tsv=files["events"], data_file=vhdr)
 
 
+def test_preprocess_run_chains_the_steps_like_the_workflow(datasets, tmp_path):
+    from spec2vol_bids.bids.runs import collect_pairs
+    from spec2vol_bids.pipeline.steps import preprocess_run
+
+    pair = collect_pairs(datasets["both"])[0]
+    cfg = PreprocConfig().replace(correction={"method": "gradient+bcg"})
+    files = preprocess_run(pair, tmp_path / "out", config=cfg)
+    side = json.loads(files["spectrogram"].with_suffix(".json").read_text())
+    assert side["ArtefactCorrection"]["Method"] == "gradient+bcg" and side["ArtefactWarnings"] == []
+    assert set(side["ArtefactQC"]["ArtefactDetected"].values()) == {False}
+    assert not list((tmp_path / "out").glob(".spec2vol-artefacts-*"))  # the corrected copies are removed
+    # the same run, step by step (as the workflow's nodes): the same spectrogram
+    work = tmp_path / "work"
+    data_file, qc_files = PA.run_artefact_steps(pair.eeg_file, work, n_volumes=N_VOL, repetition_time=TR,
+                                                config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+    h5, _ = compute_spectrogram(pair.eeg_file, n_volumes=N_VOL, repetition_time=TR, out_file=work / "s.h5",
+                                config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv,
+                                data_file=data_file, qc_files=qc_files)
+    np.testing.assert_array_equal(load_spectrogram(h5).spectrogram, load_spectrogram(files["spectrogram"]).spectrogram)
+    assert [q.name for q in qc_files] == ["qc_gradient.json", "qc_bcg.json"]
+
+
 def test_zz_print_figures():
     """Not a check: the figures of this module, for the report (run with -s)."""
     for key, value in FIGURES.items():
