@@ -151,9 +151,9 @@ def _picks(rec: EEGRecording, types: Sequence[str], exclude: Sequence[int] = ())
 def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.ndarray:
     """R-peak samples of an ECG trace (gradient artefact removed), with MNE's QRS detector.
 
-    The trace is resampled to at most 1 kHz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz,
-    adaptive threshold), and each peak is then moved to the extremum, with the QRS polarity, of the 5-35 Hz
-    band-passed trace within 30 ms at the full rate.
+    The trace is resampled to at most 500 Hz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz with
+    a 2 s FIR, adaptive threshold), and each peak is then moved to the extremum, with the QRS polarity, of the
+    5-35 Hz band-passed trace within 30 ms at the full rate.
 
     Raises
     ------
@@ -164,14 +164,14 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
     from scipy.signal import butter, resample_poly, sosfiltfilt
 
     x = np.asarray(ecg, dtype=np.float64).ravel()
-    q = max(1, int(sfreq // 1000))
+    q = max(1, int(sfreq // 500))
     low = resample_poly(x, 1, q) if q > 1 else x
     info = mne.create_info(["ECG"], float(sfreq) / q, ["ecg"])
     raw = mne.io.RawArray(low[None, :] * 1e-6, info, verbose="error")
     hint = (f"Check the ECG channel ({option_name('correction.ecg_channel')}), or correct only the gradient "
             "artefact (--eeg-correction gradient)")
     try:
-        events, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", verbose="error")
+        events, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", filter_length="2s", verbose="error")
     except Exception as err:  # MNE raises on flat or very short traces
         raise DataError(f"no R peaks could be found on {label} ({type(err).__name__}: {err})", hint=hint) from None
     peaks = np.asarray(events[:, 0], dtype=np.int64) * q
@@ -304,6 +304,8 @@ def _harmonics_qc(psd_before, psd_after, f0: float, fmax: float) -> dict[str, An
     b = A.harmonic_power(freqs, before, f0, fmax=fmax)
     out: dict[str, Any] = {"ArtefactFrequency": round(f0, 6), "Harmonics": [round(h, 4) for h in b["harmonics"]],
                            "PowerBefore": _db(b["power_db"]), "PeakRatioBefore": _db(b["ratio_db"])}
+    if b["mains_coincident"]:
+        out["MainsCoincident"] = True  # the harmonics are the mains': line noise counts as artefact
     f, spec_before = _mean_spectrum(freqs, before, fmax)
     spectrum: dict[str, Any] = {"Frequencies": f, "Before": spec_before}
     if psd_after is not None:
@@ -720,7 +722,9 @@ def merge_qc(qc_files: Sequence[str | os.PathLike], config=None) -> dict[str, An
     if flags["gradient"]:
         ratio = float(np.nanmedian(np.asarray(_final(grad, "PeakRatio"), dtype=float)))
         what = (f"MR gradient artefact: the power at the harmonics of {grad['ArtefactFrequency']:.4g} Hz is "
-                f"{ratio:.1f} dB above the power between them (median over channels)")
+                f"{ratio:.1f} dB above the power between them (median over channels"
+                + ("; these are also the mains harmonics, so line noise counts too)" if grad.get("MainsCoincident")
+                   else ")"))
         if method == "none":
             warnings.append(f"The EEG holds {what}, and --eeg-correction is none: the spectrogram shows the "
                             "scanner, not the brain. Use --eeg-correction gradient (or gradient+bcg), or "

@@ -233,7 +233,7 @@ class _EpochStream:
         self.picks = np.arange(n_channels) if picks is None else np.asarray(picks, dtype=np.int64)
         self.pad, self.seg_len = int(pad), int(seg_len)
         self.lo, self.hi = window_bounds(layout.n_epochs, n_neighbours)
-        self.buf = np.empty((self.n_channels, 0))
+        self.buf = np.empty((self.n_channels, 0), dtype=np.float32)
         self.buf0 = 0  # sample index of buf[:, 0]
         self.received = 0
         self.next_feat = 0  # first epoch without a feature
@@ -242,18 +242,24 @@ class _EpochStream:
         self.features: dict[int, object] = {}
         self.win = (0, 0)  # epochs currently in the running sum
 
+    def _batch(self) -> int:
+        """Epochs transformed or corrected together: about 2 MB of float64 samples (at least 1)."""
+        return max(1, (1 << 18) // (self.n_channels * self.seg_len))
+
     def _seg_bounds(self, j: int) -> tuple[int, int]:
         start = int(self.layout.starts[j]) - self.pad
         return start, start + self.seg_len
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces."""
-        block = np.asarray(block, dtype=np.float64)
+        block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.n_channels:
             raise UsageError(f"expected a block of shape ({self.n_channels}, n), got {block.shape}")
         if self.received + block.shape[1] > self.n_samples:
             raise UsageError("more samples pushed than the recording has")
-        self.buf = np.concatenate([self.buf, block], axis=1) if self.buf.size else block.copy()
+        # float32 samples (as recorded): half the memory; templates are computed in float64
+        self.buf = np.concatenate([self.buf, block.astype(np.float32)], axis=1) if self.buf.size \
+            else block.astype(np.float32)
         self.received += block.shape[1]
         return self._advance(final=self.received == self.n_samples)
 
@@ -282,8 +288,9 @@ class _EpochStream:
         last = self.next_feat
         while last < n and (final or self._seg_bounds(last)[1] <= end):
             last += 1
-        for first in range(self.next_feat, last, 256):  # a few hundred epochs at a time bound the temporaries
-            stop = min(first + 256, last)
+        batch = self._batch()
+        for first in range(self.next_feat, last, batch):  # bounded temporaries: a few MB of epochs at a time
+            stop = min(first + batch, last)
             for i, feature in enumerate(self._features(first, self._segments(first, stop))):
                 self.features[first + i] = feature
         self.next_feat = max(self.next_feat, last)
@@ -292,8 +299,8 @@ class _EpochStream:
         while stop < n and self.hi[stop] <= self.next_feat:
             stop += 1
         if stop > self.next_out and (final or stop == n or stop - self.next_out >= self.min_batch):
-            for first in range(self.next_out, stop, 512):
-                ready = list(range(first, min(first + 512, stop)))
+            for first in range(self.next_out, stop, max(batch, self.min_batch)):
+                ready = list(range(first, min(first + max(batch, self.min_batch), stop)))
                 spectra = []
                 for e in ready:
                     self._slide_to(e)
@@ -311,7 +318,8 @@ class _EpochStream:
         done_to = min(done_to, end)
         pieces = []
         if done_to > self.emitted:
-            pieces.append((self.emitted, self.buf[:, self.emitted - self.buf0:done_to - self.buf0].copy()))
+            piece = self.buf[:, self.emitted - self.buf0:done_to - self.buf0].astype(np.float64)
+            pieces.append((self.emitted, piece))
             self.emitted = done_to
         keep = self.emitted
         if self.next_feat < n:
@@ -410,9 +418,9 @@ class GradientAAS(_EpochStream):
     def _delays(self, spectra: np.ndarray) -> np.ndarray:
         if not self.align:
             return np.zeros(spectra.shape[0])
-        cross = np.einsum("ecf,cf->ef", spectra, np.conj(self.reference))  # [E, F]
+        cross = (spectra * np.conj(self.reference)[None]).sum(axis=1)  # [E, F]
         cross[:, 1:] *= 2.0  # one-sided spectrum of a real signal
-        scores = np.real(cross @ self.grid_phase.T)  # [E, n_grid]
+        scores = cross.real @ self.grid_phase.real.T - cross.imag @ self.grid_phase.imag.T  # Re(cross @ phase.T)
         best = np.clip(scores.argmax(axis=1), 1, self.grid.size - 2)
         rows = np.arange(scores.shape[0])
         y0, y1, y2 = scores[rows, best - 1], scores[rows, best], scores[rows, best + 1]
@@ -740,8 +748,9 @@ class WelchPSD:
         n_seg = (self.buf.shape[1] - self.nperseg) // self.step + 1 if self.buf.shape[1] >= self.nperseg else 0
         if n_seg <= 0:
             return
-        for s in range(0, n_seg, 16):  # a few segments at a time
-            idx = (np.arange(s, min(s + 16, n_seg)) * self.step)[:, None] + np.arange(self.nperseg)[None, :]
+        group = max(1, (1 << 19) // (self.nperseg * self.total.shape[0]))  # about 4 MB of samples at a time
+        for s in range(0, n_seg, group):
+            idx = (np.arange(s, min(s + group, n_seg)) * self.step)[:, None] + np.arange(self.nperseg)[None, :]
             seg = self.buf[:, idx]  # [C, k, nperseg]
             seg = seg - seg.mean(axis=-1, keepdims=True)
             spec = np.abs(np.fft.rfft(seg * self.window, axis=-1)) ** 2
@@ -765,13 +774,16 @@ def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
 
     For every harmonic ``h f0`` in ``(fmin, fmax]`` that is not within ``line_tolerance`` Hz of a multiple of an
     ``exclude`` frequency, the power in the bins within one bin width of it is summed (the line), and the same
-    number of bins is taken at the median level of the bins between the harmonics (the background).
+    number of bins is taken at the median level of the bins between the harmonics (the background). When every
+    harmonic is a mains harmonic (slices at 50 Hz, say), they are all used and ``mains_coincident`` is True: line
+    noise then counts as artefact.
 
     Returns
     -------
     dict
         ``harmonics`` (Hz, the ones used), ``power`` ``[C]`` (unit^2, summed over the harmonics),
-        ``background`` ``[C]`` (unit^2), ``power_db`` and ``ratio_db`` ``[C]`` (power over background).
+        ``background`` ``[C]`` (unit^2), ``power_db`` and ``ratio_db`` ``[C]`` (power over background),
+        ``mains_coincident`` (bool).
     """
     freqs = np.asarray(freqs, dtype=float)
     psd = np.atleast_2d(np.asarray(psd, dtype=float))
@@ -780,22 +792,24 @@ def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
     if not f0 > 0 or fmax <= f0:
         nan = np.full(n_c, np.nan)
         return {"harmonics": [], "power": nan, "background": nan, "power_db": nan, "ratio_db": nan}
-    harmonics = []
+    candidates = [h * f0 for h in range(1, int(fmax // f0) + 1) if fmin < h * f0 < freqs[-1] - df]
+
+    def mains(f):
+        return any(abs(f - m * x) <= line_tolerance for x in exclude for m in range(1, int(f // x) + 2))
+
+    harmonics = [float(f) for f in candidates if not mains(f)]
+    coincident = not harmonics and bool(candidates)
+    if coincident:  # every harmonic is a mains harmonic (e.g. 50 Hz slices): measure them anyway, line noise included
+        harmonics = [float(f) for f in candidates]
     line_bins: list[int] = []
-    for h in range(1, int(fmax // f0) + 1):
-        f = h * f0
-        if f <= fmin or f >= freqs[-1] - df:
-            continue
-        if any(abs(f - m * x) <= line_tolerance for x in exclude for m in range(1, int(f // x) + 2)):
-            continue
+    for f in harmonics:
         centre = f / df
-        bins = [b for b in range(int(math.floor(centre - 1)), int(math.ceil(centre + 1)) + 1)
-                if abs(b - centre) <= 1.0 + 1e-9 and 0 < b < freqs.size]
-        harmonics.append(float(f))
-        line_bins.extend(bins)
+        line_bins.extend(b for b in range(int(math.floor(centre - 1)), int(math.ceil(centre + 1)) + 1)
+                         if abs(b - centre) <= 1.0 + 1e-9 and 0 < b < freqs.size)
     if not harmonics:
         nan = np.full(n_c, np.nan)
-        return {"harmonics": [], "power": nan, "background": nan, "power_db": nan, "ratio_db": nan}
+        return {"harmonics": [], "power": nan, "background": nan, "power_db": nan, "ratio_db": nan,
+                "mains_coincident": False}
     lines = np.zeros(freqs.size, bool)
     lines[line_bins] = True
     # background: bins at least 2 bin widths from every harmonic, between the first and the last one used
@@ -812,7 +826,7 @@ def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
         power_db = 10 * np.log10(power)
         ratio_db = 10 * np.log10(power / background)
     return {"harmonics": harmonics, "power": power, "background": background, "power_db": power_db,
-            "ratio_db": ratio_db}
+            "ratio_db": ratio_db, "mains_coincident": coincident}
 
 
 class LockedAverage:

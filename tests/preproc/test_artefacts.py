@@ -92,7 +92,7 @@ def test_aas_removes_the_gradient_artefact_with_sub_sample_alignment():
     # what is left is the EEG of the neighbouring epochs averaged into the template: about EEG / sqrt(30)
     assert np.std((out - eeg)[:, inside]) < 1.5 * 10.0 / np.sqrt(30)
     outside = ~inside
-    np.testing.assert_allclose(out[:, outside], x[:, outside])  # before the first trigger: untouched
+    np.testing.assert_allclose(out[:, outside], x[:, outside], rtol=1e-6, atol=1e-5)  # untouched (float32)
     # the delays found follow the true sub-sample delays (the artefact starts ``true_delay`` samples before the
     # logged trigger), up to a constant: the reference's own delay
     found = np.array([aligned.delays[e] for e in range(trig.size)])
@@ -107,7 +107,7 @@ def test_aas_on_volume_triggers_and_picks():
     x = eeg + art
     x[2] = np.sin(np.arange(x.shape[1]) / 7.0)  # a channel that is not corrected (e.g. a trigger channel)
     out = run([A.GradientAAS(A.epoch_layout(vol, x.shape[1]), x.shape[1], x.shape[0], picks=[0, 1, 3])], x)
-    np.testing.assert_array_equal(out[2], x[2])
+    np.testing.assert_allclose(out[2], x[2], rtol=1e-6, atol=1e-7)  # passed through (as float32 samples)
     assert db(art[[0, 1, 3]][:, inside], (out - eeg)[[0, 1, 3]][:, inside]) > 30.0
 
 
@@ -126,8 +126,9 @@ def test_streams_do_not_depend_on_the_block_size_and_stay_bounded():
         outs.append(np.concatenate([p for _, p in pieces], axis=1))
         if block == 517:  # the buffer holds about half a window of epochs plus one block, not the recording
             assert biggest < (10 // 2 + 4) * aas.layout.length + block < n / 3
-    np.testing.assert_allclose(outs[0], outs[1], atol=1e-9)
-    np.testing.assert_allclose(outs[0], outs[2], atol=1e-9)
+    # equal up to the rounding of the float32 samples (FFT batches of another size round differently)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outs[0], outs[2], rtol=0, atol=1e-5)
 
 
 def test_aas_refuses_a_wrong_block():
@@ -179,10 +180,10 @@ def test_bcg_sliding_average_removes_the_pulse_artefact_and_leaves_the_ecg():
     out = run([A.BCGSubtraction(beats, n, x.shape[0], FS, picks=[0, 1, 2])], x)
     span = slice(beats[1], beats[-2])
     assert db(art[:, span], (out[:3] - eeg)[:, span]) > 15.0
-    np.testing.assert_array_equal(out[3], x[3])  # the ECG is not corrected
+    np.testing.assert_allclose(out[3], x[3], rtol=1e-6)  # the ECG is not corrected
     # block size does not matter
     again = run([A.BCGSubtraction(beats, n, x.shape[0], FS, picks=[0, 1, 2])], x, block=777)
-    np.testing.assert_allclose(out, again, atol=1e-9)
+    np.testing.assert_allclose(out, again, rtol=0, atol=1e-5)
     with pytest.raises(DataError, match="R peaks"):
         A.BCGSubtraction([5, 10], n, 4, FS, picks=[0])
 
@@ -193,7 +194,7 @@ def test_bcg_optimal_basis_set():
     obs = run([A.BCGSubtraction(beats, x.shape[1], x.shape[0], FS, picks=[0, 1, 2], obs_components=2)], x)
     span = slice(beats[1], beats[-2])
     assert db(art[:, span], (obs[:3] - eeg)[:, span]) > 10.0
-    np.testing.assert_array_equal(obs[3], x[3])
+    np.testing.assert_allclose(obs[3], x[3], rtol=1e-6)
 
 
 def test_fir_filter_is_zero_phase_and_streams():
@@ -274,3 +275,14 @@ def test_artefact_flags():
     assert flags == {"gradient": None, "cardiac": True}
     # a faint cardiac trace above the averaging noise but of a few microvolts is no pulse artefact
     assert A.artefact_flags(cardiac_power_db=[5.0], cardiac_ratio_db=[20.0])["cardiac"] is False
+
+
+def test_harmonics_at_the_mains_frequency_are_measured_anyway():
+    rng = np.random.default_rng(4)
+    t = np.arange(60_000) / FS
+    x = rng.standard_normal((1, t.size)) + 5 * np.sin(2 * np.pi * 50 * t)
+    f, p = scipy.signal.welch(x, fs=FS, nperseg=1000)
+    res = A.harmonic_power(f, p, 50.0, fmax=200.0)  # slices at 50 Hz: every harmonic is a mains harmonic
+    assert res["mains_coincident"] and res["harmonics"] == [50.0, 100.0, 150.0, 200.0]
+    assert res["ratio_db"][0] > 20.0
+    assert not A.harmonic_power(f, p, 10.0, fmax=200.0)["mains_coincident"]
