@@ -61,8 +61,8 @@ BCG_TYPES = ("EEG", "REF", "EOG", "VEOG", "HEOG")
 CARDIAC_PRE, CARDIAC_POST = 0.2, 0.6
 #: the software named in the corrected files' headers
 SOFTWARE = "spec2vol-bids artefact correction"
-#: samples per channel read at once is at most this many values over the channels (about 16 MB of float64)
-BLOCK_VALUES = 1 << 21
+#: samples read at once: this many values over the channels (4 MB of float64; every stage holds a few such blocks)
+BLOCK_VALUES = 1 << 19
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ LONG_EPOCH = 1024
 LONG_PAD = 64
 #: step (samples) of the coarse grid of delays searched by the sub-sample alignment
 SHIFT_STEP = 0.05
+#: corrected samples are handed back in pieces of at most this many values (4 MB of float64)
+PIECE_VALUES = 1 << 19
 #: fewest epochs of one channel the local optimal basis set is computed from
 OBS_MIN_EPOCHS = 64
 #: harmonics of the artefact frequency closer than this (Hz) to a multiple of a mains frequency are not used by
@@ -317,10 +319,11 @@ class _EpochStream:
         done_to = self.n_samples if self.next_out >= n else int(lay.starts[self.next_out])
         done_to = min(done_to, end)
         pieces = []
-        if done_to > self.emitted:
-            piece = self.buf[:, self.emitted - self.buf0:done_to - self.buf0].astype(np.float64)
-            pieces.append((self.emitted, piece))
-            self.emitted = done_to
+        step = max(1, PIECE_VALUES // self.n_channels)  # pieces of a few MB, however far the stream advanced
+        while done_to > self.emitted:
+            stop = min(done_to, self.emitted + step)
+            pieces.append((self.emitted, self.buf[:, self.emitted - self.buf0:stop - self.buf0].astype(np.float64)))
+            self.emitted = stop
         keep = self.emitted
         if self.next_feat < n:
             keep = min(keep, self._seg_bounds(self.next_feat)[0])
@@ -864,13 +867,14 @@ class LockedAverage:
         while self.next < self.events.size and self.events[self.next] + self.post <= end:
             take.append(int(self.events[self.next]))
             self.next += 1
-        if take:
-            idx = (np.asarray(take) - self.pre - self.buf0)[:, None] + np.arange(self.length)[None, :]
+        group = max(1, PIECE_VALUES // (self.sum.shape[0] * self.length))  # a few MB of epochs at a time
+        for g in range(0, len(take), group):
+            idx = (np.asarray(take[g:g + group]) - self.pre - self.buf0)[:, None] + np.arange(self.length)[None, :]
             ep = self.buf[:, idx]  # [C, k, L]
-            ep = ep - ep.mean(axis=-1, keepdims=True)
+            ep -= ep.mean(axis=-1, keepdims=True)
             self.sum += ep.sum(axis=1)
-            self.sumsq += (ep ** 2).sum(axis=1)
-            self.n += len(take)
+            self.sumsq += (ep * ep).sum(axis=1)
+            self.n += idx.shape[0]
         keep = end - self.length
         if self.next < self.events.size:
             keep = min(keep, int(self.events[self.next]) - self.pre)
