@@ -147,7 +147,7 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    metavar="NAME=PATH",
                    help="BIDS derivatives datasets with preprocessed BOLD or EEG, e.g. -d fmriprep=/data/derivatives/"
                         "fmriprep eegprep=/data/derivatives/eegprep (repeatable; searched in the order given). A "
-                        "dataset with func/*_desc-preproc_bold files gives the targets (each run's desc-preproc_bold "
+                        "dataset with desc-preproc_bold files in func/ gives the targets (each run's desc-preproc_bold "
                         "in --bold-space and its desc-brain_mask) instead of the raw BOLD; a dataset with eeg/ files "
                         "gives the EEG (each run's desc-<--eeg-desc> recording) instead of the raw EEG. A run "
                         "without a match is an error. NAME names the dataset in the sidecars' BIDS URIs")
@@ -209,8 +209,8 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--ecg-channel", metavar="NAME",
                    help="the ECG channel for the R peaks (default: the channel of type ECG in channels.tsv)")
     g.add_argument("--eeg-desc", type=_eeg_desc_arg, metavar="LABEL",
-                   help="desc label of the preprocessed EEG taken from a -d dataset holding EEG, i.e. "
-                        "*_desc-LABEL_eeg.* files (default preproc; only with -d)")
+                   help="desc label of the preprocessed EEG taken from a -d dataset holding EEG, i.e. its "
+                        "desc-LABEL_eeg files (default preproc; only with -d)")
 
     g = parser.add_argument_group("pairing of EEG windows and BOLD volumes")
     g.add_argument("--n-windows", type=positive_int, metavar="N", help="windows per model input (default 20)")
