@@ -8,11 +8,13 @@ BIN := $(VENV)/bin
 WHEELS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 FIND_LINKS := $(if $(WHEELS),--find-links "$(WHEELS)",)
 TORCH_PIN := torch==2.13.0
-EXTRAS := test,napari,docs,bench
+EXTRAS := test,napari,docs,bench,e2fnet
 STAMP := $(VENV)/.installed
-APT_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 graphviz
+APT_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 graphviz chromium
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 export QT_QPA_PLATFORM ?= xcb
+# the tested Qt binding (napari deprecates PyQt5 at the end of 2026); qtpy falls back to another one if absent
+export QT_API ?= pyqt6
 export NIPYPE_NO_ET ?= 1
 export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -29,7 +31,8 @@ help:
 
 install: system-deps $(STAMP)
 
-# Debian packages for the headless napari tests and graphviz (workflow graphs); only when missing and root.
+# Debian packages for the headless napari tests (Xvfb, the xcb libraries Qt needs), graphviz (workflow graphs) and
+# chromium (the HTML reports are rendered and checked in a headless browser); only when missing and root.
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -10,7 +10,7 @@ Run::
     python examples/open_in_napari.py [OUT_DIR]                      # interactive napari window
     python examples/open_in_napari.py [OUT_DIR] --screenshot shot.png # save a screenshot and exit (headless: xvfb-run)
 
-Needs napari and a Qt binding: ``pip install "spec2vol-bids[napari]" pyqt5``.
+Needs napari and a Qt binding: ``pip install "spec2vol-bids[napari]" pyqt6``.
 """
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ def _predict_run(pair, checkpoint, *, out_dir, device, scan_backend, batch_size,
     yield Progress("EEG spectrogram", 0, pair.n_volumes)
     files = steps.preprocess_run(pair, out_dir, config=cfg, progress=_inner("EEG spectrogram", report, should_stop))
     spec_file, target_file, mask_file = files["spectrogram"], files["target"], files["mask"]
-    pred_file = PREDICTION.path(out_dir, pair.bold_file)
+    pred_file = PREDICTION.path(out_dir, target_file)  # the target's space and grid
     stage = f"predicting on {dev}"
     yield Progress(stage, 0, 1)
     steps.predict_run(spec_file, target_file, ckpt_path, out_file=pred_file, device=dev,

@@ -1,15 +1,18 @@
 """Readers for the napari plugin: BIDS EEG recordings, spectrogram derivatives and BOLD NIfTI images.
 
-napari calls :func:`napari_get_reader` with a path; it returns a reader function for the file kinds below, or
-``None`` so that another plugin can try:
+napari calls :func:`napari_get_reader` with a path; it returns a reader function only for files this plugin can
+read, judged by their content, and ``None`` otherwise so that another plugin (napari-nibabel, an HDF5 viewer, an
+EEG plugin) gets them: a spectrogram ``.h5`` with the datasets of the spectrogram derivative, a 4-D NIfTI (a BOLD
+series), a 3-D NIfTI only inside a spec2vol-bids derivatives dataset (its masks), and BIDS EEG recordings
+(``*_eeg.vhdr``/``.edf``/``.bdf``/``.set``):
 
 ================================  =====================================================================
 file                              layers
 ================================  =====================================================================
 ``*_eeg.vhdr`` / ``.edf`` /       one image ``(channel, time)`` (each channel robust-z-scored for display;
-``.set``                          time in seconds) plus, when the recording has volume markers, a shapes
+``.bdf`` / ``.set``               time in seconds) plus, when the recording has volume markers, a shapes
                                   layer with one vertical line per volume onset
-``*_spectrogram.h5``              one image ``(volume, channel, frequency)``: time in seconds (TR per row),
+spectrogram ``.h5``               one image ``(volume, channel, frequency)``: time in seconds (TR per row),
                                   frequency in Hz; every attribute of the file in ``metadata``
 ``*.nii`` / ``*.nii.gz``          4-D BOLD as an image ``(t, z, y, x)`` in the closest canonical (RAS+)
                                   orientation with the voxel zooms as ``scale``; 3-D images as ``(z, y, x)``;
@@ -37,7 +40,11 @@ from spec2vol_bids.errors import DataError, Spec2VolError
 LayerDataTuple = tuple[Any, dict, str]
 PathLike = str | os.PathLike
 
-EEG_SUFFIXES = (".vhdr", ".edf", ".set")
+EEG_SUFFIXES = (".vhdr", ".edf", ".bdf", ".set")
+#: BIDS EEG recordings: the only EEG files the reader claims
+BIDS_EEG_SUFFIXES = tuple(f"_eeg{ext}" for ext in EEG_SUFFIXES)
+#: the datasets that make an HDF5 file a spectrogram derivative (CONTRIBUTING.md, data contracts)
+SPECTROGRAM_DATASETS = ("spectrogram", "valid", "frequencies", "volume_onsets", "pairs/windows", "pairs/targets")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 #: Recordings larger than this many samples (channels x time) are block-averaged in time for display.
@@ -58,9 +65,56 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> Callable[[Any], li
         A function taking the same ``path`` and returning a list of ``(data, kwargs, layer_type)`` tuples.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths or any(_kind(p) is None for p in paths):
+    if not paths or any(claims(p) is None for p in paths):
         return None
     return read_paths
+
+
+def claims(path: PathLike) -> str | None:
+    """The kind of file (``eeg``, ``spectrogram``, ``nifti``) when this plugin can read ``path``, else ``None``.
+
+    Judged by content, cheaply (headers only): an HDF5 file holding the spectrogram derivative's datasets (any
+    name), a NIfTI image that is 4-D or lies in a spec2vol-bids derivatives dataset (its 3-D masks), a BIDS EEG
+    recording (``*_eeg.vhdr``, ``.edf``, ``.bdf``, ``.set``) that exists. Unreadable files are not claimed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    name = p.name.lower()
+    if name.endswith(BIDS_EEG_SUFFIXES):
+        return "eeg"
+    if name.endswith((".h5", ".hdf5")):
+        return "spectrogram" if _is_spectrogram(p) else None
+    if name.endswith(NIFTI_SUFFIXES):
+        try:
+            import nibabel as nib
+
+            ndim = len(nib.load(p).shape)
+        except Exception:  # not a NIfTI header: another reader's file, or a broken one
+            return None
+        return "nifti" if ndim == 4 or (ndim == 3 and _in_spec2vol_dataset(p)) else None
+    return None
+
+
+def _is_spectrogram(path: Path) -> bool:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            return all(key in h5 for key in SPECTROGRAM_DATASETS) and h5["spectrogram"].ndim == 3
+    except Exception:  # not HDF5, or unreadable
+        return False
+
+
+def _in_spec2vol_dataset(path: Path) -> bool:
+    """Whether a folder above ``path`` is a derivatives dataset of the spec2vol-bids BIDS-App."""
+    from spec2vol_bids.io.dataset import DERIVATIVE_DATASET_NAME, dataset_generator
+
+    for folder in list(path.parents)[:6]:
+        exists, name = dataset_generator(folder)
+        if exists:
+            return name == DERIVATIVE_DATASET_NAME
+    return False
 
 
 def read_paths(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
@@ -95,7 +149,7 @@ def _kind(path: PathLike) -> str | None:
     name = os.fspath(path).lower()
     if name.endswith(EEG_SUFFIXES):
         return "eeg"
-    if name.endswith("_spectrogram.h5"):
+    if name.endswith((".h5", ".hdf5")):
         return "spectrogram"
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
@@ -104,7 +158,7 @@ def _kind(path: PathLike) -> str | None:
 
 def _strip_ext(path: PathLike) -> str:
     name = Path(path).name
-    for ext in (".nii.gz", ".nii", ".h5", ".vhdr", ".edf", ".set"):
+    for ext in (".nii.gz", ".nii", ".h5", ".vhdr", ".edf", ".bdf", ".set"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name

@@ -1,11 +1,21 @@
-"""Sample data: a simulated EEG-fMRI run and a tiny Spec2VolCAMU-Net trained on the fly, shown in one click.
+"""Sample data: a simulated EEG-fMRI run, its BOLD predicted by a tiny trained Spec2VolCAMU-Net, in one click.
 
-:func:`prepare_sample` simulates a small BIDS dataset (:func:`spec2vol_bids.simulate.simulate_dataset`, preset
-``tiny``), computes its derivatives with the BIDS-App's own functions (:mod:`spec2vol_bids.pipeline.steps`) and
-trains a ``tiny`` model for ten epochs on the first subject (:func:`spec2vol_bids.train.loop.train_fold`). The
-result is cached under ``~/.cache/spec2vol-bids/sample/`` (``$SPEC2VOL_CACHE`` or ``$XDG_CACHE_HOME`` move it), so
-only the first use takes time (about a minute on a laptop CPU). :func:`make_sample_data` (napari's
-*File > Open Sample* entry) then predicts the held-out subject's run and shows it with the widget.
+napari's *File > Open Sample* entries load a small file shipped with the plugin (:data:`SAMPLE_FILE`, about
+0.5 MB), so they open at once and compute nothing in napari's GUI thread, as napari asks of sample data; they only
+return layers (no widget is docked):
+
+* :func:`make_sample_data` ("Simulated EEG-fMRI run + tiny model"): measured and predicted BOLD of the held-out run
+  and their difference, side by side in one canvas (one time and one z slider), with linked contrast, and the
+  map of the dynamic correlation;
+* :func:`make_sample_eeg` ("Simulated EEG recording"): that run's EEG with its volume markers.
+
+The file is made by :func:`build_sample_file` (``python -m napari_spec2vol._sample_data``), from the real
+pipeline: :func:`prepare_sample` simulates a small BIDS dataset (:func:`spec2vol_bids.simulate.simulate_dataset`,
+preset ``tiny``), computes its derivatives with the BIDS-App's own functions (:mod:`spec2vol_bids.pipeline.steps`)
+and trains a ``tiny`` model on the first subject (:func:`spec2vol_bids.train.loop.train_fold`); the widget then
+predicts the held-out subject's run. The widget's *Try the sample data* button runs the same steps in a worker
+thread, with progress (cached under ``~/.cache/spec2vol-bids/sample/``; ``$SPEC2VOL_CACHE`` or
+``$XDG_CACHE_HOME`` move it).
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from spec2vol_bids._version import __version__
 
@@ -211,61 +223,158 @@ def _train(deriv: Path, model_dir: Path, train_pairs, test_pairs, settings: dict
     return Path(result["checkpoints"]["last"])
 
 
-def make_sample_data():
-    """napari sample-data command: a simulated run predicted by a tiny model, compared with its measured BOLD.
+#: the shipped sample (see :func:`build_sample_file`)
+SAMPLE_FILE = Path(__file__).with_name("data") / "sample_run.npz"
+#: gap between the side-by-side panels of :func:`make_sample_data`, in mm
+PANEL_GAP_MM = 8.0
+#: display rate of the shipped EEG (Hz): block averages of the recording
+EEG_DISPLAY_RATE = 50.0
 
-    The simulated dataset is made first (a few seconds, cached) and the held-out run's EEG is returned at once:
-    an image ``(channel, time)`` and its volume markers. With a viewer open, the prediction widget is docked and,
-    in a background thread with its progress bar, computes the derivatives, trains the tiny model (both cached),
-    predicts the run and shows the comparison in grid mode with linked contrast limits and the per-volume
-    metrics. The viewer stays responsive meanwhile. Without a viewer the prediction runs here and its layers are
-    returned after the EEG.
 
-    Returns
-    -------
-    layers : list of tuple
-        ``(data, kwargs, layer_type)`` tuples.
+def _quantize(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """uint8 codes of ``data`` on ``[lo, hi]`` (clipped)."""
+    return np.round(np.clip((np.asarray(data, dtype=np.float64) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def build_sample_file(dest: str | os.PathLike = SAMPLE_FILE, *, settings: dict | None = None,
+                      report: Callable[[Progress], None] | None = None) -> Path:
+    """Make the shipped sample from the real pipeline (a minute or two on a CPU) and write it atomically.
+
+    :func:`prepare_sample` (simulation, derivatives, training), then the widget's own prediction of the held-out
+    run (:func:`napari_spec2vol._pipeline.predict_run`) and the reader's EEG display
+    (:func:`napari_spec2vol._reader.read_eeg`). Stored compactly: the BOLD panels cropped to the head and
+    quantized to 8 bits on one shared range, the EEG (robust z-scores) averaged to :data:`EEG_DISPLAY_RATE` Hz
+    and quantized to 8 bits, the correlation map in float16, and a JSON header with the geometry, the metrics,
+    the settings and the checkpoint's SHA-256.
     """
-    from napari.utils import progress
+    import tempfile
+
+    from spec2vol_bids.utils import atomic_path
 
     from . import _pipeline
     from ._reader import read_eeg
 
-    with progress(total=1, desc="spec2vol sample: simulating an EEG-fMRI dataset") as bar:
-        bids, run = prepare_dataset()
-        bar.update(1)
-    layers = read_eeg(next(bids.rglob(f"{run}_eeg.vhdr")))  # no pybids indexing in the GUI thread
-    widget = _dock_widget()
-    if widget is not None:
-        widget.load_sample(predict=True)
-        return layers
-    pair = _pipeline.find_run(_pipeline.list_runs(bids), run)
-    paths = prepare_sample()
-    gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=_pipeline.default_output_dir(paths.bids_dir))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return layers + stop.value.layer_data()
+    paths = prepare_sample(settings=settings, report=report)
+    pair = _pipeline.find_run(_pipeline.list_runs(paths.bids_dir), paths.run)
+    with tempfile.TemporaryDirectory(prefix="spec2vol-sample-") as tmp:
+        gen = _pipeline.predict_run(pair, paths.checkpoint, out_dir=tmp, device="cpu")
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+    measured, predicted = result.measured, result.predicted  # (t, z, y, x)
+    head = np.nonzero(np.isfinite(result.correlation_map).any(axis=0))  # the brain mask (NaN outside)
+    (y0, y1), (x0, x1) = ((max(0, int(a.min()) - 2), int(a.max()) + 3) for a in head)
+    translate = list(result.translate)
+    translate[2] += y0 * float(result.scale[2])
+    translate[3] += x0 * float(result.scale[3])
+    lo, hi = (float(v) for v in np.percentile(measured, [0.5, 99.5]))
+    eeg_layers = read_eeg(pair.eeg_file)
+    eeg, eeg_kw = eeg_layers[0][0], eeg_layers[0][1]
+    step = max(1, int(round(eeg_kw["metadata"]["sfreq"] / eeg_kw["metadata"]["decimation"] / EEG_DISPLAY_RATE)))
+    n = eeg.shape[1] // step
+    eeg = eeg[:, : n * step].reshape(eeg.shape[0], n, step).mean(axis=2)
+    header = {
+        "spec2vol_bids_version": __version__, "run": result.run, "settings": _settings(settings),
+        "model_name": result.metadata.get("model_name"), "checkpoint_sha256": result.metadata.get("checkpoint_sha256"),
+        "scale": [float(v) for v in result.scale], "translate": translate, "range": [lo, hi],
+        "volume_indices": [int(i) for i in result.volume_indices], "ssim": result.ssim.tolist(),
+        "psnr": result.psnr.tolist(), "spatial_r": result.spatial_r.tolist(), "dynamic_r": float(result.dynamic_r),
+        "repetition_time": float(result.scale[0]), "eeg_rate": float(eeg_kw["metadata"]["sfreq"])
+        / float(eeg_kw["metadata"]["decimation"]) / step, "channels": list(eeg_kw["metadata"]["channels"]),
+        "volume_onsets": [float(t) for t in eeg_kw["metadata"]["volume_onsets"]],
+        "onset_source": eeg_kw["metadata"]["onset_source"],
+    }
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp_file:
+        with open(tmp_file, "wb") as fh:
+            np.savez_compressed(
+                fh, measured=_quantize(measured[:, :, y0:y1, x0:x1], lo, hi),
+                predicted=_quantize(predicted[:, :, y0:y1, x0:x1], lo, hi),
+                correlation=result.correlation_map[:, y0:y1, x0:x1].astype(np.float16),
+                eeg=np.round(np.clip(eeg, -4, 4) * 31.75).astype(np.int8),
+                header=np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8))
+    return dest
 
 
-def _unwrap(obj):
-    return getattr(obj, "__wrapped__", obj)
+def load_sample_file(path: str | os.PathLike = SAMPLE_FILE) -> dict:
+    """The shipped sample: ``measured``, ``predicted`` (float32, ``(t, z, y, x)``), ``correlation`` (float32,
+    ``(z, y, x)``), ``eeg`` (float32 robust z-scores, ``(channel, time)``) and ``header`` (dict)."""
+    with np.load(path) as z:
+        header = json.loads(bytes(z["header"]).decode("utf-8"))
+        lo, hi = header["range"]
+
+        def volumes(name):
+            return (z[name].astype(np.float32) / 255.0) * np.float32(hi - lo) + np.float32(lo)
+
+        return {"measured": volumes("measured"), "predicted": volumes("predicted"),
+                "correlation": z["correlation"].astype(np.float32), "eeg": z["eeg"].astype(np.float32) / 31.75,
+                "header": header}
 
 
-def _dock_widget():
-    """The prediction widget docked in the current viewer (reused if present; ``None`` without a viewer)."""
-    import napari
+def make_sample_data():
+    """napari sample data: a simulated run's measured and predicted BOLD, side by side, from the shipped file.
 
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return None
-    from ._widget import Spec2VolWidget
+    Measured, predicted (same contrast limits) and their difference are placed next to each other along x in
+    one canvas, so one time slider and one z slider move all three; the dynamic-correlation map follows. Nothing
+    is computed or trained, and no widget is docked.
 
-    for inner in list(viewer.window.dock_widgets.values()):  # the inner (magicgui) widgets
-        # napari hands plugin widgets a PublicOnlyProxy of the viewer: compare the wrapped objects
-        if isinstance(inner, Spec2VolWidget) and _unwrap(inner.viewer) is _unwrap(viewer):
-            return inner
-    widget = Spec2VolWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Spec2Vol prediction", area="right")
-    return widget
+    Returns
+    -------
+    layers : list of tuple
+        ``(data, kwargs, "image")`` tuples, ``metadata["spec2vol_role"]`` ``measured``, ``predicted``,
+        ``difference``, ``correlation``.
+    """
+    from ._layers import comparison_layers
+
+    sample = load_sample_file()
+    h = sample["header"]
+    scale, translate = h["scale"], h["translate"]
+    meta = {"run": h["run"], "model_name": h["model_name"], "checkpoint_sha256": h["checkpoint_sha256"],
+            "volume_indices": h["volume_indices"], "dynamic_r": h["dynamic_r"], "source": "spec2vol-bids sample",
+            "metrics": {"volume": h["volume_indices"], "SSIM": h["ssim"], "PSNR (dB)": h["psnr"],
+                        "r": h["spatial_r"]}}
+    layers = comparison_layers(sample["measured"], sample["predicted"], scale=scale, translate=translate,
+                               metadata=meta, prefix=h["run"])
+    width = sample["measured"].shape[3] * float(scale[3]) + PANEL_GAP_MM
+    layers.append((sample["correlation"], {
+        "name": f"{h['run']} dynamic correlation (r)", "colormap": "bwr", "contrast_limits": (-1.0, 1.0),
+        "scale": list(scale[1:]), "translate": list(translate[1:]), "axis_labels": ("z", "y", "x"),
+        "units": ("mm", "mm", "mm"), "metadata": {**meta, "spec2vol_role": "correlation"}}, "image"))
+    for k, (_, kwargs, _) in enumerate(layers):  # side by side along x
+        kwargs["translate"] = [*kwargs["translate"][:-1], float(kwargs["translate"][-1]) + k * width]
+    return layers
+
+
+def make_sample_eeg():
+    """napari sample data: the EEG of the sample run (robust z-scores) with a line per volume marker.
+
+    Returns
+    -------
+    layers : list of tuple
+        An image ``(channel, time)`` and a shapes layer, as :func:`napari_spec2vol._reader.read_eeg` makes them.
+    """
+    sample = load_sample_file()
+    h = sample["header"]
+    eeg = sample["eeg"]
+    meta = {"kind": "eeg", "channels": h["channels"], "run": h["run"], "display_rate": h["eeg_rate"],
+            "display_scaling": "per-channel robust z-score", "volume_onsets": np.asarray(h["volume_onsets"]),
+            "onset_source": h["onset_source"], "source": "spec2vol-bids sample"}
+    onsets = np.asarray(h["volume_onsets"], dtype=float)
+    top, bottom = -0.5, eeg.shape[0] - 0.5
+    return [
+        (eeg, {"name": f"{h['run']} EEG", "scale": [1.0, 1.0 / h["eeg_rate"]], "axis_labels": ("channel", "time"),
+               "units": ("pixel", "s"), "colormap": "twilight_shifted", "contrast_limits": (-4.0, 4.0),
+               "metadata": meta}, "image"),
+        ([np.array([[top, t], [bottom, t]]) for t in onsets],
+         {"name": f"{h['run']} volume markers", "shape_type": "line", "edge_color": "yellow", "edge_width": 0.15,
+          "metadata": {"kind": "volume-markers", "volume_onsets": onsets, "onset_source": h["onset_source"]}},
+         "shapes"),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - the developer's command that makes the shipped file
+    print(build_sample_file())

@@ -84,7 +84,7 @@ SETTING_OPTIONS = {
     "eeg.overlap": "--window-overlap", "eeg.taper": "--taper", "eeg.log_power": "--log-power",
     "eeg.frequency_axis": "--freq-axis", "eeg.n_freqs": "--n-freqs", "eeg.fmin": "--fmin", "eeg.fmax": "--fmax",
     "eeg.scaling": "--eeg-scaling", "eeg.include": "--include-channels", "eeg.exclude": "--exclude-channels",
-    "eeg.exclude_types": "--exclude-channel-types",
+    "eeg.exclude_types": "--exclude-channel-types", "eeg.keep_bad_channels": "--keep-bad-channels",
     "pairing.n_windows": "--n-windows", "pairing.discard_volumes": "--discard", "pairing.lag_volumes": "--lag",
     "pairing.window_span_s": "--window-span-s", "pairing.lag_s": "--lag-s",
     "bold.scaling": "--bold-scaling", "bold.resize": "--bold-resize", "bold.n_slices": "--n-slices",
@@ -225,6 +225,11 @@ class EEGConfig(_Section):
         channel, as the official code does (it feeds the ECG channel to the model as if it were EEG).
     volume_marker : str
         Annotation name of the scanner's volume trigger (default ``"R128"``; MNE reads it as ``Response/R128``).
+    keep_bad_channels : bool
+        ``False`` (default): channels marked ``status`` = ``bad`` in the run's ``channels.tsv`` are left out of the
+        spectrogram, as MNE-BIDS users expect (``read_raw_bids`` marks them in ``info["bads"]``); the spectrogram's
+        sidecar and the report list them. ``True`` keeps them (and lists them as kept), as the official code,
+        which has no notion of bad channels, does.
     """
 
     _section: ClassVar[str] = "eeg"
@@ -243,6 +248,7 @@ class EEGConfig(_Section):
     exclude: tuple[str, ...] = ()
     exclude_types: tuple[str, ...] = ()
     volume_marker: str = "R128"
+    keep_bad_channels: bool = False
 
     def __post_init__(self):
         s = self._section
@@ -270,6 +276,10 @@ class EEGConfig(_Section):
                                  hint="Leave --include-channels (eeg.include) unset to keep every channel.")
         set_(self, "exclude", _names(s, "exclude", self.exclude))
         set_(self, "exclude_types", _names(s, "exclude_types", self.exclude_types))
+        if not isinstance(self.keep_bad_channels, bool):
+            raise UsageError(f"eeg.keep_bad_channels = {self.keep_bad_channels!r} is not true or false",
+                             hint="Set eeg.keep_bad_channels to true or false (on the command line: "
+                                  "--keep-bad-channels).")
         if not isinstance(self.volume_marker, str) or not self.volume_marker.strip():
             raise UsageError(f"eeg.volume_marker = {self.volume_marker!r} is not a marker name",
                              hint="Give the annotation name of the volume trigger with --volume-marker, e.g. R128.")

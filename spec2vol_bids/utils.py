@@ -113,6 +113,34 @@ def check_writable(path: str | os.PathLike, what: str, *, hint: str | None = Non
     return p
 
 
+def require_module(module: str, *, extra: str, what: str):
+    """Import an optional dependency, or raise the one-line error that says which extra installs it.
+
+    Parameters
+    ----------
+    module : str
+        The module to import (``"diffusers"``).
+    extra : str
+        The spec2vol-bids extra that provides it (``"e2fnet"``).
+    what : str
+        What needs it, for the message (``"the E2fNet baseline"``).
+
+    Raises
+    ------
+    UsageError
+        The module cannot be imported.
+    """
+    import importlib
+
+    from .errors import UsageError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise UsageError(f"{what} needs the optional package {module} ({err.__class__.__name__}: {err})",
+                         hint=f'Install it with pip install "spec2vol-bids[{extra}]"') from None
+
+
 def require_path(path: str | os.PathLike, what: str, *, folder: bool = False, expected: str | None = None,
                  hint: str | None = None) -> Path:
     """Return ``path`` if it is an existing file (``folder=False``) or folder (``folder=True``).

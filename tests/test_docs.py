@@ -25,8 +25,8 @@ def test_docs_build_without_warnings(tmp_path):
     assert proc.returncode == 0, f"sphinx-build -W failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
     raw = {name: (out / f"{name}.html").read_text(encoding="utf-8")
-           for name in ("index", "quickstart", "usage", "outputs", "workflows", "examples", "method", "napari",
-                          "gpu", "faq", "benchmarks", "api", "changes")}
+           for name in ("index", "quickstart", "usage", "outputs", "using_outputs", "workflows", "examples", "method",
+                          "napari", "gpu", "faq", "benchmarks", "api", "changes")}
     # the pages' text (code blocks are split into highlighted spans), plus the raw HTML for links and images
     pages = {name: html.unescape(re.sub(r"<[^>]+>", "", page)) + page for name, page in raw.items()}
     # every page is in the toctree
@@ -37,6 +37,13 @@ def test_docs_build_without_warnings(tmp_path):
     for option in ("--participant-label", "--skip-bids-validation", "--model", "--volume-marker", "--device"):
         assert option in pages["usage"], option
     assert "--test-subjects" in pages["usage"] and "--official-h5" in pages["usage"]
+    for option in ("--reports-only", "--boilerplate-only", "--resource-monitor", "--keep-bad-channels", "16GB"):
+        assert option in pages["usage"], option
+    # using the outputs: the example's code with each tool
+    for text in ("BIDSLayout(bids, derivatives=out)", "maskers.NiftiMasker", "read_spectrogram(spectrogram.path)",
+                 'plugin="spec2vol-bids"', "VolumeIndices"):
+        assert text in pages["using_outputs"], text
+    assert "space-T1w_res-model" in pages["outputs"] and "SpatialReference" in pages["outputs"]
     # outputs: every derivative with its sidecar
     for text in ("desc-stft_spectrogram.h5", "desc-target_bold", "desc-brain_mask", "desc-spec2vol_bold",
                  "ModelSHA256", "group_metrics.tsv", "dynamic_correlation", ".bidsignore", "crash-", "sha256"):

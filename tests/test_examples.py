@@ -63,3 +63,13 @@ def test_convert_noddi_style(tmp_path):
     assert (bids / "sub-32001" / "eeg" / "sub-32001_task-rest_eeg.vhdr").is_file()
     assert (bids / "sub-32001" / "func" / "sub-32001_task-rest_bold.json").is_file()
     assert list((tmp_path / "derivatives" / "sub-32002" / "eeg").glob("*_desc-stft_spectrogram.h5"))
+
+
+def test_use_outputs(tmp_path):
+    """PyBIDS, nilearn, MNE-Python and napari on a real OUT_DIR (the code of docs/using_outputs.rst)."""
+    proc = run_example("use_outputs.py", str(tmp_path), gui=True, timeout=600)
+    out = proc.stdout
+    assert "model ridge, TR 2.0 s, 14 predicted volumes" in out
+    assert "mne: <Power Spectrum" in out and "40 epochs" in out and "14 targets" in out
+    assert "napari: sub-02_task-rest_desc-target_bold (40, 8, 64, 64), sub-02_task-rest_desc-spec2vol_bold " \
+           "(14, 8, 64, 64)" in out

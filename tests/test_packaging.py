@@ -77,7 +77,7 @@ def test_wheel_contents(dists):
         metadata = zf.read(f"{info}/METADATA").decode()
     for name in ("spec2vol_bids/__init__.py", "spec2vol_bids/cli/main.py", "spec2vol_bids/workflows/base.py",
                  "spec2vol_bids/model/scan.py", "napari_spec2vol/__init__.py", "napari_spec2vol/napari.yaml",
-                 f"{info}/licenses/LICENSE"):
+                 "napari_spec2vol/data/sample_run.npz", f"{info}/licenses/LICENSE"):
         assert name in names, name
     assert not any(n.startswith(("tests/", "examples/", "docs/", "benchmarks/")) for n in names)
     assert re.search(r"^spec2vol_bids = spec2vol_bids\.cli\.main:main$", entry_points, flags=re.M)
@@ -85,6 +85,10 @@ def test_wheel_contents(dists):
     assert "[napari.manifest]" in entry_points and "napari_spec2vol:napari.yaml" in entry_points
     assert f"Version: {version}" in metadata and "License-Expression: Apache-2.0" in metadata
     assert "Provides-Extra: cuda" in metadata and "Provides-Extra: napari" in metadata
+    # diffusers only with the e2fnet extra; the napari hub's links
+    assert "Provides-Extra: e2fnet" in metadata and 'Requires-Dist: diffusers>=0.30; extra == "e2fnet"' in metadata
+    assert not re.search(r"^Requires-Dist: diffusers[^;]*$", metadata, flags=re.M)
+    assert "Project-URL: Bug Tracker, https://github.com/spec2vol-bids/spec2vol-bids/issues" in metadata
 
 
 def test_sdist_contents(dists):

@@ -1,6 +1,6 @@
 """Tools the tests need that ``make install`` provides: skip without them, unless ``make test`` says they must exist.
 
-``make test`` sets ``SPEC2VOL_REQUIRE_TOOLS=1``: a missing BIDS validator, hadolint or console script then fails
+``make test`` sets ``SPEC2VOL_REQUIRE_TOOLS=1``: a missing BIDS validator, hadolint, Chromium or console script then fails
 the test (the installation is broken) instead of silently skipping it. A plain ``pytest`` run still skips.
 """
 

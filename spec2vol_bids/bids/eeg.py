@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, NoInputError
+from ..io.spectrogram import BIDS_TO_MNE_TYPES
 
 __all__ = [
     "DEFAULT_VOLUME_MARKERS",
@@ -65,6 +66,7 @@ __all__ = [
     "EEGRecording",
     "VolumeOnsets",
     "read_channels_tsv",
+    "read_bad_channels",
     "marker_onsets",
     "events_tsv_onsets",
     "fill_missing_triggers",
@@ -76,12 +78,6 @@ LOGGER = logging.getLogger("spec2vol_bids.bids")
 
 #: marker names tried when no ``--volume-marker`` is given (compared without spaces, case-insensitive)
 DEFAULT_VOLUME_MARKERS = ("Response/R128", "R128")
-#: BIDS ``channels.tsv`` types -> MNE channel types
-BIDS_TO_MNE_TYPES = {
-    "EEG": "eeg", "REF": "eeg", "ECG": "ecg", "EOG": "eog", "VEOG": "eog", "HEOG": "eog", "EMG": "emg",
-    "TRIG": "stim", "MISC": "misc", "RESP": "resp", "GSR": "gsr", "PPG": "bio", "SYSCLOCK": "syst",
-    "TEMP": "temperature", "AUDIO": "misc", "PD": "misc", "EYEGAZE": "misc", "PUPIL": "misc",
-}
 #: relative tolerance between the median marker spacing and RepetitionTime before a warning
 SPACING_TOLERANCE = 0.05
 #: an interval between markers longer than this many median spacings is a gap (missing triggers)
@@ -115,6 +111,29 @@ def read_channels_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
     types = ([str(t).strip().strip(quotes).upper() for t in table["type"]] if "type" in table.columns
              else ["n/a"] * len(names))
     return list(zip(names, types))
+
+
+def read_bad_channels(path: str | os.PathLike) -> dict[str, str]:
+    """The channels a BIDS ``channels.tsv`` marks ``status`` = ``bad``, with their ``status_description``.
+
+    Returns
+    -------
+    dict of str to str
+        ``{name: description}`` in file order (``""`` without a description); empty without a ``status``
+        column. Spelled as :func:`read_channels_tsv` reads the names.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if "name" not in table.columns:
+        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="python")
+    if "name" not in table.columns or "status" not in table.columns:
+        return {}
+    quotes = "'\"\u2018\u2019\u201c\u201d"
+    notes = table["status_description"] if "status_description" in table.columns else [""] * len(table)
+    return {str(n).strip().strip(quotes): ("" if str(d).strip() == "n/a" else str(d).strip())
+            for n, s, d in zip(table["name"], table["status"], notes) if str(s).strip().lower() == "bad"}
 
 
 @dataclass
@@ -168,6 +187,9 @@ class EEGRecording:
         Channel names in file order.
     ch_types : list of str
         BIDS channel types (``"EEG"``, ``"ECG"``, ...) in file order.
+    bads : dict of str to str
+        Channels of the recording marked ``status`` = ``bad`` in ``channels.tsv``, with their
+        ``status_description`` (empty without a ``channels.tsv`` or a ``status`` column).
     sfreq : float
         Sampling frequency in Hz.
     n_samples : int
@@ -193,8 +215,10 @@ class EEGRecording:
         self.n_samples = int(self.raw.n_times)
         mne_to_bids = {v: k for k, v in reversed(list(BIDS_TO_MNE_TYPES.items()))}
         self.ch_types = [mne_to_bids.get(t, "MISC") for t in self.raw.get_channel_types()]
+        self.bads: dict[str, str] = {}
         if channels_tsv is not None and Path(channels_tsv).is_file():
             self._apply_channels_tsv(Path(channels_tsv))
+            self.bads = {n: d for n, d in read_bad_channels(channels_tsv).items() if n in self.ch_names}
 
     def _apply_channels_tsv(self, path: Path) -> None:
         rows = read_channels_tsv(path)

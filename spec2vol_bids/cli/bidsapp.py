@@ -85,6 +85,20 @@ class _DerivativesAction(argparse.Action):
         setattr(namespace, self.dest, found)
 
 
+class _MemoryAction(argparse.Action):
+    """``--mem``: fMRIPrep's reading (:func:`~spec2vol_bids.cli.argtypes.memory_gb`), stored in GB; the text as
+    given is kept in ``mem_text`` (a bare number is MB, which a user of ``--mem-gb`` may not expect)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .argtypes import memory_gb
+
+        try:
+            setattr(namespace, self.dest, memory_gb(values))
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument {option_string}: {err}")
+        namespace.mem_text = str(values)
+
+
 def _bold_space_arg(text: str) -> str:
     """A ``--bold-space`` value (checked with :func:`~spec2vol_bids.bids.fmriprep.parse_bold_space`)."""
     from ..bids.fmriprep import parse_bold_space
@@ -160,8 +174,11 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                    help="maximum number of processes nipype runs at once (default: all CPUs; 1: Linear plugin)")
     g.add_argument("--omp-nthreads", "--omp_nthreads", type=positive_int, metavar="N",
                    help="threads per process for the model (default: min(nprocs - 1, 8), at least 1)")
-    g.add_argument("--mem", "--mem-gb", "--mem_gb", type=positive_float, metavar="GB", dest="mem_gb",
-                   help="memory nipype may schedule, in GB (gigabytes, not MB as in fMRIPrep's --mem_mb)")
+    g.add_argument("--mem", "--mem-mb", "--mem_mb", action=_MemoryAction, metavar="MEM", dest="mem_gb",
+                   help="memory nipype may schedule, as fMRIPrep reads it: a bare number is MB, or give a unit: "
+                        "16GB, 500MB, 16G, 8GiB")
+    g.add_argument("--mem-gb", "--mem_gb", type=positive_float, metavar="GB", dest="mem_gb",
+                   help="the same in gigabytes (MRIQC's spelling)")
     g.add_argument("--use-plugin", "--use_plugin", type=Path, metavar="FILE",
                    help="YAML file with 'plugin:' and 'plugin_args:' for nipype (e.g. SLURM)")
 
@@ -196,6 +213,9 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--exclude-channels", nargs="+", metavar="NAME", help="drop these channels")
     g.add_argument("--exclude-channel-types", nargs="+", metavar="TYPE",
                    help="drop channels of these BIDS types, e.g. ECG EOG (default: keep all, as the official code)")
+    g.add_argument("--keep-bad-channels", action="store_const", const=True, default=None,
+                   help="keep the channels marked status=bad in channels.tsv (default: leave them out, as MNE-BIDS "
+                        "does; the sidecar and the report list them either way)")
 
     g = parser.add_argument_group("EEG recorded in the scanner (artefacts)")
     g.add_argument("--eeg-correction", choices=CORRECTIONS,
@@ -240,6 +260,15 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--stop-on-first-crash", action="store_true", help="stop at the first failed step")
     g.add_argument("--write-graph", action="store_true", help="write the workflow graph (needs graphviz)")
     g.add_argument("--notrack", action="store_true", help="accepted for compatibility; spec2vol-bids never tracks")
+    g.add_argument("--reports-only", "--reports_only", action="store_true",
+                   help="only rebuild the reports (sub-<label>.html, or group.html at the group level) and the "
+                        "methods boilerplate from the derivatives already in OUT_DIR; nothing is computed again")
+    g.add_argument("--boilerplate-only", "--boilerplate_only", action="store_true",
+                   help="only write the methods text with its references (OUT_DIR/logs/CITATION.md, .bib, .html) "
+                        "for the selected runs and settings; nothing is processed")
+    g.add_argument("--resource-monitor", "--resource_monitor", action="store_true",
+                   help="measure the memory and CPU of every step with nipype's resource monitor; written to "
+                        "sub-<label>/log/<run>/resource_monitor.tsv")
     add_verbosity_options(g)
     return parser
 
@@ -330,6 +359,7 @@ def build_config(args: argparse.Namespace):
         "include": list(args.include_channels) if args.include_channels else None,
         "exclude": list(args.exclude_channels) if args.exclude_channels else None,
         "exclude_types": list(args.exclude_channel_types) if args.exclude_channel_types else None,
+        "keep_bad_channels": args.keep_bad_channels,
     }
     pairing = {"n_windows": args.n_windows, "discard_volumes": args.discard, "lag_volumes": args.lag,
                "window_span_s": args.window_span_s, "lag_s": args.lag_s}
@@ -382,6 +412,10 @@ def _plugin_settings(args: argparse.Namespace, device: str) -> dict[str, Any]:
     plugin_args: dict[str, Any] = {"n_procs": int(nprocs), "raise_insufficient": False, "maxtasksperchild": 1}
     if args.mem_gb:
         plugin_args["memory_gb"] = float(args.mem_gb)
+        text = getattr(args, "mem_text", "")
+        if text.strip().replace(".", "", 1).isdigit() and args.mem_gb < 1:
+            LOGGER.warning("--mem %s means %g MB, as in fMRIPrep (a bare number is megabytes); write e.g. "
+                           "--mem %sGB for gigabytes", text, float(text), text)
     if device == "cuda":
         plugin_args["n_gpu_procs"] = 1
     return {"plugin": "MultiProc", "plugin_args": plugin_args}
@@ -409,8 +443,14 @@ def run(args: argparse.Namespace) -> int:
     check_paths(bids_dir, output_dir, work_dir if participant else None, level, args.derivatives,
                 database_dir=database_dir if participant else None)
     check_writable_paths(output_dir, work_dir if participant else None, database_dir if participant else None)
+    if args.boilerplate_only and args.reports_only:
+        raise UsageError("--boilerplate-only and --reports-only exclude each other",
+                         hint="--reports-only also rewrites the boilerplate; give one of them")
     if level == "participant":
         return run_participant(args, bids_dir=bids_dir, output_dir=output_dir, work_dir=work_dir)
+    if args.boilerplate_only:
+        raise UsageError("--boilerplate-only is a participant-level option (the methods text describes the runs)",
+                         hint="Run `spec2vol_bids BIDS_DIR OUT_DIR participant --boilerplate-only`")
     return run_group(args, bids_dir=bids_dir, output_dir=output_dir)
 
 
@@ -429,14 +469,23 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     cfg = build_config(args)
     if args.model is not None:
         _require_checkpoint(args.model)
+    if args.resource_monitor:
+        try:
+            import psutil  # noqa: F401  nipype's resource monitor needs it
+        except ImportError:
+            raise UsageError("--resource-monitor needs the psutil package",
+                             hint='Install it: pip install psutil (or "spec2vol-bids[bench]")') from None
     participants = strip_prefix(args.participant_label, "sub-")
     filters = load_filter_file(args.bids_filter_file) if args.bids_filter_file else None
-    if not args.skip_bids_validation:
+    only = args.reports_only or args.boilerplate_only  # nothing is processed: the input is not validated again
+    if not args.skip_bids_validation and not only:
         _validate_input(bids_dir, participants)
     pairs = collect_pairs(bids_dir, participant_label=participants, session_label=args.session_label,
                           task_id=args.task_id, bids_filters=filters, database_dir=args.bids_database_dir)
     if args.derivatives:
         pairs = _match_derivatives(args, pairs)
+    if args.reports_only:
+        return _reports_only(args, bids_dir=bids_dir, output_dir=output_dir, pairs=pairs)
 
     # Cheap checks of every run before anything is written (headers, markers, channels, triggers, checkpoint).
     infos = {}
@@ -445,6 +494,7 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         infos[pair.name] = inspect_run(pair.source_eeg, pair.target_bold, repetition_time=pair.repetition_time,
                                        config=cfg, channels_tsv=pair.source_channels_tsv,
                                        events_tsv=pair.source_events_tsv)
+    _check_targets_not_replaced(output_dir, pairs, cfg)
     device = "cpu"
     model_meta: list[dict] = []
     if args.model is not None:
@@ -452,15 +502,26 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
 
     from ..io.dataset import write_bidsignore, write_dataset_description
 
+    if args.boilerplate_only:
+        _make_dir(output_dir)
+        try:
+            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta,
+                                      derivatives=_derivatives_used(pairs))
+            write_bidsignore(output_dir)
+            written = _write_boilerplate(output_dir, cfg, pairs, infos, model_meta)
+        except OSError as err:
+            raise CantCreateError(f"cannot write into OUT_DIR {output_dir}: {err.strerror or err}",
+                                  hint=WRITE_HINT) from None
+        LOGGER.info("wrote the methods boilerplate: %s", ", ".join(str(p) for p in written))
+        return 0
     run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
     subjects = sorted({p.subject for p in pairs})
     _make_dir(work_dir)
     with _WorkDirLock(work_dir, subjects, run_uuid):
         _make_dir(output_dir)
-        used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
-        used.update({p.eeg_preproc.dataset: p.eeg_preproc.root for p in pairs if p.eeg_preproc is not None})
         try:
-            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives=used)
+            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta,
+                                      derivatives=_derivatives_used(pairs))
             write_bidsignore(output_dir)
         except OSError as err:
             raise CantCreateError(f"cannot write into OUT_DIR {output_dir}: {err.strerror or err}",
@@ -468,6 +529,13 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
         return _run_workflow(args, output_dir=output_dir, work_dir=work_dir, pairs=pairs, infos=infos, cfg=cfg,
                              device=device, model_meta=model_meta, log_dirs=log_dirs, run_uuid=run_uuid)
+
+
+def _derivatives_used(pairs) -> dict:
+    """``{name: root}`` of the ``-d`` datasets the runs take their BOLD or EEG from (for DatasetLinks)."""
+    used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
+    used.update({p.eeg_preproc.dataset: p.eeg_preproc.root for p in pairs if p.eeg_preproc is not None})
+    return used
 
 
 def _match_derivatives(args: argparse.Namespace, pairs: list) -> list:
@@ -494,6 +562,39 @@ def _match_derivatives(args: argparse.Namespace, pairs: list) -> list:
     if eeg_sets:
         pairs = match_preproc_eeg(pairs, eeg_sets, desc=args.eeg_desc or DEFAULT_EEG_DESC)
     return pairs
+
+
+def _check_targets_not_replaced(output_dir: Path, pairs, cfg) -> None:
+    """Refuse a run that would overwrite targets OUT_DIR holds from another BOLD series.
+
+    Targets in different spaces have different names (``space-``/``res-`` entities), but a raw-BOLD target and one
+    from fMRIPrep's ``func`` outputs (no space entity either), or two resolutions of one template resampled to the
+    same model grid, share a name: the second run would silently replace the first's files.
+
+    Raises
+    ------
+    UsageError
+        A target of the run exists and its sidecar names another source file.
+    """
+    import json
+
+    from ..io.names import bids_uri, sidecar_path
+    from ..pipeline.steps import target_paths
+
+    for pair in pairs:
+        target, _ = target_paths(output_dir, pair.target_bold, cfg)
+        side = sidecar_path(target)
+        if not side.is_file():
+            continue
+        try:
+            before = (json.loads(side.read_text(encoding="utf-8")).get("BoldSource") or {}).get("File")
+        except (OSError, ValueError, AttributeError):
+            continue
+        now = pair.preproc.uri() if pair.preproc is not None else bids_uri(pair.bold_file)
+        if before and before != now:
+            raise UsageError(f"OUT_DIR already holds {target.name}, made from {before}; this run would replace it "
+                             f"with one made from {now}",
+                             hint="Give each source of targets (raw BOLD, -d dataset, --bold-space) its own OUT_DIR")
 
 
 def _make_dir(path: Path) -> None:
@@ -598,17 +699,29 @@ def _run_workflow(args, *, output_dir, work_dir, pairs, infos, cfg, device, mode
     try:
         wf = _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device)
         plugin = _plugin_settings(args, device)
+        monitor = _ResourceMonitor() if args.resource_monitor else None
+        if monitor is not None:
+            plugin["plugin_args"]["status_callback"] = monitor
         LOGGER.info("running %d run(s) of %d subject(s) with nipype %s (work dir %s)", len(pairs),
                     len(subjects), plugin["plugin"], work_dir)
         started = time.time()
         failure: BaseException | None = None
         try:
-            wf.run(**plugin)
+            with _monitor_folder(work_dir if monitor is not None else None):
+                wf.run(**plugin)
         except Exception as err:  # nipype raises RuntimeError after writing crash files
             failure = err
+        if monitor is not None:
+            monitor.write(log_dirs)
         crashes = crash_files(list(log_dirs.values()), started)
+        prov = _provenance(args, output_dir, bids_dir=_resolve(args.bids_dir), device=device, run_uuid=run_uuid)
         report_errors = _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes,
-                                             model_meta[0]["Name"] if model_meta else None)
+                                             model_meta[0]["Name"] if model_meta else None, provenance=prov)
+        try:
+            _write_boilerplate(output_dir, cfg, pairs, infos, model_meta)
+        except OSError as err:
+            LOGGER.error("could not write the methods boilerplate into %s: %s", output_dir / "logs", err)
+            report_errors.append("boilerplate")
         if failure is not None or crashes:
             return _failure_exit(failure, crashes)
         if report_errors:
@@ -711,8 +824,14 @@ def _build_workflow(args, pairs, cfg, output_dir, work_dir, log_dirs, device):
         "execution": {"crashfile_format": "txt", "stop_on_first_crash": bool(args.stop_on_first_crash),
                       "remove_unnecessary_outputs": False, "hash_method": "timestamp",
                       "check_version": False, "poll_sleep_duration": 0.01},
-        "monitoring": {"enabled": False},
+        "monitoring": {"enabled": bool(args.resource_monitor)},
     })
+    # seconds between the monitor's samples (nipype's minimum; its default of 1 s misses most of our short steps)
+    ncfg.set("execution", "resource_monitor_frequency", "0.2")
+    if args.resource_monitor:
+        ncfg.enable_resource_monitor()
+    else:
+        ncfg.disable_resource_monitor()
     nlogging.update_logging(ncfg)
     from .main import library_level
 
@@ -756,7 +875,8 @@ class _StepFailed(Spec2VolError):
     exit_code = 1
 
 
-def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes, model) -> list[str]:
+def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, crashes, model,
+                         provenance=None) -> list[str]:
     """Write ``sub-<label>.html`` for each subject; returns the subjects whose report failed."""
     from ..pipeline.report_data import run_report
     from ..reports.participant import participant_report
@@ -765,20 +885,164 @@ def _participant_reports(output_dir, subjects, pairs, infos, cfg, log_dirs, cras
     failed = []
     for subject in subjects:
         try:
-            runs = [run_report(output_dir, p, infos.get(p.name)) for p in pairs if p.subject == subject]
+            runs = [run_report(output_dir, p, infos.get(p.name), cfg) for p in pairs if p.subject == subject]
             errors = [c for c in crashes if log_dirs[subject] in c.parents]
             path = participant_report(output_dir, subject, [r for r in runs if r is not None], config=cfg,
-                                      errors=errors, versions=versions(), model=model)
+                                      errors=errors, versions=versions(), model=model, provenance=provenance)
             LOGGER.info("wrote %s", path)
         except Exception as err:  # a broken report must not hide the derivatives; logged and counted
             LOGGER.error("the report of sub-%s failed: %s", subject, err, exc_info=LOGGER.isEnabledFor(10))
+            log_dirs[subject].mkdir(parents=True, exist_ok=True)
             (log_dirs[subject] / "report.err").write_text(f"{type(err).__name__}: {err}\n", encoding="utf-8")
             failed.append(subject)
     return failed
 
 
 def run_group(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path) -> int:
-    """Group level: metrics of every predicted run against its target, a TSV and an HTML report."""
-    from ..pipeline.group import run_group_level
+    """Group level: metrics of every predicted run against its target, a TSV and an HTML report
+    (``--reports-only``: the report again, from the table already in OUT_DIR)."""
+    from ..pipeline.group import rebuild_group_report, run_group_level
 
-    return run_group_level(output_dir, bids_dir=bids_dir, participant_label=args.participant_label)
+    prov = _provenance(args, output_dir, bids_dir=bids_dir)
+    if args.reports_only:
+        LOGGER.info("wrote %s", rebuild_group_report(output_dir, provenance=prov))
+        return 0
+    return run_group_level(output_dir, bids_dir=bids_dir, participant_label=args.participant_label,
+                           provenance=prov)
+
+
+def _provenance(args, output_dir: Path, *, bids_dir: Path, device: str | None = None, run_uuid: str = ""):
+    """The About section of this run's reports: command line, date, versions, input datasets."""
+    from ..reports.provenance import provenance
+
+    inputs: dict[str, Path] = {"BIDS_DIR": bids_dir}
+    inputs.update({name: Path(root) for name, root in (args.derivatives or {}).items()})
+    extra = {"Run": run_uuid} if run_uuid else {}
+    if getattr(args, "model", None) is not None:
+        from ..reports.provenance import relative_path
+
+        extra["Model"] = relative_path(_resolve(args.model), output_dir)
+    return provenance(output_dir, inputs=inputs, device=device, extra=extra)
+
+
+def _write_boilerplate(output_dir: Path, cfg, pairs, infos, model_meta) -> list[Path]:
+    """``OUT_DIR/logs/CITATION.md``, ``.bib`` and ``.html`` for these runs and settings."""
+    from ..reports.methods import write_boilerplate
+    from ..utils import versions
+
+    sources: dict[str, int] = {}
+    for pair in pairs:
+        info = infos.get(pair.name)
+        if info is not None:
+            sources[info.onsets.source] = sources.get(info.onsets.source, 0) + 1
+    return write_boilerplate(output_dir, cfg, n_runs=len(pairs) or None, onset_sources=sources or None,
+                             versions=versions(), model=model_meta[0]["Name"] if model_meta else None)
+
+
+def _reports_only(args, *, bids_dir: Path, output_dir: Path, pairs) -> int:
+    """``--reports-only``: ``sub-<label>.html`` and the boilerplate again, from the derivatives in OUT_DIR.
+
+    The settings are those the derivatives were made with (their spectrograms' ``config``), not the command
+    line's. Runs without derivatives are left out; a subject without any is an error.
+
+    Raises
+    ------
+    NoInputError
+        OUT_DIR holds no derivatives of a selected subject.
+    """
+    import json
+
+    from ..config import PreprocConfig
+    from ..io.derivatives import PREDICTION, SPECTROGRAM
+    from ..io.names import sidecar_path
+    from ..io.spectrogram import load_spectrogram
+    from ..pipeline.steps import inspect_run, target_paths
+
+    done = [p for p in pairs if SPECTROGRAM.path(output_dir, p.eeg_file).is_file()]
+    missing = sorted({p.subject for p in pairs} - {p.subject for p in done})
+    if missing:
+        raise NoInputError(f"OUT_DIR {output_dir} holds no derivatives of sub-{', sub-'.join(missing)}",
+                           hint="Run the participant level without --reports-only first")
+    cfg = PreprocConfig.from_dict(load_spectrogram(SPECTROGRAM.path(output_dir, done[0].eeg_file), data=False).config)
+    infos, model = {}, None
+    for pair in done:
+        infos[pair.name] = inspect_run(pair.source_eeg, pair.target_bold, repetition_time=pair.repetition_time,
+                                       config=cfg, channels_tsv=pair.source_channels_tsv,
+                                       events_tsv=pair.source_events_tsv)
+        pred = sidecar_path(PREDICTION.path(output_dir, target_paths(output_dir, pair.target_bold, cfg)[0]))
+        if pred.is_file() and model is None:
+            model = json.loads(pred.read_text(encoding="utf-8")).get("ModelName")
+    subjects = sorted({p.subject for p in done})
+    run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+    log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
+    prov = _provenance(args, output_dir, bids_dir=bids_dir, run_uuid=run_uuid)
+    failed = _participant_reports(output_dir, subjects, done, infos, cfg, log_dirs, [], model, provenance=prov)
+    _write_boilerplate(output_dir, cfg, done, infos, [{"Name": model}] if model else [])
+    LOGGER.info("rebuilt the reports of %d participant(s) in %s", len(subjects), output_dir)
+    return 1 if failed else 0
+
+
+class _monitor_folder:
+    """Run nipype from a scratch folder of the work directory while its resource monitor is on.
+
+    nipype's monitor writes its samples (``.proc-<pid>_time-..._freq-...``) into the current directory of the
+    process before each node enters its own folder; without this they would land where the user started the
+    command. The folder is deleted afterwards (the measurements are in ``resource_monitor.tsv``).
+    """
+
+    def __init__(self, work_dir: Path | None):
+        self.folder = None if work_dir is None else work_dir / f".resource_monitor_{os.getpid()}"
+        self.previous: str | None = None
+
+    def __enter__(self):
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.previous = os.getcwd()
+            os.chdir(self.folder)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.folder is not None:
+            os.chdir(self.previous)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _ResourceMonitor:
+    """nipype ``status_callback`` collecting what its resource monitor measured for every finished node."""
+
+    COLUMNS = ("node", "start", "duration_s", "peak_memory_gb", "cpu_percent", "estimated_memory_gb", "n_procs")
+
+    def __init__(self):
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, node, status) -> None:
+        if status != "end":
+            return
+        runtime = getattr(getattr(node, "result", None), "runtime", None)
+
+        def value(name):
+            got = getattr(runtime, name, None) if runtime is not None else None
+            return got if isinstance(got, (int, float)) else "n/a"
+
+        self.rows.append({"node": node.fullname, "start": getattr(runtime, "startTime", None) or "n/a",
+                          "duration_s": value("duration"), "peak_memory_gb": value("mem_peak_gb"),
+                          "cpu_percent": value("cpu_percent"), "estimated_memory_gb": node.mem_gb,
+                          "n_procs": node.n_procs})
+
+    def write(self, log_dirs: dict[str, Path]) -> None:
+        """``resource_monitor.tsv`` in each subject's log folder, with the nodes of that subject."""
+        from ..io.tables import write_tsv
+        from ..workflows.base import _safe
+
+        docs = {"node": {"Description": "nipype node (workflow hierarchy)"},
+                "start": {"Description": "start time (ISO 8601)"},
+                "duration_s": {"Description": "wall time", "Units": "s"},
+                "peak_memory_gb": {"Description": "peak resident memory measured by nipype's resource monitor",
+                                   "Units": "GB"},
+                "cpu_percent": {"Description": "peak CPU use measured by nipype's resource monitor (100: one core)"},
+                "estimated_memory_gb": {"Description": "memory the node was scheduled with", "Units": "GB"},
+                "n_procs": {"Description": "threads the node was scheduled with"}}
+        for subject, folder in log_dirs.items():
+            mine = [r for r in self.rows if f".sub_{_safe(subject)}_wf." in f".{r['node']}."]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_tsv(folder / "resource_monitor.tsv", mine, self.COLUMNS, sidecar=docs)

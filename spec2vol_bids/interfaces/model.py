@@ -55,7 +55,7 @@ class Predict(SimpleInterface):
             import torch
 
             torch.set_num_threads(int(self.inputs.num_threads))
-        out = PREDICTION.path(runtime.cwd, self.inputs.spectrogram)
+        out = PREDICTION.path(runtime.cwd, self.inputs.target)  # the target's run, space and grid
         nii, js = predict_run(
             self.inputs.spectrogram, self.inputs.target, self.inputs.checkpoint, out_file=out, device=device,
             batch_size=self.inputs.batch_size,

@@ -97,10 +97,9 @@ class BOLDTarget(SimpleInterface):
     output_spec = _BOLDTargetOutputSpec
 
     def _run_interface(self, runtime):
-        from ..io.derivatives import MASK, TARGET
-        from ..pipeline.steps import compute_target
+        from ..pipeline.steps import compute_target, target_paths
 
-        target, mask = TARGET.path(runtime.cwd, self.inputs.bold_file), MASK.path(runtime.cwd, self.inputs.bold_file)
+        target, mask = target_paths(runtime.cwd, self.inputs.bold_file, _opt(self.inputs.config))
         t, tj, m, mj = compute_target(self.inputs.bold_file, out_file=target, mask_file=mask,
                                       repetition_time=self.inputs.repetition_time,
                                       config=_opt(self.inputs.config), brain_mask=_opt(self.inputs.mask_file),

@@ -6,7 +6,8 @@
   ``Description`` and the sidecar metadata BIDS requires), as fMRIPrep's ``workflows/bold/outputs.py``;
 * :mod:`~spec2vol_bids.io.spectrogram` - the spectrogram derivative (HDF5 + JSON sidecar): one reader
   (:func:`~spec2vol_bids.io.spectrogram.load_spectrogram`, returning a
-  :class:`~spec2vol_bids.io.spectrogram.SpectrogramFile`) and one writer;
+  :class:`~spec2vol_bids.io.spectrogram.SpectrogramFile`), its MNE-Python view (:func:`read_spectrogram`, an
+  ``mne.time_frequency.EpochsSpectrumArray``) and one writer;
 * :mod:`~spec2vol_bids.io.hdf5` - HDF5 attribute encoding and per-process lazy file handles;
 * :mod:`~spec2vol_bids.io.nifti` - NIfTI images with their sidecars;
 * :mod:`~spec2vol_bids.io.tables` - TSV tables (one writer, one reader) with their JSON column descriptions;
@@ -16,3 +17,7 @@ Nothing here computes: the steps of :mod:`spec2vol_bids.pipeline` compute arrays
 and every reader of the project (training, prediction, reports, the napari plugin, the tests) reads through them.
 Importing this package imports neither h5py, nibabel nor pybids (they are imported when a file is read or written).
 """
+
+from .spectrogram import read_spectrogram
+
+__all__ = ["read_spectrogram"]

@@ -6,7 +6,10 @@ built with pybids' path patterns (:func:`bids.layout.writing.build_path`) from :
 
     sub-01/[ses-1/]eeg/sub-01[_ses-1]_task-rest[_acq-a][_run-1]_desc-stft_spectrogram.h5
 
-Which derivatives exist, and what their sidecars hold, is declared once in :mod:`spec2vol_bids.io.derivatives`.
+Images resampled into a template or another reference add ``space-<label>`` (with fMRIPrep's ``cohort-<label>``)
+and ``res-<label>`` after the run entities (:data:`SPACE_ENTITIES`); ``cohort`` sits after ``ses``, where the BIDS
+schema orders it. Which derivatives exist, and what their sidecars hold, is declared once in
+:mod:`spec2vol_bids.io.derivatives`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 __all__ = [
     "ENTITY_ORDER",
     "RUN_ENTITIES",
+    "SPACE_ENTITIES",
+    "STANDARD_SPACES",
     "PATH_PATTERN",
     "parse_entities",
     "run_entities",
@@ -28,17 +33,29 @@ __all__ = [
 ]
 
 #: BIDS entity order for derivative names (subset relevant to functional/EEG data), short keys
-ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space", "res", "desc")
+ENTITY_ORDER = ("sub", "ses", "cohort", "task", "acq", "ce", "rec", "dir", "run", "echo", "space", "res", "desc")
 #: the entities that name a run (its derivatives add ``desc``, and for resampled images ``space``/``res``)
-RUN_ENTITIES = ENTITY_ORDER[:9]
+RUN_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo")
+#: the entities that say which space and grid an image is on (absent on the BOLD run's own grid, as in fMRIPrep)
+SPACE_ENTITIES = ("space", "cohort", "res")
 #: short entity key (as in file names) -> pybids entity name
-LONG_NAMES = {"sub": "subject", "ses": "session", "task": "task", "acq": "acquisition", "ce": "ceagent",
-              "rec": "reconstruction", "dir": "direction", "run": "run", "echo": "echo", "space": "space",
-              "res": "resolution", "desc": "desc"}
+LONG_NAMES = {"sub": "subject", "ses": "session", "cohort": "cohort", "task": "task", "acq": "acquisition",
+              "ce": "ceagent", "rec": "reconstruction", "dir": "direction", "run": "run", "echo": "echo",
+              "space": "space", "res": "resolution", "desc": "desc"}
 #: pybids path pattern of every derivative file of this project
-PATH_PATTERN = ("sub-{subject}[/ses-{session}]/{datatype}/sub-{subject}[_ses-{session}][_task-{task}]"
-                "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_dir-{direction}][_run-{run}]"
-                "[_echo-{echo}][_space-{space}][_res-{resolution}][_desc-{desc}]_{suffix}{extension}")
+PATH_PATTERN = ("sub-{subject}[/ses-{session}]/{datatype}/sub-{subject}[_ses-{session}][_cohort-{cohort}]"
+                "[_task-{task}][_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_dir-{direction}]"
+                "[_run-{run}][_echo-{echo}][_space-{space}][_res-{resolution}][_desc-{desc}]_{suffix}{extension}")
+#: standard template identifiers (the BIDS specification's and TemplateFlow's volumetric templates): a
+#: ``space-<label>`` among them needs no ``SpatialReference``, and its NIfTI xform codes are MNI (4), as
+#: niworkflows writes them; other spaces (``T1w``, ...) are "aligned" (2), the BOLD run's own grid "scanner" (1)
+STANDARD_SPACES = frozenset({
+    "ICBM452AirSpace", "ICBM452Warp5Space", "IXI549Space", "MNIColin27", "MNI152Lin", "MNI152NLin2009aSym",
+    "MNI152NLin2009bSym", "MNI152NLin2009cSym", "MNI152NLin2009aAsym", "MNI152NLin2009bAsym",
+    "MNI152NLin2009cAsym", "MNI152NLin6Sym", "MNI152NLin6Asym", "MNI305", "NIHPD", "OASIS30AntsOASISAnts",
+    "OASIS30Atropos", "Talairach", "UNCInfant", "MNIInfant", "MNIPediatricAsym", "OASIS30ANTs", "NKI", "PNC",
+    "WHS", "Fischer344", "MouseIn", "RESILIENT", "dhcpAsym", "dhcpSym", "dhcpVol", "fsaverage", "fsLR",
+})
 
 
 def parse_entities(filename: str | os.PathLike) -> dict[str, str]:

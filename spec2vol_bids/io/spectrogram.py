@@ -27,10 +27,19 @@ from ..utils import atomic_path, write_json
 from .hdf5 import LazyH5, decode_attr, encode_attr
 from .names import sidecar_path
 
-__all__ = ["SPECTROGRAM_FORMAT_VERSION", "SpectrogramFile", "load_spectrogram", "write_spectrogram",
-           "SpectrogramRows"]
+__all__ = ["SPECTROGRAM_FORMAT_VERSION", "BIDS_TO_MNE_TYPES", "SpectrogramFile", "load_spectrogram",
+           "read_spectrogram", "write_spectrogram", "SpectrogramRows"]
 
 SPECTROGRAM_FORMAT_VERSION = 1
+#: BIDS ``channels.tsv`` types -> MNE channel types
+BIDS_TO_MNE_TYPES = {
+    "EEG": "eeg", "REF": "eeg", "ECG": "ecg", "EOG": "eog", "VEOG": "eog", "HEOG": "eog", "EMG": "emg",
+    "TRIG": "stim", "MISC": "misc", "RESP": "resp", "GSR": "gsr", "PPG": "bio", "SYSCLOCK": "syst",
+    "TEMP": "temperature", "AUDIO": "misc", "PD": "misc", "EYEGAZE": "misc", "PUPIL": "misc",
+    "SEEG": "seeg", "ECOG": "ecog", "DBS": "dbs",
+}
+#: MNE spectra hold data channels only: other channels of a spectrogram (ECG, EOG, ...) are stored as "eeg"
+_MNE_SPECTRUM_TYPES = ("eeg", "seeg", "ecog", "dbs")
 
 
 @dataclass
@@ -137,6 +146,74 @@ def load_spectrogram(path: str | os.PathLike, *, data: bool = True) -> Spectrogr
             pair_targets=h5["pairs/targets"][()],
             attrs={key: decode_attr(value) for key, value in h5.attrs.items()},
         )
+
+
+def read_spectrogram(path: str | os.PathLike, *, verbose: str | bool | None = "error"):
+    """Open a spectrogram derivative as an MNE-Python :class:`~mne.time_frequency.EpochsSpectrumArray`.
+
+    One "epoch" per BOLD volume (row ``k`` is the spectrum of the EEG window anchored at volume ``k``), with the
+    channel names and types, the frequencies (Hz) and the sampling rate of the EEG, one event per volume onset,
+    and per-volume metadata (a :class:`pandas.DataFrame`)::
+
+        volume  onset  valid  pair  target
+        0       2.176  True   -1    False      # onset: s from the first EEG sample; pair: the pair it is the
+        ...                                    # target of (-1: none); valid: window inside the recording
+
+    Parameters
+    ----------
+    path : path-like
+        A ``*_desc-stft_spectrogram.h5`` written by spec2vol-bids.
+    verbose : str | bool | None
+        MNE's logging level while the object is built (default: errors only).
+
+    Returns
+    -------
+    spectrum : mne.time_frequency.EpochsSpectrumArray
+        ``get_data(picks="all", exclude=[])`` is the file's ``spectrogram`` array ``[n_volumes, n_channels, n_freqs]``
+        (float32 values as stored: scaled as the settings say, see ``spectrum.info["description"]``). Events are
+        ``[sample of the volume onset on the EEG clock, 0, 1]`` with ``event_id = {"volume": 1}``. Channels that
+        ``channels.tsv`` marked bad and that were kept (``--keep-bad-channels``) are in ``info["bads"]``; those
+        left out (the default) are not in the file. MNE spectra hold data channels only, so non-EEG channels of
+        the spectrogram (ECG, EOG, ...) are typed ``eeg`` (their BIDS types stay in :func:`load_spectrogram`'s
+        ``channel_types``).
+
+    Raises
+    ------
+    OSError, KeyError
+        Not an HDF5 file, or not a spectrogram derivative.
+
+    Examples
+    --------
+    >>> spec = read_spectrogram("sub-01_task-rest_desc-stft_spectrogram.h5")  # doctest: +SKIP
+    >>> spec["valid"].average().plot()                                        # doctest: +SKIP
+    """
+    import mne
+    import pandas as pd
+    from mne.time_frequency import EpochsSpectrumArray
+
+    content = load_spectrogram(path)
+    data = content.spectrogram  # [n_volumes, C, F]
+    names = content.channels or [f"ch{i:03d}" for i in range(data.shape[1])]
+    bids_types = content.channel_types or ["EEG"] * len(names)
+    types = [BIDS_TO_MNE_TYPES.get(str(t).upper(), "misc") for t in bids_types]
+    types = [t if t in _MNE_SPECTRUM_TYPES else "eeg" for t in types]
+    sfreq = float(content.attrs.get("sfreq") or 1.0)
+    with mne.utils.use_log_level(verbose):
+        info = mne.create_info(names, sfreq, types)
+        info["bads"] = [n for n in (content.attrs.get("kept_bad_channels") or []) if n in names]
+        info["description"] = (f"spec2vol-bids spectrogram {content.path.name if content.path else ''}: one row per "
+                               f"BOLD volume; units: {content.attrs.get('units', 'n/a')}; BIDS channel types: "
+                               f"{', '.join(map(str, bids_types))}")
+        onsets = content.volume_onsets
+        samples = np.round(onsets * sfreq).astype(np.int64)
+        events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
+        spectrum = EpochsSpectrumArray(np.asarray(data, dtype=np.float64), info, content.frequencies,
+                                       events=events, event_id={"volume": 1})
+        pair = np.full(len(onsets), -1, dtype=np.int64)
+        pair[np.asarray(content.pair_targets, dtype=int)] = np.arange(content.n_pairs)
+        spectrum.metadata = pd.DataFrame({"volume": np.arange(len(onsets)), "onset": onsets,
+                                          "valid": content.valid, "pair": pair, "target": pair >= 0})
+    return spectrum
 
 
 def write_spectrogram(dest: str | os.PathLike, *, spectrogram: np.ndarray, valid: np.ndarray,

@@ -69,7 +69,9 @@ class E2fNet(nn.Module):
     def __init__(self, n_windows: int = 20, n_electrodes: int = 64, n_freqs: int = 249, n_slices: int = 30, *,
                  channels: tuple[int, int, int, int] = (32, 64, 128, 256), grid: int = 64):
         super().__init__()
-        from diffusers import UNet2DModel
+        from ..utils import require_module  # diffusers is the optional extra "e2fnet"
+
+        UNet2DModel = require_module("diffusers", extra="e2fnet", what="the E2fNet baseline").UNet2DModel
 
         c0, c1, c2, c3 = (int(c) for c in channels)
         self.config: dict[str, Any] = {"n_windows": int(n_windows), "n_electrodes": int(n_electrodes),

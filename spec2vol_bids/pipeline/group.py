@@ -28,17 +28,21 @@ __all__ = ["METRIC_COLUMNS", "find_predictions", "score_run", "group_metrics", "
            "run_group_level"]
 
 LOGGER = logging.getLogger("spec2vol_bids")
-#: columns of ``group_metrics.tsv`` in order
-METRIC_COLUMNS = ("level", "subject", "session", "task", "acquisition", "run", "n_volumes", "ssim", "psnr",
+#: columns of ``group_metrics.tsv`` in order. No column is named as a BIDS entity (``subject``, ``session``,
+#: ``run``, ...): PyBIDS indexes the keys of the column descriptions (``group_metrics.json``) as metadata of the
+#: table, and such keys would then pose as entities of the dataset (``BIDSLayout.get_sessions()``). As in MRIQC's
+#: group tables, a run is named by ``bids_name``; ``participant_id`` and ``session_id`` are spelled as in
+#: ``participants.tsv`` and ``sessions.tsv``.
+METRIC_COLUMNS = ("level", "bids_name", "participant_id", "session_id", "n_volumes", "ssim", "psnr",
                   "dynamic_correlation")
 _COLUMN_DOCS = {
     "level": {"Description": "'run' for one run, 'subject' for the mean over a subject's runs, 'group' for the "
                              "mean over subjects"},
-    "subject": {"Description": "subject label"},
-    "session": {"Description": "session label (n/a without sessions)"},
-    "task": {"Description": "task label"},
-    "acquisition": {"Description": "acquisition label (n/a if none)"},
-    "run": {"Description": "run label (n/a if none)"},
+    "bids_name": {"Description": "the predicted run: its file name up to the desc entity (subject, session, "
+                                 "task, acquisition, run, space and resolution entities); sub-<label> for a "
+                                 "subject row, 'group' for the group row"},
+    "participant_id": {"Description": "sub-<label> of the run or subject (n/a in the group row)"},
+    "session_id": {"Description": "ses-<label> of the run (n/a without sessions and in summary rows)"},
     "n_volumes": {"Description": "number of predicted volumes compared"},
     "ssim": {"Description": "SSIM, 2-D Gaussian window (11, sigma 1.5) over slices, data range 1, mean over "
                             "volumes (published definition)"},
@@ -124,21 +128,21 @@ def group_metrics(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for item in predictions:
         ents = item["entities"]
-        row = {"level": "run", "subject": ents.get("sub"), "session": ents.get("ses", "n/a"),
-               "task": ents.get("task", "n/a"), "acquisition": ents.get("acq", "n/a"), "run": ents.get("run", "n/a")}
+        name = "_".join(f"{k}-{v}" for k, v in ents.items() if k != "desc")
+        row = {"level": "run", "bids_name": name, "participant_id": f"sub-{ents.get('sub')}",
+               "session_id": f"ses-{ents['ses']}" if ents.get("ses") else "n/a"}
         row.update(score_run(item["prediction"], item["target"], item["mask"]))
         rows.append(row)
-    subjects = sorted({r["subject"] for r in rows})
+    subjects = sorted({r["participant_id"] for r in rows})
     subject_rows = []
     for s in subjects:
-        mine = [r for r in rows if r["subject"] == s]
-        subject_rows.append({"level": "subject", "subject": s, "session": "n/a", "task": "n/a",
-                             "acquisition": "n/a", "run": "n/a",
+        mine = [r for r in rows if r["participant_id"] == s]
+        subject_rows.append({"level": "subject", "bids_name": s, "participant_id": s, "session_id": "n/a",
                              "n_volumes": int(sum(r["n_volumes"] for r in mine)),
                              **{k: float(np.nanmean([r[k] for r in mine])) for k in
                                 ("ssim", "psnr", "dynamic_correlation")}})
-    group = [{"level": "group", "subject": "n/a", "session": "n/a", "task": "n/a", "acquisition": "n/a",
-              "run": "n/a", "n_volumes": int(sum(r["n_volumes"] for r in rows)),
+    group = [{"level": "group", "bids_name": "group", "participant_id": "n/a", "session_id": "n/a",
+              "n_volumes": int(sum(r["n_volumes"] for r in rows)),
               **{k: float(np.nanmean([r[k] for r in subject_rows])) for k in ("ssim", "psnr", "dynamic_correlation")}}
              ] if subject_rows else []
     return rows + subject_rows + group
@@ -150,8 +154,10 @@ def write_group_metrics(output_dir: str | os.PathLike, rows: list[dict[str, Any]
 
 
 def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLike | None = None,
-                    participant_label: Iterable[str] | None = None) -> int:
+                    participant_label: Iterable[str] | None = None, provenance=None) -> int:
     """The group level of the BIDS-App; returns the exit code.
+
+    ``provenance`` is the About section of ``group.html`` (:func:`spec2vol_bids.reports.provenance.provenance`).
 
     Raises
     ------
@@ -184,17 +190,36 @@ def run_group_level(output_dir: str | os.PathLike, *, bids_dir: str | os.PathLik
         rows = group_metrics(list(tqdm(predictions, desc="runs", disable=len(predictions) < 3)))
         dest = write_group_metrics(out, rows)
         LOGGER.info("wrote %s", dest)
-    _group_report(out, rows, predictions)
+    _group_report(out, rows, provenance)
     return 0
 
 
-def _group_report(out: Path, rows, predictions) -> Path | None:
+def rebuild_group_report(output_dir: str | os.PathLike, *, provenance=None) -> Path:
+    """``group.html`` again from the ``group_metrics.tsv`` in ``output_dir`` (``--reports-only``).
+
+    Raises
+    ------
+    NoInputError
+        There is no ``group_metrics.tsv`` (the group level has not run, or there were no predictions).
+    """
+    from ..io.tables import read_tsv_frame
+
+    table = Path(output_dir) / GROUP_METRICS
+    if not table.is_file():
+        raise NoInputError(f"{table} does not exist", hint="Run the group level without --reports-only first")
+    path = _group_report(Path(output_dir), read_tsv_frame(table).to_dict("records"), provenance)
+    if path is None:
+        raise NoInputError(f"{table} has no run rows", hint="Run the group level without --reports-only first")
+    return path
+
+
+def _group_report(out: Path, rows, provenance=None) -> Path | None:
     from ..reports.group import group_report
 
     runs = [r for r in rows if r.get("level") == "run"]
     if not runs:
         return None
     table = [{k: v for k, v in r.items() if k != "level"} for r in runs]
-    path = group_report(out, table, metrics=["ssim", "psnr", "dynamic_correlation"])
+    path = group_report(out, table, metrics=["ssim", "psnr", "dynamic_correlation"], provenance=provenance)
     LOGGER.info("wrote %s", path)
     return path

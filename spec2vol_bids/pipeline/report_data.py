@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.derivatives import MASK, PREDICTION, SPECTROGRAM, TARGET
+from ..io.derivatives import PREDICTION, SPECTROGRAM
 from ..io.names import parse_entities, sidecar_path
 from ..io.spectrogram import load_spectrogram
 from .steps import RunInfo
@@ -59,7 +59,7 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
         "frequencies": spec.frequencies,
         "valid": spec.valid,
         "n_pairs": spec.n_pairs,
-        "warnings": list(side.get("AlignmentWarnings", [])),
+        "warnings": list(side.get("AlignmentWarnings", [])) + _bad_channel_notes(side),
         "filled_volumes": [int(i) for i in side.get("FilledVolumeTriggers", [])],
         "files": {"spectrogram": spectrogram},
         "eeg_source": side.get("EEGSource"),
@@ -85,11 +85,31 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
     return RunReport(**kwargs)
 
 
-def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None):
-    """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing."""
+def _bad_channel_notes(sidecar: dict) -> list[str]:
+    """The report's lines about the channels ``channels.tsv`` marks bad (from the spectrogram's sidecar)."""
+    def listed(channels: dict) -> str:
+        return ", ".join(f"{n} ({d})" if d else n for n, d in channels.items())
+
+    notes = []
+    excluded, kept = sidecar.get("ExcludedBadChannels") or {}, sidecar.get("KeptBadChannels") or {}
+    if excluded:
+        notes.append(f"{len(excluded)} channel(s) marked bad in channels.tsv left out of the spectrogram: "
+                     f"{listed(excluded)}.")
+    if kept:
+        notes.append(f"{len(kept)} channel(s) marked bad in channels.tsv kept in the spectrogram "
+                     f"(--keep-bad-channels): {listed(kept)}.")
+    return notes
+
+
+def run_report(output_dir: str | os.PathLike, pair, info: RunInfo | None = None, config=None):
+    """The report data of one paired run found in ``output_dir``, or ``None`` if its spectrogram is missing.
+
+    ``config`` (the preprocessing settings) tells which grid, hence which ``res`` entity, its images have."""
+    from .steps import target_paths
+
     out = Path(output_dir)
     spec = SPECTROGRAM.path(out, pair.eeg_file)
     if not spec.is_file():
         return None
-    return run_report_from_files(spec, target=TARGET.path(out, pair.bold_file), mask=MASK.path(out, pair.bold_file),
-                                 prediction=PREDICTION.path(out, pair.eeg_file), info=info)
+    target, mask = target_paths(out, pair.target_bold, config)
+    return run_report_from_files(spec, target=target, mask=mask, prediction=PREDICTION.path(out, target), info=info)

@@ -7,7 +7,8 @@ name and sidecar metadata are declared in :mod:`spec2vol_bids.io.derivatives`:
 
 * :func:`inspect_run`: cheap header-only checks of a run (used before any processing starts);
 * :func:`compute_spectrogram`: EEG file -> ``*_desc-stft_spectrogram.h5`` (+ ``.json``), streamed window by window;
-* :func:`compute_target`: BOLD file -> ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz`` (+ ``.json``);
+* :func:`compute_target`: BOLD file -> ``*_desc-target_bold.nii.gz`` and ``*_desc-brain_mask.nii.gz`` (+ ``.json``),
+  named in the space of the BOLD file by :func:`target_paths`;
 * :func:`predict_run`: spectrogram + target grid + checkpoint -> ``*_desc-spec2vol_bold.nii.gz`` (+ ``.json``);
 * :func:`preprocess_run`: the first two for a :class:`~spec2vol_bids.bids.runs.RunPair`, into a derivative folder.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,17 @@ from ..bids.bold import load_bold_header
 from ..bids.eeg import EEGRecording, VolumeOnsets, volume_onsets
 from ..config import PreprocConfig
 from ..errors import DataError, Spec2VolError
-from ..io.derivatives import MASK, PREDICTION, SPECTROGRAM, TARGET
-from ..io.names import bids_uri, parse_entities
+from ..io.derivatives import (
+    MASK,
+    MODEL_RESOLUTION,
+    PREDICTION,
+    SPECTROGRAM,
+    TARGET,
+    resolution_description,
+    space_entities,
+    xform_code,
+)
+from ..io.names import bids_uri, parse_entities, sidecar_path
 from ..io.nifti import write_nifti
 from ..io.spectrogram import load_spectrogram, write_spectrogram
 
@@ -37,6 +47,7 @@ __all__ = [
     "inspect_run",
     "compute_spectrogram",
     "compute_target",
+    "target_paths",
     "predict_run",
     "preprocess_run",
 ]
@@ -60,6 +71,9 @@ class RunInfo:
         BOLD image shape ``(X, Y, Z, T)``.
     eeg_duration : float
         Length of the EEG recording (s).
+    excluded_bad_channels, kept_bad_channels : list of str
+        Channels marked ``status`` = ``bad`` in ``channels.tsv`` that were left out of the spectrogram (the
+        default), or kept in it (``eeg.keep_bad_channels``).
     """
 
     channels: list[str]
@@ -68,14 +82,43 @@ class RunInfo:
     onsets: VolumeOnsets
     native_shape: tuple[int, ...]
     eeg_duration: float = 0.0
+    excluded_bad_channels: list[str] = field(default_factory=list)
+    kept_bad_channels: list[str] = field(default_factory=list)
 
 
 def _open_eeg(eeg_file, channels_tsv, cfg) -> tuple[EEGRecording, np.ndarray]:
+    """The recording and the indices of its channels that enter the spectrogram, in row order.
+
+    The channel selection of the settings (:func:`spec2vol_bids.preproc.eeg.select_channels`), then, unless
+    ``eeg.keep_bad_channels``, without the channels ``channels.tsv`` marks bad.
+    """
     from ..preproc.eeg import select_channels
 
     rec = EEGRecording(eeg_file, channels_tsv)
     picks = select_channels(rec.ch_names, rec.ch_types, cfg.eeg)
+    if rec.bads and not cfg.eeg.keep_bad_channels:
+        kept = np.asarray([i for i in picks if rec.ch_names[i] not in rec.bads], dtype=picks.dtype)
+        if kept.size == 0:
+            raise DataError(f"every selected channel of {Path(eeg_file).name} is marked bad in "
+                            f"{Path(channels_tsv).name}", hint="Pass --keep-bad-channels to use them anyway, or "
+                                                            "correct their status in channels.tsv")
+        if cfg.eeg.include is not None:
+            named = [n for n in cfg.eeg.include if n in rec.bads]
+            if named:
+                LOGGER.warning("%s: %s listed in --include-channels %s marked bad in channels.tsv and left out "
+                               "(--keep-bad-channels keeps them)", Path(eeg_file).name, ", ".join(named),
+                               "is" if len(named) == 1 else "are")
+        picks = kept
     return rec, picks
+
+
+def _bad_channels(rec: EEGRecording, picks, cfg) -> tuple[list[str], list[str]]:
+    """(excluded, kept) channels marked bad: ``RunInfo.excluded_bad_channels`` / ``kept_bad_channels``."""
+    used = {rec.ch_names[i] for i in picks}
+    bads = list(rec.bads)
+    if cfg.eeg.keep_bad_channels:
+        return [], [n for n in bads if n in used]
+    return bads, []
 
 
 def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, repetition_time: float,
@@ -97,13 +140,14 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     rec, picks = _open_eeg(eeg_file, channels_tsv, cfg)
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    excluded, kept = _bad_channels(rec, picks, cfg)
     if cfg.correction.method != "none":
         from .artefacts import check_correctable
 
         check_correctable(rec, cfg, onsets, events_tsv=events_tsv)
     return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
                    sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape),
-                   eeg_duration=rec.duration)
+                   eeg_duration=rec.duration, excluded_bad_channels=excluded, kept_bad_channels=kept)
 
 
 def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
@@ -176,6 +220,7 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     # spec: [n_volumes, n_channels, n_freqs]; valid: [n_volumes]
     windows, targets = pairs_for_config(int(n_volumes), valid, float(repetition_time), cfg.pairing)
     core, total = cfg.eeg.window_seconds(float(repetition_time))
+    excluded, kept = _bad_channels(rec, picks, cfg)
     attrs: dict[str, Any] = {
         "channels": names,
         "channel_types": [rec.ch_types[i] for i in picks],
@@ -187,6 +232,9 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "onset_source": onsets.source,
         "volume_marker": onsets.marker or "n/a",
         "config": cfg.to_dict(),
+        # channels.tsv status=bad: left out (default) or kept (eeg.keep_bad_channels; MNE's info["bads"])
+        "excluded_bad_channels": excluded,
+        "kept_bad_channels": kept,
     }
     eeg_uri = bids_uri(eeg_file, eeg_dataset)
     sources = [eeg_uri] + ([bids_uri(bold_file)] if bold_file else [])
@@ -201,6 +249,9 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "AlignmentWarnings": list(onsets.messages),
         # volumes whose missing trigger was filled at the midpoint of its neighbours (bids.eeg policy)
         "FilledVolumeTriggers": [int(i) for i in onsets.filled],
+        # channels marked status=bad in channels.tsv, with their status_description
+        "ExcludedBadChannels": {n: rec.bads[n] for n in excluded},
+        "KeptBadChannels": {n: rec.bads[n] for n in kept},
     }
     if qc_files or cfg.correction.method != "none":
         from .artefacts import merge_qc
@@ -223,6 +274,25 @@ def _units(cfg) -> str:
     return base
 
 
+def target_paths(out_dir: str | os.PathLike, bold_file: str | os.PathLike, config=None) -> tuple[Path, Path]:
+    """Where the target and brain mask made from ``bold_file`` go in ``out_dir``, named in its space.
+
+    The run entities come from ``bold_file``; its ``space`` (and ``cohort``) are kept, and ``res`` says whether
+    the model grid is the source's (its ``res``) or a resampled one (``res-model``): see
+    :func:`spec2vol_bids.io.derivatives.space_entities`. Only the header of ``bold_file`` is read.
+
+    Returns
+    -------
+    target, mask : Path
+    """
+    from ..preproc.fmri import target_shape
+
+    cfg = PreprocConfig.coerce(config)
+    native = tuple(int(n) for n in load_bold_header(bold_file).shape[:3])
+    space = space_entities(bold_file, grid_changed=target_shape(native, cfg.bold) != native)
+    return TARGET.path(out_dir, bold_file, space=space), MASK.path(out_dir, bold_file, space=space)
+
+
 def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike, mask_file: str | os.PathLike,
                    repetition_time: float, config=None, task_name: str | None = None,
                    brain_mask: str | os.PathLike | None = None, dataset: str = "raw",
@@ -235,7 +305,9 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         BOLD image ``[X, Y, Z, T]``: the raw series, or a preprocessed one from a derivatives dataset (e.g.
         fMRIPrep's ``desc-preproc_bold``).
     out_file, mask_file : path-like
-        Destinations of ``..._desc-target_bold.nii.gz`` and ``..._desc-brain_mask.nii.gz``.
+        Destinations of ``..._desc-target_bold.nii.gz`` and ``..._desc-brain_mask.nii.gz``
+        (:func:`target_paths`); their ``space`` entity sets the NIfTI xform codes (scanner without one, MNI for
+        a standard template, aligned otherwise) and ``res-model`` adds a ``Resolution`` to the sidecars.
     repetition_time : float
         Stored in ``pixdim[4]`` and the sidecar.
     config : PreprocConfig or dict, optional
@@ -249,7 +321,8 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
         Name of the dataset holding ``bold_file`` (and ``brain_mask``) in the sidecars' BIDS URIs: ``raw``
         (default) or the ``-d NAME`` of a derivatives dataset.
     space : str, optional
-        The ``--bold-space`` the derivative was chosen for, recorded in the sidecar's ``BoldSource``.
+        The ``--bold-space`` the derivative was chosen for, recorded in the sidecar's ``BoldSource``
+        (default: ``native``, the BOLD run's own space).
 
     Returns
     -------
@@ -279,28 +352,33 @@ def compute_target(bold_file: str | os.PathLike, *, out_file: str | os.PathLike,
     resize = "dct" if result.resized else "none"
     bold_uri = bids_uri(bold_file, dataset)
     mask_uri = bids_uri(brain_mask, dataset) if brain_mask is not None else None
-    source: dict[str, Any] = {"Dataset": dataset, "File": bold_uri}
-    if space is not None:
-        source["Space"] = space
+    source: dict[str, Any] = {"Dataset": dataset, "File": bold_uri, "Space": space or "native"}
     if mask_uri is not None:
         source["Mask"] = mask_uri
+    scaled, affine, mask = result.data, result.affine, result.mask  # [X, Y, Z, T], (4, 4), [X, Y, Z]
+    names = parse_entities(out_file)
+    grid: dict[str, Any] = {"SpatialReference": bold_uri}  # the image the target is aligned with
+    if names.get("res") == MODEL_RESOLUTION:
+        zooms = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+        grid["Resolution"] = resolution_description(scaled.shape, zooms, bold_file)
     sidecar = TARGET.sidecar({
         "RepetitionTime": float(repetition_time),
         "TaskName": task,
         "Sources": [bold_uri] + ([mask_uri] if mask_uri else []),
         "BoldSource": source,
+        **grid,
         "Scaling": cfg.bold.scaling,
         "Resize": resize,
         "NativeShape": list(native_shape),
         "NativeAffine": np.asarray(img.affine, dtype=float).tolist(),
     })
-    scaled, affine, mask = result.data, result.affine, result.mask  # [X, Y, Z, T], (4, 4), [X, Y, Z]
+    code = xform_code(names)
     target, target_json = write_nifti(out_file, scaled, affine, sidecar=sidecar, dtype=np.float32,
-                                      repetition_time=float(repetition_time))
-    mask_sidecar = MASK.sidecar({"Sources": [mask_uri or bold_uri]}, description=MASK.description + (
+                                      repetition_time=float(repetition_time), xform_code=code)
+    mask_sidecar = MASK.sidecar({"Sources": [mask_uri or bold_uri], **grid}, description=MASK.description + (
         f"; the {dataset} brain mask, nearest-neighbour resampled" if mask_uri else ""))
     mask_path, mask_json = write_nifti(mask_file, mask.astype(np.uint8), affine, sidecar=mask_sidecar,
-                                       dtype=np.uint8)
+                                       dtype=np.uint8, xform_code=code)
     LOGGER.info("%s: target %s (%s resize, %s scaling)", Path(bold_file).name, tuple(scaled.shape), resize,
                 cfg.bold.scaling)
     return target, target_json, mask_path, mask_json
@@ -379,17 +457,31 @@ def predict_run(spectrogram_file: str | os.PathLike, target_file: str | os.PathL
     tr = float(spec.repetition_time)
     model = ckpt.get("model", {}) if isinstance(ckpt, Mapping) else {}
     sources = [bids_uri(p) for p in (eeg_file, bold_file) if p]
+    # the target's grid: the same space, resolution and reference image
+    grid = {k: v for k, v in _read_json(sidecar_path(target_file)).items() if k in ("SpatialReference", "Resolution")}
     sidecar = PREDICTION.sidecar({
         "RepetitionTime": tr,
         "TaskName": parse_entities(spectrogram_file).get("task"),
         "Sources": sources,
+        **grid,
         "VolumeIndices": [int(t) for t in spec.pair_targets],
         "ModelName": model.get("name", "spec2vol"),
         "ModelSHA256": sha256_file(checkpoint),
         "Device": device,
     })
     LOGGER.info("%s: predicted %d volumes", Path(spectrogram_file).name, pred.shape[-1])
-    return write_nifti(out_file, pred, target.affine, sidecar=sidecar, dtype=np.float32, repetition_time=tr)
+    return write_nifti(out_file, pred, target.affine, sidecar=sidecar, dtype=np.float32, repetition_time=tr,
+                       xform_code=int(target.header["sform_code"]) or 1)
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=False) -> dict[str, Path]:
@@ -438,8 +530,9 @@ def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=Fa
             qc_files=qc_files, eeg_dataset=getattr(pair, "eeg_dataset", "raw"),
             eeg_desc=preproc_eeg.desc if preproc_eeg is not None else None)
     preproc = pair.preproc
+    target_file, mask_file = target_paths(out_dir, pair.target_bold, config)
     target, _, mask, _ = compute_target(
-        pair.target_bold, out_file=TARGET.path(out_dir, pair.bold_file), mask_file=MASK.path(out_dir, pair.bold_file),
+        pair.target_bold, out_file=target_file, mask_file=mask_file,
         repetition_time=preproc.repetition_time if preproc is not None else pair.repetition_time, config=config,
         brain_mask=preproc.mask if preproc is not None else None,
         dataset=preproc.dataset if preproc is not None else "raw",

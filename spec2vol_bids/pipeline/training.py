@@ -90,6 +90,10 @@ class Experiment:
                  n_val: int = 1, select_on: str = "val", baselines: Sequence[str] = ("mean", "ridge"),
                  official_h5: Sequence[str | Path] | None = None, participant_label: Sequence[str] | None = None,
                  noise_ceiling: str | Path | None = None, resume: bool = False, argv: Sequence[str] | None = None):
+        if "e2fnet" in {cfg.model, *baselines}:  # before anything is read or written: one line saying what to do
+            from ..utils import require_module
+
+            require_module("diffusers", extra="e2fnet", what="the E2fNet baseline")
         self.deriv_dir = Path(deriv_dir) if deriv_dir is not None else None
         self.model_dir = Path(model_dir)
         self.cfg = cfg
@@ -169,8 +173,11 @@ class Experiment:
 
     def run(self, *, progress: bool = True) -> list[dict[str, Any]]:
         """Train every model on every fold, then write the tables, the curves, the report and ``model.ckpt``."""
+        import datetime as _dt
+
         from tqdm.auto import tqdm
 
+        started = _dt.datetime.now().astimezone()
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         summary = self.data_summary()
@@ -189,11 +196,16 @@ class Experiment:
         self.write_tables()
         self.write_model_ckpt()
         try:
+            from ..reports.provenance import provenance
             from ..reports.training import training_report
 
+            inputs = {"DERIV_DIR": self.deriv_dir} if self.deriv_dir is not None else {}
+            about = provenance(self.model_dir, argv=self.argv or None, started=started, inputs=inputs,
+                               device=self.cfg.device)
             training_report(self.model_dir, self.results, protocol=self.folds[0].protocol,
                             noise_ceiling=self._ceiling_for([s for f in self.folds for s in f.test]),
-                            main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary)
+                            main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary,
+                            provenance=about)
         except ImportError as err:  # pragma: no cover - matplotlib is a main dependency
             logger.warning("no report: %s", err)
         return self.results

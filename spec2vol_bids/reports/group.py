@@ -22,8 +22,8 @@ __all__ = ["load_metrics", "group_report", "GROUP_REPORT"]
 
 GROUP_REPORT = "group.html"
 SUBJECT_COLUMNS = ("subject", "participant_id", "sub")
-ENTITY_COLUMNS = {"subject", "participant_id", "sub", "session", "ses", "task", "acq", "run", "fold",
-                  "n_volumes", "n_pairs", "volume", "split"}
+ENTITY_COLUMNS = {"subject", "participant_id", "sub", "session", "session_id", "ses", "task", "acq", "run",
+                  "fold", "n_volumes", "n_pairs", "volume", "split", "bids_name", "level"}
 PREFERRED = ("ssim", "psnr", "dynamic_correlation", "dyn_corr")
 
 
@@ -79,7 +79,7 @@ def _metric_columns(df, metrics: Sequence[str] | None) -> list[str]:
 
 
 def group_report(out_dir: str | os.PathLike, metrics_table, *, metrics: Sequence[str] | None = None,
-                 title: str = "spec2vol-bids group report", save_figures: bool = True) -> Path:
+                 title: str = "spec2vol-bids group report", save_figures: bool = True, provenance=None) -> Path:
     """Write ``OUT_DIR/group.html`` atomically from a metrics table and return its path.
 
     Parameters
@@ -92,9 +92,13 @@ def group_report(out_dir: str | os.PathLike, metrics_table, *, metrics: Sequence
         Metric columns to show (default: every numeric non-entity column, SSIM/PSNR/dynamic correlation first).
     save_figures : bool
         Also save the figure as ``OUT_DIR/figures/group_desc-metrics.png``.
+    provenance : Provenance, optional
+        The About section (:func:`spec2vol_bids.reports.provenance.provenance`; default: made here).
     """
     from ..utils import atomic_write
     from .figures import group_metrics_figure, save_figure, to_png
+    from .provenance import about_section
+    from .provenance import provenance as make_provenance
 
     out = Path(out_dir)
     df = load_metrics(metrics_table)
@@ -136,6 +140,7 @@ def group_report(out_dir: str | os.PathLike, metrics_table, *, metrics: Sequence
                 + summary),
         Section("figures", "Metrics per subject", fig_html),
         Section("table", "All runs", f"<details open><summary>{len(df)} rows</summary>{full}</details>"),
+        about_section(provenance if provenance is not None else make_provenance(out)),
     ]
     page = render_page(title, sections, subtitle=f"spec2vol-bids {__version__}")
     return atomic_write(out / GROUP_REPORT, page)

@@ -2,8 +2,10 @@
 
 Sections: summary (runs, onset source, marker counts), EEG-to-volume alignment, spectrogram, EEG artefacts (the
 scanner-artefact QC, when measured; artefact found in the EEG is also shown at the top in red), target BOLD,
-prediction vs measured (when predictions exist), methods (boilerplate generated from the settings) and errors
-(crash files). Figures are embedded as base64 PNG and also saved under ``OUT_DIR/sub-<label>/figures/``.
+prediction vs measured (when predictions exist), methods (boilerplate generated from the settings, with its
+references), errors (crash files) and about (command line, date, versions, environment, input datasets). Paths are
+shown relative to ``OUT_DIR``: the report names no machine path. Figures are embedded as base64 PNG and also saved
+under ``OUT_DIR/sub-<label>/figures/``.
 
 The inputs are plain arrays and values collected in :class:`RunReport`, so the caller (the BIDS-App, a notebook)
 only passes data it already has.
@@ -179,7 +181,7 @@ def _stem(run: RunReport, label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
-def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_errors: int) -> str:
+def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_errors: int, out_dir: Path) -> str:
     rows = []
     for r in runs:
         onsets = None if r.volume_onsets is None else np.asarray(r.volume_onsets, float)
@@ -207,7 +209,8 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
                         + (f' (desc-{esc(r.eeg_source["Desc"])})' if r.eeg_source.get("Desc") else "")
                         + f"; artefact correction: {esc(corr)}.</p>")
         if r.files:
-            items = "".join(f"<li>{esc(k)}: <code>{esc(v)}</code></li>" for k, v in r.files.items())
+            items = "".join(f"<li>{esc(k)}: <code>{esc(_relative(v, out_dir))}</code></li>"
+                            for k, v in r.files.items())
             body.append(f"<details><summary>{esc(r.name)}: output files</summary><ul>{items}</ul></details>")
     if config_toml:
         body.append(f"<details><summary>settings (TOML)</summary><pre>{esc(config_toml)}</pre></details>")
@@ -263,20 +266,32 @@ def _artefacts_html(r: RunReport, stem: str, figs: _Figures) -> str:
     return "\n".join(parts)
 
 
-def _errors(errors: Sequence[Any], failures: Sequence[str], out_dir: Path) -> str:
+def _relative(path, out_dir: Path) -> str:
+    """A path as shown in the report: relative to ``OUT_DIR``."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))).as_posix()
+    except ValueError:  # pragma: no cover - another drive on Windows
+        return Path(path).name
+
+
+def _errors(errors: Sequence[Any], failures: Sequence[str], out_dir: Path, paths: dict[str, str]) -> str:
     if not errors and not failures:
         return '<p class="ok">No errors to report.</p>'
     items = []
     for err in errors:
         path = Path(err) if isinstance(err, (str, os.PathLike)) and Path(err).is_file() else None
         if path is None:
-            items.append(f'<div class="warn">{esc(err)}</div>')
+            from .provenance import scrub
+
+            items.append(f'<div class="warn">{esc(scrub(str(err), paths))}</div>')
             continue
         try:
             rel = os.path.relpath(path, out_dir)
         except ValueError:  # pragma: no cover - another drive on Windows
             rel = str(path)
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        from .provenance import scrub
+
+        lines = scrub(path.read_text(encoding="utf-8", errors="replace"), paths).splitlines()
         more = f"\n... ({len(lines) - MAX_CRASH_LINES} more lines)" if len(lines) > MAX_CRASH_LINES else ""
         items.append(f'<details><summary class="bad">{esc(rel)}</summary>'
                      f"<pre>{esc(chr(10).join(lines[:MAX_CRASH_LINES]) + more)}</pre></details>")
@@ -286,7 +301,7 @@ def _errors(errors: Sequence[Any], failures: Sequence[str], out_dir: Path) -> st
 
 def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[RunReport], *, config=None,
                        errors: Sequence[Any] = (), versions: dict[str, str] | None = None,
-                       model: str | None = None, save_figures: bool = True) -> Path:
+                       model: str | None = None, save_figures: bool = True, provenance=None) -> Path:
     """Write ``OUT_DIR/sub-<label>.html`` (and its figures) atomically; return the report's path.
 
     Parameters
@@ -307,13 +322,21 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
         Name of the model used for predictions.
     save_figures : bool
         Also save every figure as ``OUT_DIR/sub-<label>/figures/<run>_desc-<figure>_<suffix>.png``.
+    provenance : Provenance, optional
+        The About section (:func:`spec2vol_bids.reports.provenance.provenance`; default: made here, from
+        ``sys.argv``). Its paths are also scrubbed from the crash files shown.
     """
     from ..config import PreprocConfig
     from ..utils import atomic_write
     from . import figures as F
     from .methods import methods_html
+    from .provenance import about_section
+    from .provenance import provenance as make_provenance
 
     out = Path(out_dir)
+    if provenance is None:
+        provenance = make_provenance(out)
+    paths = {**getattr(provenance, "paths", {}), str(out.absolute()): "."}
     label = _label(subject)
     cfg = config if isinstance(config, PreprocConfig) else PreprocConfig.from_dict(config or {})
     figs = _Figures(out, figures_dir(out, label), save_figures)
@@ -377,10 +400,12 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
     sections.append(Section("methods", "Methods", '<div class="methods">' + methods_html(
         cfg, n_runs=len(runs) or None, onset_sources=onset_sources or None, versions=versions, model=model)
         + '<p class="meta">This text was generated automatically from the settings above and may be copied '
-          'into a manuscript unchanged.</p></div>'))
-    sections.append(Section("errors", "Errors", _errors(errors, figs.failures, out)))
+          'into a manuscript unchanged; <code>logs/CITATION.md</code> and <code>logs/CITATION.bib</code> hold it '
+          'with its references for Pandoc.</p></div>'))
+    sections.append(Section("errors", "Errors", _errors(errors, figs.failures, out, paths)))
+    sections.append(about_section(provenance))
     n_err = len(errors) + len(figs.failures)
-    sections[0].body = _summary(runs, label, cfg.to_toml(), n_err)
+    sections[0].body = _summary(runs, label, cfg.to_toml(), n_err, out)
     page = render_page(f"spec2vol-bids report: sub-{label}", sections,
                        subtitle=f"spec2vol-bids {__version__}")
     return atomic_write(report_path(out, label), page)

@@ -123,12 +123,19 @@ def _load_examples(model_dir: Path, results: Sequence[Mapping[str, Any]]) -> tup
 
 def training_report(model_dir: str | os.PathLike, results: Sequence[Mapping[str, Any]], *, protocol: str,
                     noise_ceiling: Mapping[str, float] | None = None, main_model: str | None = None,
-                    config: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None) -> Path:
+                    config: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+                    provenance=None) -> Path:
     """Write ``learning_curves.png``, ``example_slices.png`` and ``report.html`` into ``model_dir``.
 
-    Returns the path of the HTML report.
+    ``provenance`` is the About section (:func:`spec2vol_bids.reports.provenance.provenance`; default: made
+    here); paths in the settings are shown relative to ``model_dir``. Returns the path of the HTML report.
     """
+    from .provenance import about_section, scrub
+    from .provenance import provenance as make_provenance
+
     model_dir = Path(model_dir)
+    if provenance is None:
+        provenance = make_provenance(model_dir)
     sections = []
     warn = ""
     if "test-selected" in protocol:
@@ -194,7 +201,9 @@ def training_report(model_dir: str | os.PathLike, results: Sequence[Mapping[str,
         items = {**({"data": {k: v for k, v in (data or {}).items() if k != "runs"}} if data else {}),
                  **({"training": config} if config else {})}
         pre = "\n".join(f"{k}: {v}" for k, v in items.items())
+        pre = scrub(pre, {**getattr(provenance, "paths", {}), str(model_dir.absolute()): "."})
         sections.append(Section("settings", "Settings", f"<pre>{esc(pre)}</pre>"))
+    sections.append(about_section(provenance))
     html_text = render_page("spec2vol-bids training report", sections, subtitle=protocol)
     return atomic_write(model_dir / "report.html", html_text)
 

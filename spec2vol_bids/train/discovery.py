@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, NoInputError
-from ..io.derivatives import MASK, SPECTROGRAM, TARGET
+from ..io.derivatives import MASK, SPECTROGRAM, TARGET, run_key
 from ..utils import require_path
 from .runs import DerivativeRun, OfficialH5Run, RunSource, subject_of
 
@@ -60,11 +60,12 @@ def discover_runs(deriv_dir: str | os.PathLike, *, cache_dir: str | os.PathLike 
         base = spec.name[: -len(SPECTROGRAM.name_suffix)]
         if wanted is not None and subject_of(base) not in wanted:
             continue
-        target = _find_sibling(spec, base + TARGET.name_suffix)
+        target = _find_target(spec, base)
         if target is None:
             raise NoInputError(f"{spec.name} has no matching {base + TARGET.name_suffix}",
                                hint="re-run the BIDS-App participant level for this subject")
-        mask = _find_sibling(spec, base + MASK.name_suffix)
+        mask = MASK.sibling(target)
+        mask = mask if mask.exists() else None
         runs.append(DerivativeRun(spectrogram=spec, target=target, mask_path=mask,
                                   cache_dir=Path(cache_dir) if cache_dir else None))
     if not runs:
@@ -72,6 +73,22 @@ def discover_runs(deriv_dir: str | os.PathLike, *, cache_dir: str | os.PathLike 
                            f"under {root}", hint="check the participant labels")
     check_consistent(runs)
     return runs
+
+
+def _find_target(spec: Path, base: str) -> Path | None:
+    """The target of a spectrogram, in whatever space it was made (``space-``/``res-`` entities); refuses a run
+    with targets in several spaces (e.g. two ``--bold-space`` runs into one OUT_DIR)."""
+    exact = _find_sibling(spec, base + TARGET.name_suffix)
+    folders = [spec.parent.parent / "func", spec.parent]
+    found = {p for folder in folders if folder.is_dir() for p in folder.glob(f"{base}_*{TARGET.name_suffix}")
+             if run_key(p) == base}
+    if exact is not None:
+        found.add(exact)
+    if len(found) > 1:
+        names = ", ".join(sorted(p.name for p in found))
+        raise DataError(f"the run {base} has targets in several spaces ({names})",
+                        hint="train on the outputs of one --bold-space: give each space its own OUT_DIR")
+    return next(iter(found), None)
 
 
 def _find_sibling(spec: Path, filename: str) -> Path | None:

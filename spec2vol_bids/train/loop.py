@@ -139,12 +139,8 @@ def build_for_data(name: str, shapes, *, preset: str | None = None, model_kwargs
                         hint="resize the targets to 64 x 64 (BIDS-App --bold-resize dct)")
     kwargs = dict(n_windows=n_windows, n_electrodes=n_ch, n_freqs=n_freqs, n_slices=n_slices)
     kwargs.update(model_kwargs or {})
-    if name in ("spec2vol", "e2fnet"):
-        if gx != 64 and "grid" not in kwargs:
-            kwargs["grid"] = gx
-        return build_model(name, preset=preset, **kwargs)
     kwargs.setdefault("grid", gx)
-    return build_model(name, **kwargs)
+    return build_model(name, preset=preset, **kwargs)  # builders without presets (ridge, mean) drop it
 
 
 def _model_kwargs(model) -> dict:

@@ -333,9 +333,10 @@ def test_group_level_metrics_against_perfect_prediction(tiny_derivatives, tiny_b
     assert code == 0
     import pandas as pd
 
-    table = pd.read_csv(out / "group_metrics.tsv", sep="\t", dtype={"subject": str}, na_values="n/a")
-    runs = table[table.level == "run"].set_index("subject")
-    assert list(runs.index) == ["01", "02"]
+    table = pd.read_csv(out / "group_metrics.tsv", sep="\t", na_values="n/a")
+    runs = table[table.level == "run"].set_index("participant_id")
+    assert list(runs.index) == ["sub-01", "sub-02"]
+    assert list(runs.bids_name) == ["sub-01_task-rest", "sub-02_task-rest"]
     r1 = runs.iloc[0]
     assert r1.ssim == pytest.approx(1.0) and r1.dynamic_correlation == pytest.approx(1.0)
     assert np.isinf(r1.psnr) or np.isnan(r1.psnr)

@@ -64,7 +64,8 @@ def test_targets_come_from_the_preprocessed_bold(tiny_bids, fmriprep, tmp_path):
     out = tmp_path / "out"
     assert run_cli(tiny_bids, out, tmp_path / "work", "--participant-label", "01", "-d", f"fmriprep={fmriprep}") == 0
     func = out / "sub-01" / "func"
-    target = nib.load(func / "sub-01_task-rest_desc-target_bold.nii.gz")
+    # named in fMRIPrep's space (the grid is already the model grid: no res entity)
+    target = nib.load(func / f"sub-01_task-rest_space-{SPACE}_desc-target_bold.nii.gz")
     preproc = nib.load(fmriprep / "sub-01" / "func" / f"{PREPROC}.nii.gz")
     raw = nib.load(tiny_bids / "sub-01" / "func" / "sub-01_task-rest_bold.nii.gz")
     got = np.asarray(target.dataobj, dtype=np.float64)
@@ -76,18 +77,19 @@ def test_targets_come_from_the_preprocessed_bold(tiny_bids, fmriprep, tmp_path):
     np.testing.assert_allclose(target.affine, preproc.affine, atol=1e-5)  # the derivative's grid and space
     assert target.header.get_zooms()[3] == pytest.approx(2.0)
     # the brain mask is fMRIPrep's (a box), not one computed from the data
-    mask = np.asarray(nib.load(func / "sub-01_task-rest_desc-brain_mask.nii.gz").dataobj)
+    mask = np.asarray(nib.load(func / f"sub-01_task-rest_space-{SPACE}_desc-brain_mask.nii.gz").dataobj)
     expected = np.zeros((64, 64, 8), dtype=np.uint8)
     expected[10:50, 12:52, 1:7] = 1
     np.testing.assert_array_equal(mask, expected)
 
     uri = f"bids:fmriprep:sub-01/func/{PREPROC}.nii.gz"
     mask_uri = f"bids:fmriprep:sub-01/func/sub-01_task-rest_space-{SPACE}_desc-brain_mask.nii.gz"
-    side = json.loads((func / "sub-01_task-rest_desc-target_bold.json").read_text())
+    side = json.loads((func / f"sub-01_task-rest_space-{SPACE}_desc-target_bold.json").read_text())
     assert side["Sources"] == [uri, mask_uri]
     assert side["BoldSource"] == {"Dataset": "fmriprep", "File": uri, "Space": SPACE, "Mask": mask_uri}
     assert side["RepetitionTime"] == 2.0
-    assert json.loads((func / "sub-01_task-rest_desc-brain_mask.json").read_text())["Sources"] == [mask_uri]
+    assert json.loads((func / f"sub-01_task-rest_space-{SPACE}_desc-brain_mask.json").read_text())["Sources"] \
+        == [mask_uri]
     # the EEG side still names the raw BOLD it is paired with
     spec_side = json.loads(next(out.rglob("*_desc-stft_spectrogram.json")).read_text())
     assert "bids:raw:sub-01/func/sub-01_task-rest_bold.nii.gz" in spec_side["Sources"]
@@ -110,7 +112,7 @@ def test_without_derivatives_the_raw_source_is_recorded(tiny_bids, tmp_path):
     assert run_cli(tiny_bids, out, tmp_path / "work", "--participant-label", "02") == 0
     side = json.loads(next(out.rglob("*_desc-target_bold.json")).read_text())
     uri = "bids:raw:sub-02/func/sub-02_task-rest_bold.nii.gz"
-    assert side["Sources"] == [uri] and side["BoldSource"] == {"Dataset": "raw", "File": uri}
+    assert side["Sources"] == [uri] and side["BoldSource"] == {"Dataset": "raw", "File": uri, "Space": "native"}
     toml = tomllib.loads(next((out / "sub-02" / "log").glob("*/spec2vol.toml")).read_text())
     assert toml["execution"]["bold_sources"]["sub-02_task-rest"] == {
         "dataset": "raw", "file": str(tiny_bids / "sub-02" / "func" / "sub-02_task-rest_bold.nii.gz")}

@@ -72,7 +72,7 @@ def test_predictions_with_provenance_then_group_metrics(tiny_bids, channels, tmp
 
     assert main([str(bids), str(out), "group"]) == 0
     rows = (out / "group_metrics.tsv").read_text().splitlines()
-    assert rows[0].split("\t")[:3] == ["level", "subject", "session"]
+    assert rows[0].split("\t")[:4] == ["level", "bids_name", "participant_id", "session_id"]
     assert len(rows) == 1 + 3  # one run, one subject, the group
     assert (out / "group.html").is_file()
 

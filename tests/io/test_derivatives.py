@@ -16,7 +16,10 @@ from spec2vol_bids.io.derivatives import (
     SPECTROGRAM,
     TARGET,
     derivative_kind,
+    resolution_description,
     run_derivatives,
+    space_entities,
+    xform_code,
 )
 from spec2vol_bids.io.nifti import write_nifti
 from spec2vol_bids.io.spectrogram import load_spectrogram, write_spectrogram
@@ -27,9 +30,11 @@ def test_every_derivative_is_declared_once_with_its_names_and_metadata():
     raw = "/raw/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_eeg.vhdr"
     assert str(SPECTROGRAM.path("/out", raw)) == \
         "/out/sub-01/ses-A/eeg/sub-01_ses-A_task-rest_run-1_desc-stft_spectrogram.h5"
-    # a preprocessed source file names the run only (no space, no desc)
-    prep = "/d/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
-    assert str(TARGET.path("/out", prep)) == "/out/sub-01/func/sub-01_task-rest_desc-target_bold.nii.gz"
+    # a preprocessed source file names the run (no desc); images keep its space unless told their own
+    prep = "/d/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz"
+    assert str(TARGET.path("/out", prep, space={})) == "/out/sub-01/func/sub-01_task-rest_desc-target_bold.nii.gz"
+    assert TARGET.path("/out", prep).name == "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-target_bold.nii.gz"
+    assert SPECTROGRAM.path("/out", prep).name == "sub-01_task-rest_desc-stft_spectrogram.h5"  # EEG: no space
     assert MASK.path("/o", {"sub": "2", "task": "x"}).name == "sub-2_task-x_desc-brain_mask.nii.gz"
     pred = PREDICTION.path("/out", raw)
     assert PREDICTION.matches(pred) and derivative_kind(pred) is PREDICTION
@@ -51,6 +56,47 @@ def test_run_derivatives_groups_files_by_run(tmp_path):
     runs = run_derivatives(files)
     assert [sorted(r) for r in runs] == [["spectrogram", "target"], ["spectrogram"]]
     assert runs[0]["target"] == files[2]
+
+
+def test_space_entities_follow_the_source_and_the_grid():
+    mni = "sub-01_ses-1_task-rest_run-1_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz"
+    # the grid kept: the source's space and resolution; resampled to the model grid: res-model
+    assert space_entities(mni, grid_changed=False) == {"space": "MNI152NLin2009cAsym", "res": "2"}
+    assert space_entities(mni, grid_changed=True) == {"space": "MNI152NLin2009cAsym", "res": "model"}
+    ped = "sub-01_task-rest_space-MNIPediatricAsym_cohort-1_desc-preproc_bold.nii.gz"
+    assert space_entities(ped, grid_changed=True) == {"space": "MNIPediatricAsym", "cohort": "1", "res": "model"}
+    # the BOLD run's own grid (raw BOLD, fMRIPrep's func outputs): no entity, even when resampled
+    assert space_entities("sub-01_task-rest_bold.nii.gz", grid_changed=True) == {}
+    assert space_entities("sub-01_task-rest_desc-preproc_bold.nii.gz", grid_changed=False) == {}
+    # names in BIDS order: cohort after ses (BIDS schema), space and res before desc
+    target = TARGET.path("/o", mni.replace("ses-1", "ses-1_cohort-x"), space=space_entities(ped, grid_changed=True))
+    assert target.name == ("sub-01_ses-1_cohort-1_task-rest_run-1_space-MNIPediatricAsym_res-model"
+                           "_desc-target_bold.nii.gz")
+    # images of one run and space are siblings; the spectrogram is the run's, without space
+    pred = PREDICTION.path("/o", target)
+    assert pred.name == target.name.replace("desc-target", "desc-spec2vol")
+    assert MASK.sibling(pred) == MASK.path("/o", target)
+    assert SPECTROGRAM.sibling(pred).name == "sub-01_ses-1_task-rest_run-1_desc-stft_spectrogram.h5"
+    # NIfTI xform codes as niworkflows writes them: scanner, MNI template, aligned
+    assert xform_code({}) == 1
+    assert xform_code({"space": "MNI152NLin2009cAsym"}) == 4
+    assert xform_code({"space": "T1w"}) == 2
+    text = resolution_description((64, 64, 30), (3.0, 3.5, 6.0), mni)
+    assert "64 x 64 x 30 voxels of 3 x 3.5 x 6 mm" in text and mni in text
+
+
+def test_run_derivatives_groups_each_space_with_the_run_spectrogram(tmp_path):
+    run = {"sub": "01", "task": "a"}
+    spec = SPECTROGRAM.path(tmp_path, run)
+    mni = {"space": "MNI152NLin2009cAsym", "res": "model"}
+    files = [spec, TARGET.path(tmp_path, run, space=mni), MASK.path(tmp_path, run, space=mni),
+             TARGET.path(tmp_path, run, space={"space": "T1w"}), PREDICTION.path(tmp_path, run, space=mni)]
+    runs = run_derivatives(files)
+    assert len(runs) == 2 and all(r["spectrogram"] == spec for r in runs)
+    by_target = {r["target"].name: r for r in runs}
+    mni_run = by_target["sub-01_task-a_space-MNI152NLin2009cAsym_res-model_desc-target_bold.nii.gz"]
+    assert set(mni_run) == {"spectrogram", "target", "mask", "prediction"}
+    assert set(by_target["sub-01_task-a_space-T1w_desc-target_bold.nii.gz"]) == {"spectrogram", "target"}
 
 
 def _spec_args(n_vol=10, n_ch=3, n_f=4):

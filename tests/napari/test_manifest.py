@@ -30,9 +30,20 @@ def test_manifest_contributions_resolve():
     contrib = manifest.contributions
     assert {r.command for r in contrib.readers} == {"spec2vol-bids.get_reader"}
     patterns = contrib.readers[0].filename_patterns
-    assert "*_spectrogram.h5" in patterns and "*.nii.gz" in patterns and "*.vhdr" in patterns
+    # BIDS EEG recordings only; .h5 and NIfTI are claimed by content (napari_get_reader checks them)
+    assert {"*_eeg.vhdr", "*_eeg.edf", "*_eeg.bdf", "*_eeg.set", "*.h5", "*.nii", "*.nii.gz"} == set(patterns)
     assert [w.display_name for w in contrib.widgets] == ["Spec2Vol prediction"]
-    assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run"]
+    assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run", "tiny-simulated-eeg"]
+
+
+def test_project_urls_for_the_napari_hub():
+    import tomllib
+
+    meta = tomllib.loads((Path(napari_spec2vol.__file__).parents[1] / "pyproject.toml").read_text())
+    urls = {k.lower().replace(" ", ""): v for k, v in meta["project"]["urls"].items()}
+    for key in ("bugtracker", "documentation", "sourcecode", "homepage"):
+        assert urls.get(key, "").startswith("https://"), key
+    assert urls["bugtracker"].endswith("/issues")
 
 
 @pytest.mark.slow
@@ -99,7 +110,3 @@ def test_napari_uses_the_contributions(make_napari_viewer, tmp_path):
     dock, widget = viewer.window.add_plugin_dock_widget("spec2vol-bids", "Spec2Vol prediction")
     assert isinstance(widget, Spec2VolWidget)
     assert getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer  # napari passes a public-only proxy
-    # the sample command finds this docked widget instead of docking a second one
-    from napari_spec2vol._sample_data import _dock_widget
-
-    assert _dock_widget() is widget

@@ -31,13 +31,45 @@ def _bold(tmp_path, name, shape=(6, 5, 4, 7), affine=None, sidecar=None, tr=2.0)
     return path, data, affine
 
 
-def test_get_reader_dispatch(tmp_path):
+def test_reader_claims_only_what_it_reads(tmp_path):
+    """By content: a spectrogram derivative (any name), a 4-D NIfTI, the 3-D images of a spec2vol-bids dataset and
+    BIDS EEG recordings; other .h5, 3-D NIfTI, non-BIDS EEG files and broken files go to other plugins."""
+    import h5py
+    import mne
+
     assert napari_get_reader("image.png") is None
-    assert napari_get_reader(["a_bold.nii.gz", "b.txt"]) is None
-    for name in ("sub-01_task-rest_eeg.vhdr", "x_eeg.edf", "x_eeg.set", "x_desc-stft_spectrogram.h5", "a.nii.gz",
-                 "a.nii"):
-        assert callable(napari_get_reader(name)), name
-    assert napari_get_reader("plain.h5") is None
+    # spectrogram derivative by its datasets, whatever its name; other HDF5 files are not claimed
+    spec, *_ = _spectrogram(tmp_path)
+    renamed = tmp_path / "any-name.h5"
+    renamed.write_bytes(spec.read_bytes())
+    assert callable(napari_get_reader(str(spec))) and callable(napari_get_reader(str(renamed)))
+    other = tmp_path / "sub-01_task-rest_desc-stft_spectrogram2.h5"
+    with h5py.File(other, "w") as h5:
+        h5["spectrogram"] = np.zeros((3, 4))  # 2-D, no pairs: not ours
+    assert napari_get_reader(str(other)) is None
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert napari_get_reader(str(tmp_path / "junk.h5")) is None
+    # NIfTI: a 4-D series is claimed, a 3-D image only inside a spec2vol-bids derivatives dataset
+    bold, *_ = _bold(tmp_path, "sub-01_task-rest_bold.nii.gz")
+    anat, *_ = _bold(tmp_path, "sub-01_T1w.nii.gz", shape=(6, 5, 4))
+    assert callable(napari_get_reader(str(bold))) and napari_get_reader(str(anat)) is None
+    assert napari_get_reader([str(bold), str(anat)]) is None  # a stack is claimed only as a whole
+    deriv = tmp_path / "deriv"
+    (deriv / "sub-01" / "func").mkdir(parents=True)
+    from spec2vol_bids.io.dataset import write_dataset_description
+
+    write_dataset_description(deriv, bids_dir=tmp_path)
+    mask, *_ = _bold(deriv / "sub-01" / "func", "sub-01_task-rest_desc-brain_mask.nii.gz", shape=(6, 5, 4))
+    assert callable(napari_get_reader(str(mask)))
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
+    assert napari_get_reader(str(tmp_path / "broken.nii.gz")) is None
+    # EEG: BIDS recordings (*_eeg.<ext>) only
+    raw, _ = _raw()
+    for name in ("sub-01_task-rest_eeg.edf", "recording.edf"):
+        mne.export.export_raw(tmp_path / name, raw, fmt="edf", verbose="error")
+    assert callable(napari_get_reader(str(tmp_path / "sub-01_task-rest_eeg.edf")))
+    assert napari_get_reader(str(tmp_path / "recording.edf")) is None
+    assert napari_get_reader(str(tmp_path / "missing_eeg.vhdr")) is None
 
 
 def test_target_bold_canonical_orientation_scale_and_metadata(tmp_path):

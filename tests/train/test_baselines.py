@@ -71,3 +71,24 @@ def test_mean_volume():
     out = m(torch.zeros(3, 1, 1, 1))
     assert out.shape == (3, 2, 4, 4)
     torch.testing.assert_close(out[1], y.mean(0))
+
+
+def test_e2fnet_without_diffusers_is_a_one_line_usage_error(fake_derivs, tmp_path, monkeypatch, capsys):
+    """diffusers is the optional extra "e2fnet": without it, one line naming the install command, nothing written."""
+    import sys
+
+    from spec2vol_bids.cli.main import main
+    from spec2vol_bids.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError
+    out = tmp_path / "model"
+    assert main(["train", str(fake_derivs), str(out), "--model", "ridge", "--baselines", "e2fnet",
+                 "--no-progress"]) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "E2fNet baseline needs the optional package diffusers" in err[0]
+    assert 'pip install "spec2vol-bids[e2fnet]"' in err[0]
+    assert not out.exists()
+    with pytest.raises(UsageError, match="spec2vol-bids\\[e2fnet\\]"):
+        build_model("e2fnet", preset="tiny", n_windows=3, n_electrodes=5, n_freqs=20, n_slices=2)
+    # the other models do not need it
+    assert build_model("ridge", n_windows=3, n_electrodes=5, n_freqs=20, n_slices=2, grid=64) is not None

@@ -204,6 +204,7 @@ def test_the_global_readout_trains_on_deviations_and_selects_on_dynamics(small, 
     ck = load_checkpoint(tmp_path / "lr" / "best.ckpt")
     cfg = ck["training"]["config"]
     assert cfg["loss"] == "demeaned-mse" and cfg["select_metric"] == "dyncorr"  # 'auto' resolved and recorded
+    assert ck["model"]["kwargs"]["hidden"] == 32  # the tiny preset, not the paper-sized encoder
     # the mean volume the deviations are added to is the training targets' mean (subject 01), in the checkpoint
     train_ds = D.PairDataset([r for r in runs if r.subject in fold.train])
     oracle = np.mean([train_ds[i][1].numpy() for i in range(len(train_ds))], axis=0)
