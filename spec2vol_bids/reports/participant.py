@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,7 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
                      None if onsets is None or onsets.size == 0 else float(onsets[0]),
                      r.eeg_duration, r.sfreq, None if r.channels is None else len(r.channels),
                      n_valid, r.n_pairs, "yes" if r.prediction is not None else "no"])
-    alerts = [f'<div class="alert"><b>{esc(r.name)}: scanner artefact in the EEG.</b> {esc(w)} '
+    alerts = [f'<div class="alert"><b>{esc(r.name)}: scanner artefact in the EEG.</b> {_options_nowrap(w)} '
               f'<a href="#artefacts">See "EEG artefacts".</a></div>' for r in runs for w in r.artefact_warnings]
     body = alerts + [f"<p>Participant <b>sub-{esc(label)}</b>: {len(runs)} paired EEG-fMRI run"
             f"{'s' if len(runs) != 1 else ''}, {n_errors} error{'s' if n_errors != 1 else ''}.</p>",
@@ -217,6 +218,11 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
     return "\n".join(body)
 
 
+def _options_nowrap(text: str) -> str:
+    """``text`` escaped, its command-line options (``--eeg-correction``) kept on one line by the browser."""
+    return re.sub(r"(--[A-Za-z][\w-]*)", r'<span class="nowrap">\1</span>', esc(text))
+
+
 def _yes_no(flag) -> str:
     return {True: '<span class="bad">yes</span>', False: '<span class="ok">no</span>'}.get(flag, "not measured")
 
@@ -228,7 +234,7 @@ def _artefacts_html(r: RunReport, stem: str, figs: _Figures) -> str:
     qc = r.artefact_qc or {}
     method = (r.artefact_correction or {}).get("Method", "none")
     grad, card = qc.get("Gradient") or {}, qc.get("Cardiac") or {}
-    parts = [f'<div class="alert">{esc(w)}</div>' for w in r.artefact_warnings]
+    parts = [f'<div class="alert">{_options_nowrap(w)}</div>' for w in r.artefact_warnings]
     detected = qc.get("ArtefactDetected") or {}
     if not r.artefact_warnings:
         parts.append('<p class="ok">The QC finds no gradient or pulse artefact in the EEG the spectrogram is made '
@@ -243,8 +249,10 @@ def _artefacts_html(r: RunReport, stem: str, figs: _Figures) -> str:
                    f"{_yes_no(detected.get('Gradient'))}, pulse {_yes_no(detected.get('Cardiac'))}.</p>")
     parts.append(figs.make(
         stem, "artefacts", "eeg",
-        "Power spectrum (mean over channels) before and after correction with the harmonics of the trigger "
-        "frequency, and per channel the power at those harmonics and of the heartbeat-locked average.",
+        ("Power spectrum (mean over channels) of the EEG as used (not corrected)" if method == "none" else
+         "Power spectrum (mean over channels) before and after correction")
+        + " with the harmonics of the trigger frequency, and per channel the power at those harmonics and of the "
+          "heartbeat-locked average.",
         lambda: F.artefact_figure(qc, title=f"{r.name}: scanner artefacts (correction {method})")))
     names = qc.get("Channels") or []
     card_names = card.get("Channels") or []

@@ -296,7 +296,7 @@ def test_artefact_section_figure_and_loud_warning(tmp_path, run_data, corrected)
     if not corrected:
         summary = html.split('<section id="summary">')[1].split("</section>")[0]
         assert summary.index('class="alert"') < summary.index("Participant <b>sub-01</b>")  # first thing shown
-        assert "--eeg-correction is none" in summary
+        assert '<span class="nowrap">--eeg-correction</span> is none' in summary  # the option on one line
     else:
         assert "finds no gradient or pulse artefact" in html and "heart rate 64 per minute" in html
     assert "bids:raw:sub-01/eeg/sub-01_task-rest_run-1_eeg.vhdr" in html
@@ -323,3 +323,13 @@ def test_methods_text_describes_the_artefact_correction():
                    "low-pass filtered at 250 Hz", "R peaks were detected on the ECG channel",
                    "mean of its 30 nearest heartbeats"):
         assert phrase in text, phrase
+    # with citation keys: the methods' papers are cited from the reference list, with their BibTeX entries
+    from spec2vol_bids.reports.methods import REFERENCES, bibtex, cited
+
+    cfg = PreprocConfig.from_dict({"correction": {"method": "gradient+bcg", "obs_components": 3}})
+    keys = cited(methods_text(cfg, cite=True))
+    assert {"allen2000gradient", "niazy2005obs", "allen1998pulse"} <= set(keys)
+    assert not {"allen2000gradient", "niazy2005obs", "allen1998pulse"} & set(cited(methods_text(PreprocConfig(),
+                                                                                                 cite=True)))
+    for key in ("allen2000gradient", "niazy2005obs", "allen1998pulse"):
+        assert bibtex([key]).startswith(f"@article{{{key},") and "NeuroImage" in REFERENCES[key][0]
