@@ -115,10 +115,18 @@ def inside(tmp_path_factory):
                             artefacts="gradient,bcg", seed=1, progress=False)
 
 
-def test_correction_in_the_bidsapp_and_the_report_warning_without_it(inside, tmp_path):
-    corrected, plain, clean = tmp_path / "corrected", tmp_path / "plain", tmp_path / "clean"
-    assert run_cli(inside, corrected, tmp_path / "w1", "--eeg-correction", "gradient+bcg") == 0
-    assert run_cli(inside, plain, tmp_path / "w2") == 0  # artefact is a warning, not an error
+@pytest.fixture(scope="module")
+def inside_outputs(inside, tmp_path_factory):
+    """The BIDS-App on that dataset with ``--eeg-correction gradient+bcg`` and with the default (none)."""
+    root = tmp_path_factory.mktemp("inside_out")
+    corrected, plain = root / "corrected", root / "plain"
+    assert run_cli(inside, corrected, root / "w1", "--eeg-correction", "gradient+bcg") == 0
+    assert run_cli(inside, plain, root / "w2") == 0  # artefact is a warning, not an error
+    return corrected, plain
+
+
+def test_correction_in_the_bidsapp_and_the_report_warning_without_it(inside, inside_outputs, tmp_path):
+    (corrected, plain), clean = inside_outputs, tmp_path / "clean"
     # the simulator's clean EEG, taken as preprocessed EEG from its derivatives dataset
     assert run_cli(inside, clean, tmp_path / "w3", "-d", f"sim={inside / 'derivatives' / 'simulation'}",
                    "--eeg-desc", "clean", "--eeg-scaling", "none") == 0
@@ -135,7 +143,7 @@ def test_correction_in_the_bidsapp_and_the_report_warning_without_it(inside, tmp
     assert warned["ArtefactQC"]["ArtefactDetected"]["Gradient"] is True
     report = (plain / "sub-01.html").read_text()
     assert report.count('class="alert"') == 2  # at the top and in the artefact section
-    assert "--eeg-correction is none" in report
+    assert '<span class="nowrap">--eeg-correction</span> is none' in report
     # through the app: the corrected spectrogram agrees with the clean one (unscaled, below 40 Hz)
     assert json.loads((clean / f"{SPEC}.json").read_text())["EEGSource"]["Desc"] == "clean"
     assert run_cli(inside, tmp_path / "corr_lin", tmp_path / "w1", "--eeg-correction", "gradient+bcg",
@@ -145,3 +153,30 @@ def test_correction_in_the_bidsapp_and_the_report_warning_without_it(inside, tmp
     low = a.frequencies < 40
     x, y = a.spectrogram[a.valid][:, keep][:, :, low], b.spectrogram[b.valid][:, keep][:, :, low]
     assert np.corrcoef(x.ravel(), y.ravel())[0, 1] >= 0.92
+
+
+def test_the_artefact_reports_render_in_a_browser(inside_outputs, tmp_path):
+    """Both reports in headless Chromium: the artefact figure decodes, nothing errs; the red warning is drawn."""
+    import os
+
+    from ..browser import assert_renders, chromium_available
+    from ..tools import require_tool
+
+    require_tool(chromium_available(), "chromium (Debian package chromium)")
+    shots = Path(os.environ.get("SPEC2VOL_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    captions = {"corrected": "Power spectrum (mean over channels) before and after correction",
+                "plain": "Power spectrum (mean over channels) of the EEG as used (not corrected)"}
+    for root, name in zip(inside_outputs, ("corrected", "plain")):
+        seen = assert_renders(root / "sub-01.html", shots / f"artefacts_{name}.png", min_images=4)
+        assert any(img["alt"].startswith(captions[name])  # the artefact figure decoded
+                   for img in seen.images), [img["alt"] for img in seen.images]
+    from PIL import Image
+
+    # the warning of the uncorrected run is drawn in red at the top of the page; the corrected run has none
+    def red_rows(png):
+        rgb = np.asarray(Image.open(png).convert("RGB"), dtype=int)[:800]
+        red = (rgb[..., 0] > 150) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)
+        return int(red.any(axis=1).sum())
+
+    assert red_rows(shots / "artefacts_plain.png") > red_rows(shots / "artefacts_corrected.png")
