@@ -33,6 +33,7 @@ two models (results in ``benchmarks/results/quick/``).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -60,6 +61,16 @@ CANDIDATES = [
 def _label(model: str, loss: str, kwargs: dict) -> str:
     extra = "".join(f", {k}={v}" for k, v in kwargs.items())
     return f"{model} ({loss}{extra})"
+
+
+def _run_row(run: dict) -> dict:
+    """One training run as a row of the summary table (its scores under the summary's column names)."""
+    row = {"model": f"{run['label']}, seed {run['seed']}", "seeds": 1, "parameters": run.get("parameters")}
+    for k in ("dyncorr", "ssim", "psnr", "seconds_per_epoch"):
+        row[f"{k}_mean"] = run[k]
+    row["selected_epoch"], row["val_dyncorr"], row["dyncorr_last"] = (run.get("selected_epoch"),
+                                                                      run.get("val_dyncorr"), run.get("dyncorr_last"))
+    return row
 
 
 def oracle_scores(bids_dir: Path, runs, train: list[str], test: list[str]) -> list[dict]:
@@ -107,22 +118,23 @@ def oracle_scores(bids_dir: Path, runs, train: list[str], test: list[str]) -> li
     return rows
 
 
-def speed_rows(shapes: dict, *, quick: bool) -> list[dict]:
+def speed_rows(shapes: dict, *, quick: bool, device: str = "cpu") -> list[dict]:
     """Training throughput and inference time per volume, variants vs the published network, same process."""
     import torch
 
     from benchmarks.common import time_call
     from spec2vol_bids.model import build_model
 
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     rows = []
     models = ["spec2vol-lowrank", "spec2vol"] if quick else ["spec2vol-lowrank", "spec2vol-xattn", "spec2vol-refine",
                                                              "spec2vol"]
     for preset, shape in shapes.items():
         for name in models:
             torch.manual_seed(0)
-            model = build_model(name, preset=preset, **shape)
-            x = torch.randn(8, shape["n_windows"], shape["n_electrodes"], shape["n_freqs"])
-            y = torch.randn(8, shape["n_slices"], 64, 64)
+            model = build_model(name, preset=preset, **shape).to(device)
+            x = torch.randn(8, shape["n_windows"], shape["n_electrodes"], shape["n_freqs"], device=device)
+            y = torch.randn(8, shape["n_slices"], 64, 64, device=device)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
             def step(model=model, x=x, y=y, opt=opt):
@@ -130,10 +142,12 @@ def speed_rows(shapes: dict, *, quick: bool) -> list[dict]:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sync()
 
             def infer(model=model, x=x):
                 with torch.no_grad():
                     model(x)
+                sync()
 
             model.train()
             t_train = time_call(step, repeats=1 if quick else 3, warmup=1)["median"]
@@ -152,12 +166,14 @@ def speed_rows(shapes: dict, *, quick: bool) -> list[dict]:
 def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = None, volumes: int | None = None,
          epochs: int | None = None, seeds=(0, 1, 2), candidates=None, derivatives: str | Path | None = None,
          bids: str | Path | None = None, name: str = "variants", threads: int | None = None,
-         skip_speed: bool = False) -> dict:
+         skip_speed: bool = False, runs_file: str | Path | None = None, cache_dir: str | Path | None = None,
+         only_runs: bool = False, device: str = "cpu", results_dir: str | Path | None = None,
+         only_tables: bool = False) -> dict:
     import torch
 
     from benchmarks.bench_train_quality import build_derivatives
+    from spec2vol_bids.pipeline.training import read_noise_ceiling
     from spec2vol_bids.train import data as D
-    from spec2vol_bids.train.experiment import read_noise_ceiling
     from spec2vol_bids.train.loop import TrainConfig, train_fold
     from spec2vol_bids.train.splits import make_folds
 
@@ -172,37 +188,57 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
     tmp = Path(tempfile.mkdtemp(prefix="bench_variants_"))
     t0 = time.perf_counter()
     records, runs_out = [], []
+    # finished runs of earlier (or parallel) invocations: (label, seed) -> record; each new run is appended at once
+    runs_file = Path(runs_file) if runs_file else None
+    done = {}
+    if runs_file is not None and runs_file.is_file():
+        for line in runs_file.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[(rec["label"], rec["seed"])] = rec
     try:
         if derivatives is None:
             bids, derivatives = build_derivatives(tmp, preset=preset, subjects=subjects, volumes=volumes, seed=0)
         derivatives, bids = Path(derivatives), Path(bids) if bids else None
-        runs = D.discover_runs(derivatives, cache_dir=tmp / "cache")
+        runs = D.discover_runs(derivatives, cache_dir=Path(cache_dir) if cache_dir else tmp / "cache")
         labels = sorted({r.subject for r in runs})
         (fold,) = make_folds(labels, "split", test_subjects=labels[-1:], val_subjects=labels[-2:-1])
-        for model, loss, kwargs, n_seeds in candidates:
-            for seed in seeds[:n_seeds] if n_seeds else seeds:
-                closed = model in ("ridge", "mean")
-                cfg = TrainConfig(model=model, preset="tiny", epochs=epochs, batch_size=16, accumulation=1,
-                                  warmup_steps=20, seed=seed, device="cpu", eval_batch_size=32, loss=loss,
-                                  model_kwargs=dict(kwargs))
-                t1 = time.perf_counter()
-                res = train_fold(runs, fold, cfg, tmp / "models" / f"{model}-{loss}-{len(runs_out)}", progress=False)
-                seconds = time.perf_counter() - t1
-                best, last = res["results"]["best"]["test"], res["results"]["last"]["test"]
-                n_params = None
-                if not closed:
-                    from spec2vol_bids.train.checkpoint import load_checkpoint
+        # seed-major order: every candidate's first seed before any second seed (a cut-short run stays comparable)
+        order = [(seed, model, loss, kwargs) for i, seed in enumerate(seeds)
+                 for model, loss, kwargs, n_seeds in candidates if n_seeds is None or i < n_seeds]
+        for seed, model, loss, kwargs in order:
+            if (_label(model, loss, kwargs), seed) in done:
+                runs_out.append(done[(_label(model, loss, kwargs), seed)])
+                continue
+            if only_tables:
+                continue
+            closed = model in ("ridge", "mean")
+            cfg = TrainConfig(model=model, preset="tiny", epochs=epochs, batch_size=16, accumulation=1,
+                              warmup_steps=20, seed=seed, device=device, eval_batch_size=32, loss=loss,
+                              model_kwargs=dict(kwargs))
+            t1 = time.perf_counter()
+            res = train_fold(runs, fold, cfg, tmp / "models" / f"{model}-{loss}-{len(runs_out)}", progress=False)
+            seconds = time.perf_counter() - t1
+            best, last = res["results"]["best"]["test"], res["results"]["last"]["test"]
+            n_params = None
+            if not closed:
+                from spec2vol_bids.train.checkpoint import load_checkpoint
 
-                    ck = load_checkpoint(res["checkpoints"]["last"])
-                    n_params = int(sum(v.numel() for k, v in ck["state_dict"].items()
-                                       if k not in ("mean_volume", "deviation_scale")))
-                run = {"label": _label(model, loss, kwargs), "model": model, "loss": loss, "seed": seed,
-                       "selected_epoch": res["selected_epoch"], "dyncorr": best["dyncorr"], "ssim": best["ssim"],
-                       "psnr": best["psnr"], "dyncorr_last": last["dyncorr"],
-                       "val_dyncorr": res["results"]["best"]["val"]["dyncorr"],
-                       "seconds_per_epoch": seconds / max(1, len(res["history"])), "parameters": n_params}
-                runs_out.append(run)
-                print(run, flush=True)
+                ck = load_checkpoint(res["checkpoints"]["last"])
+                n_params = int(sum(v.numel() for k, v in ck["state_dict"].items()
+                                   if k not in ("mean_volume", "deviation_scale")))
+            run = {"label": _label(model, loss, kwargs), "model": model, "loss": loss, "seed": seed, "device": device,
+                   "selected_epoch": res["selected_epoch"], "dyncorr": best["dyncorr"], "ssim": best["ssim"],
+                   "psnr": best["psnr"], "dyncorr_last": last["dyncorr"],
+                   "val_dyncorr": res["results"]["best"]["val"]["dyncorr"],
+                   "seconds_per_epoch": seconds / max(1, len(res["history"])), "parameters": n_params}
+            runs_out.append(run)
+            print(run, flush=True)
+            if runs_file is not None:
+                with open(runs_file, "a") as fh:  # one short line per run: safe to share between processes
+                    fh.write(json.dumps(run) + "\n")
+        if only_runs:
+            return {"records": [], "runs": runs_out, "meta": {}}
         for model in ("ridge", "mean"):
             cfg = TrainConfig(model=model, epochs=1, seed=0, device="cpu")
             res = train_fold(runs, fold, cfg, tmp / "models" / model, progress=False)
@@ -229,7 +265,7 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
                             "ssim_mean": c.get("ssim"), "psnr_mean": c.get("psnr")})
         speed = [] if skip_speed else speed_rows(
             {"tiny": dict(n_windows=20, n_electrodes=16, n_freqs=249, n_slices=8),
-             "paper": dict(n_windows=20, n_electrodes=64, n_freqs=249, n_slices=30)}, quick=quick)
+             "paper": dict(n_windows=20, n_electrodes=64, n_freqs=249, n_slices=30)}, quick=quick, device=device)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -243,26 +279,31 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
                                           f"test {fold.test[0]}",
             "ridge_dyncorr": ridge, "noise_ceiling_dyncorr": ceiling,
             "total_seconds": round(time.perf_counter() - t0, 1)}
-    results_dir = RESULTS_DIR / "quick" if quick else RESULTS_DIR
+    results_dir = Path(results_dir) if results_dir else RESULTS_DIR / "quick" if quick else RESULTS_DIR
+    meta["trained_on"] = sorted({r.get("device", "cpu") for r in runs_out if r["model"] not in ("ridge", "mean")})
     cols = ["model", "seeds", "dyncorr_mean", "dyncorr_sd", "dyncorr_min", "pct_ceiling", "ssim_mean", "ssim_sd",
             "psnr_mean", "psnr_sd", "seconds_per_epoch_mean", "parameters"]
     write_results(
-        name, records + [{"model": "run", **r} for r in runs_out], meta=meta, md_table_columns=cols,
+        name, records + [_run_row(r) for r in runs_out if r["model"] not in ("ridge", "mean")], meta=meta,
+        md_table_columns=cols,
         title="Benchmark: which global read-out learns the BOLD dynamics (ablation, production training code)",
         notes=f"Simulated `{preset}` dataset, {len(labels)} subjects x {volumes} volumes, BIDS-App participant level "
               f"with default preprocessing, then `spec2vol_bids train`'s own training code on one split ({meta['split']}); "
-              f"{epochs} epochs for every gradient model, micro-batch 16, AdamW 1e-3, seeds {list(seeds)}. Test "
+              f"{epochs} epochs for every gradient model, micro-batch 16, AdamW 1e-3, seeds {list(seeds)} (`seeds`: how "
+              f"many finished), trained on {' and '.join(meta['trained_on']) or 'nothing'} "
+              "(`seconds_per_epoch` is for that device). Test "
               "subject scores at the epoch chosen on the validation subject (mean, sd and minimum over seeds). "
               "`pct_ceiling`: dynamic correlation as a percentage of the simulator's noise ceiling. The two "
               "oracle rows bound what a model can reach (module docstring). Per-seed runs follow the summary.",
         results_dir=results_dir)
     if speed:
         write_results(
-            f"{name}_speed", speed, meta={"quick": quick, "batch": 8, "threads": torch.get_num_threads()},
+            f"{name}_speed", speed, meta={"quick": quick, "batch": 8, "threads": torch.get_num_threads(),
+                                          "device": device},
             md_table_columns=["model", "preset", "parameters", "train_samples_per_s", "inference_ms_per_volume",
                               "train_speedup_vs_spec2vol", "inference_speedup_vs_spec2vol"],
             title="Benchmark: training throughput and inference time, global read-outs vs the published network",
-            notes="One process, batch 8, float32 on the CPU; medians of repeated calls. Paper preset: 64 electrodes, "
+            notes=f"One process, batch 8, float32 on {device}; medians of repeated calls. Paper preset: 64 electrodes, "
                   "30 slices; tiny preset: 16 electrodes, 8 slices.",
             results_dir=results_dir)
     return {"records": records, "runs": runs_out, "meta": meta}
@@ -282,8 +323,19 @@ if __name__ == "__main__":
     p.add_argument("--name", default="variants", help="result file stem")
     p.add_argument("--threads", type=int)
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--candidates", type=int, nargs="+", help="only these rows of CANDIDATES (0-based)")
+    p.add_argument("--runs-file", help="JSON-lines file of finished runs: reused, and each new run appended (lets "
+                                       "several processes share the work, and a killed benchmark resume)")
+    p.add_argument("--cache-dir", help="target cache shared between invocations")
+    p.add_argument("--only-runs", action="store_true", help="train the candidates, write no tables")
+    p.add_argument("--only-tables", action="store_true",
+                   help="train nothing: the tables from the runs in --runs-file (and ridge, mean, oracles, speed)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--results-dir", help="write the tables here (default benchmarks/results)")
     a = p.parse_args()
-    cands = [c for c in CANDIDATES if not a.models or c[0] in a.models]
+    cands = [c for i, c in enumerate(CANDIDATES)
+             if (not a.models or c[0] in a.models) and (a.candidates is None or i in a.candidates)]
     print(main(a.quick, preset=a.preset, subjects=a.subjects, volumes=a.volumes, epochs=a.epochs, seeds=a.seeds,
                candidates=cands, derivatives=a.derivatives, bids=a.bids, name=a.name, threads=a.threads,
-               skip_speed=a.skip_speed)["meta"])
+               skip_speed=a.skip_speed, runs_file=a.runs_file, cache_dir=a.cache_dir, only_runs=a.only_runs,
+               device=a.device, results_dir=a.results_dir, only_tables=a.only_tables)["meta"])

@@ -77,3 +77,16 @@ def control_blob(region, *, sigma: float = 2.5, grid: int = 64):
     yy, xx = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
     blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
     return blob, blob > 0.5
+
+
+def experiment_parser(doc: str):
+    """The command line every experiment shares: ``--quick``, the simulation's size, the steps, ``--derivatives``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run (results in experiments/results/quick/)")
+    p.add_argument("--subjects", type=int, help="subjects of the tiny simulation")
+    p.add_argument("--volumes", type=int, help="volumes per subject")
+    p.add_argument("--steps", type=int, help="optimiser steps per run")
+    p.add_argument("--derivatives", help="use these participant-level derivatives instead of simulating")
+    return p

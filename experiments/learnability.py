@@ -27,7 +27,6 @@ per run, about 45 minutes on 2 cores. ``--quick``: 4 subjects x 60 volumes, 20 s
 
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 import time
@@ -38,7 +37,7 @@ import numpy as np
 from benchmarks.bench_train_quality import build_derivatives
 from benchmarks.common import write_results
 from experiments import RESULTS_DIR
-from experiments.common import FAR, NEAR, control_blob, control_standardiser, zscored_sets
+from experiments.common import FAR, NEAR, control_blob, control_standardiser, experiment_parser, zscored_sets
 
 MODELS = ("spec2vol", "spec2vol-lowrank")
 TARGETS = ("bold", "near", "far")
@@ -178,14 +177,9 @@ def main(quick: bool = False, *, subjects: int | None = None, volumes: int | Non
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--subjects", type=int)
-    p.add_argument("--volumes", type=int)
-    p.add_argument("--steps", type=int)
+    p = experiment_parser(__doc__)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
-    p.add_argument("--derivatives", help="use these participant-level derivatives instead of simulating")
     a = p.parse_args()
     main(a.quick, subjects=a.subjects, volumes=a.volumes, steps=a.steps, models=a.models, targets=a.targets,
          derivatives=a.derivatives)

@@ -36,7 +36,6 @@ part, about 40 minutes on 2 cores; ``--quick``: 4 subjects x 60 volumes, 30 step
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from pathlib import Path
 from benchmarks.bench_train_quality import build_derivatives
 from benchmarks.common import write_results
 from experiments import RESULTS_DIR
-from experiments.common import CONTROLS, FAR, NEAR, control_standardiser, zscored_sets
+from experiments.common import CONTROLS, FAR, NEAR, control_standardiser, experiment_parser, zscored_sets
 
 PARTS = ("encoder+gap", "encoder+flatten", "decoder near", "decoder far", "spec2vol near", "spec2vol far",
          "spec2vol-lowrank near", "spec2vol-lowrank far")
@@ -178,14 +177,9 @@ def main(quick: bool = False, *, subjects: int | None = None, volumes: int | Non
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--subjects", type=int)
-    p.add_argument("--volumes", type=int)
-    p.add_argument("--steps", type=int)
+    p = experiment_parser(__doc__)
     p.add_argument("--control", choices=sorted(CONTROLS), default="alpha-fz")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    p.add_argument("--derivatives", help="use these participant-level derivatives instead of simulating")
     a = p.parse_args()
     main(a.quick, subjects=a.subjects, volumes=a.volumes, steps=a.steps, control=a.control, parts=a.parts,
          derivatives=a.derivatives)

@@ -154,12 +154,13 @@ def main(quick: bool = False, *, checkpoint: str | None = None, figure: str | Pa
     if checkpoint:
         from spec2vol_bids.train.checkpoint import load_checkpoint
 
-        model = load_checkpoint(checkpoint).build_model()
+        ck = load_checkpoint(checkpoint)
+        model = ck.build_model()
         w, e, f = model.input_shape
         torch.manual_seed(0)
         s = sensitivity(model, torch.rand(batch, w, e, f))
-        maps[f"trained ({Path(checkpoint).name}), {e} electrodes"] = s
-        records.append({"model": "trained", "electrodes": e,
+        maps[f"{ck.model_name} trained, {e} electrodes"] = s
+        records.append({"model": f"{ck.model_name} trained", "electrodes": e,
                         "weights": f"trained checkpoint ({Path(checkpoint).name})", **summarise(s)})
     if figure:
         draw(maps, Path(figure))

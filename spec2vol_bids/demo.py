@@ -2,10 +2,12 @@
 
 Steps (each one is the real command a user would type; the commands are printed as they run):
 
-1. ``spec2vol_bids simulate``: a tiny EEG-fMRI BIDS dataset with known ground truth;
+1. ``spec2vol_bids simulate``: a small EEG-fMRI BIDS dataset with known ground truth (``tiny`` preset, 6 subjects x
+   300 volumes);
 2. ``spec2vol_bids BIDS_DIR BIDS_DIR/derivatives/spec2vol participant``: spectrograms, targets, reports;
-3. ``spec2vol_bids train``: the tiny Spec2VolCAMU-Net with the mean-volume and ridge baselines, one held-out test
-   subject and a validation subject, reported next to the simulator's noise ceiling;
+3. ``spec2vol_bids train``: the default model (``spec2vol-lowrank``: the published encoder with a global low-rank
+   read-out, ``tiny`` preset) with the mean-volume and ridge baselines, trained on 4 subjects, its epoch chosen on a
+   validation subject and scored on a held-out test subject, next to the simulator's noise ceiling;
 4. ``spec2vol_bids ... participant --model``: predicted BOLD for the test subject;
 5. ``spec2vol_bids ... group``: the metrics table and the group report.
 
@@ -22,8 +24,11 @@ from pathlib import Path
 
 from .cli.main import main as cli_main
 
-TEST_SUBJECT = "04"
-VAL_SUBJECT = "03"
+SUBJECTS = 6
+VOLUMES = 300
+TEST_SUBJECT = "06"
+VAL_SUBJECT = "05"
+EPOCHS = 3
 
 
 def _step(title: str, argv: list[str]) -> None:
@@ -38,26 +43,28 @@ def _step(title: str, argv: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spec2vol_bids.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="demo folder (replaced; default demo_out)")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs of the tiny model (default 20)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help=f"training epochs of the tiny model (default {EPOCHS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and the training (default 0)")
     return parser
 
 
-def run(out: Path, *, epochs: int = 20, seed: int = 0) -> dict[str, Path]:
+def run(out: Path, *, epochs: int = EPOCHS, seed: int = 0) -> dict[str, Path]:
     """Run the demo into ``out`` and return the main output paths."""
     out = Path(out).resolve()
     bids_dir, work_dir = out / "bids", out / "work"
     deriv_dir, model_dir = bids_dir / "derivatives" / "spec2vol", out / "model"
     t0 = time.perf_counter()
-    _step("simulate a tiny EEG-fMRI BIDS dataset",
-          ["simulate", str(bids_dir), "--preset", "tiny", "--seed", str(seed), "--overwrite"])
+    _step("simulate a small EEG-fMRI BIDS dataset",
+          ["simulate", str(bids_dir), "--preset", "tiny", "--subjects", str(SUBJECTS), "--volumes", str(VOLUMES),
+           "--seed", str(seed), "--overwrite"])
     _step("participant level: EEG spectrograms and BOLD targets",
           [str(bids_dir), str(deriv_dir), "participant", "-w", str(work_dir)])
     ceiling = bids_dir / "derivatives" / "simulation" / "noise_ceiling.tsv"
-    _step("train the tiny Spec2VolCAMU-Net (test subject held out, best epoch chosen on a validation subject)",
-          ["train", str(deriv_dir), str(model_dir), "--model", "spec2vol", "--preset", "tiny",
+    _step("train the default model, tiny preset (test subject held out, best epoch chosen on a validation subject)",
+          ["train", str(deriv_dir), str(model_dir), "--preset", "tiny",
            "--cv", "split", "--test-subjects", TEST_SUBJECT, "--val-subjects", VAL_SUBJECT,
-           "--epochs", str(epochs), "--batch-size", "8", "--accumulation", "1", "--warmup-steps", "10", "--lr", "3e-3",
+           "--epochs", str(epochs), "--accumulation", "1", "--warmup-steps", "20",
            "--baselines", "mean", "ridge", "--seed", str(seed), "--noise-ceiling", str(ceiling)])
     checkpoint = model_dir / "model.ckpt"
     _step("participant level with the trained model: predicted BOLD for the test subject",

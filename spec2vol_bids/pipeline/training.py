@@ -26,6 +26,7 @@ from ..errors import DataError, NoInputError
 from ..io.tables import read_tsv, write_tsv
 from ..train.data import discover_runs, load_official_h5
 from ..train.loop import TrainConfig, train_fold
+from ..train.losses import LOSS_DEFINITIONS
 from ..train.splits import make_folds
 from ..utils import atomic_write, copy_atomic, require_path, versions, write_json
 
@@ -273,7 +274,8 @@ class Experiment:
                 "psnr": "per-volume PSNR with range max(t.max(),0)-min(t.min(),0), mean over volumes (dB)",
                 "dyncorr": "per-voxel Pearson r of predicted vs measured time courses inside the brain mask, "
                            "mean over voxels, then over runs",
-                "loss": "0.5 (1 - SSIM) + 0.5 MSE",
+                "loss": {r["model"]: LOSS_DEFINITIONS.get(r.get("loss"), r.get("loss"))
+                         for r in self.results if r.get("loss")},
             },
         })
 

@@ -290,7 +290,17 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
     paras.append(f"{resize}; {bscale}. {mask}")
 
     if model:
-        family = f" (Spec2VolCAMU-Net{c('he2025spec2vol')})" if str(model).startswith("spec2vol") else ""
+        name = str(model)
+        if name == "spec2vol":
+            family = f" (Spec2VolCAMU-Net{c('he2025spec2vol')})"
+        elif name.startswith("spec2vol-"):
+            readout = {"spec2vol-lowrank": "a low-rank linear read-out to every voxel",
+                       "spec2vol-xattn": "a cross-attention read-out from learned grid queries",
+                       "spec2vol-refine": "a low-rank read-out refined by a small VM-UNet"}.get(name, "a global read-out")
+            family = (f" (the EEG encoder of Spec2VolCAMU-Net{c('he2025spec2vol')} with {readout} in place of its "
+                      "VM-UNet decoder, predicting each volume's deviation from the training-mean volume)")
+        else:
+            family = ""
         paras.append(f"BOLD volumes were predicted from the EEG spectrograms with the trained model {model}{family}.")
 
     libs = [f"{name} {v[key]}{c(ref)}" for key, name, ref in _LIBRARIES if key in v]

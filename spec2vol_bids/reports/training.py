@@ -59,7 +59,8 @@ def learning_curves_figure(results: Sequence[Mapping[str, Any]]):
             ax.axhline(float(np.nanmean([v[key] for v in vals])), color=c, ls="--", lw=1, label=f"{m} (baseline)")
     if any(not r.get("history") for r in results):
         axes[2].legend(fontsize=7, loc="best")
-    axes[0].set(title="training loss 0.5(1-SSIM)+0.5MSE", xlabel="epoch")
+    losses = sorted({r.get("loss", "ssim+mse") for r in results if r.get("history")})
+    axes[0].set(title="training loss: " + ", ".join(losses), xlabel="epoch")
     sel_split = "selection set"
     axes[1].set(title=f"SSIM on the {sel_split}", xlabel="epoch")
     axes[2].set(title=f"dynamic correlation on the {sel_split}", xlabel="epoch")

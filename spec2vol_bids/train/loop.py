@@ -671,7 +671,8 @@ def _finish(model, data: FoldData, cfg: TrainConfig, device, policy: CheckpointP
     return {"selected_epoch": state.best_epoch if state.best_state is not None else cfg.epochs,
             "results": {"last": {k: _strip(v) for k, v in res_last.items()},
                         "best": {k: _strip(v) for k, v in res_best.items()}},
-            "history": state.history, "scaling": data.scaling, "fit_info": None, "checkpoints": ckpts}
+            "history": state.history, "scaling": data.scaling, "fit_info": None, "checkpoints": ckpts,
+            "loss": cfg.loss}
 
 
 def _save_examples(out_dir: Path, res: dict | None, res_last: dict | None = None) -> None:

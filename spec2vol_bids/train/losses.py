@@ -64,6 +64,13 @@ class SSIMMSELoss(nn.Module):
         return f"ssim_weight={self.ssim_weight}, mse_weight={self.mse_weight}, data_range={self.data_range}"
 
 
+#: what each ``--loss`` is, in words (metrics.json, reports)
+LOSS_DEFINITIONS = {
+    "ssim+mse": "0.5 (1 - SSIM) + 0.5 MSE",
+    "demeaned-mse": "MSE of each volume's deviation from its run's mean volume, over the targets' dynamic variance",
+}
+
+
 def demeaned_mse_loss(preds: torch.Tensor, target: torch.Tensor, run_mean: torch.Tensor, mean_volume: torch.Tensor,
                       *, variance: float = 1.0) -> torch.Tensor:
     """Scalar ``mean((preds - mean_volume - (target - run_mean))**2) / variance``.

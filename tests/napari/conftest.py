@@ -7,7 +7,7 @@ import os
 import pytest
 
 #: a faster, less trained sample than the interactive default (same code path)
-TEST_SAMPLE = {"volumes": 36, "epochs": 10, "batch_size": 2}
+TEST_SAMPLE = {"subjects": 2, "volumes": 36, "epochs": 10, "batch_size": 2}
 
 
 @pytest.fixture(scope="session", autouse=True)

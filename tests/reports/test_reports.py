@@ -333,3 +333,15 @@ def test_methods_text_describes_the_artefact_correction():
                                                                                                  cite=True)))
     for key in ("allen2000gradient", "niazy2005obs", "allen1998pulse"):
         assert bibtex([key]).startswith(f"@article{{{key},") and "NeuroImage" in REFERENCES[key][0]
+
+
+def test_methods_text_describes_the_model_that_made_the_predictions():
+    from spec2vol_bids.reports.methods import methods_text
+
+    published = methods_text(model="spec2vol")
+    lowrank = methods_text(model="spec2vol-lowrank")
+    ridge = methods_text(model="ridge")
+    assert "trained model spec2vol (Spec2VolCAMU-Net" in published and "read-out" not in published
+    assert "low-rank linear read-out to every voxel in place of its VM-UNet decoder" in lowrank
+    assert "EEG encoder of Spec2VolCAMU-Net" in lowrank
+    assert "trained model ridge." in ridge and "Spec2VolCAMU-Net [" not in ridge.split("trained model ridge")[1]
