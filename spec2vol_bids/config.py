@@ -5,6 +5,8 @@ The settings are plain dataclasses grouped by modality:
 * :class:`EEGConfig`: how the EEG around each BOLD volume becomes one spectrogram row,
 * :class:`PairingConfig`: which spectrogram rows feed the model for which target volume,
 * :class:`BOLDConfig`: how BOLD volumes become model targets (grid, resize, intensity scaling),
+* :class:`CorrectionConfig`: the MR gradient and pulse (BCG) artefact correction of EEG recorded in the scanner
+  (off by default) and its quality control,
 
 collected in :class:`PreprocConfig`. **The defaults reproduce the official Spec2VolCAMU-Net pipeline**
 (TR-long rectangular windows, ``|FFT|`` bins 1..249, z-scored across electrodes; 6 volumes discarded; windows
@@ -52,6 +54,9 @@ __all__ = [
     "EEGConfig",
     "PairingConfig",
     "BOLDConfig",
+    "CorrectionConfig",
+    "CORRECTIONS",
+    "TRIGGER_SOURCES",
     "PreprocConfig",
     "SETTING_OPTIONS",
     "option_name",
@@ -67,6 +72,10 @@ EEG_SCALINGS = ("zscore-electrodes", "none", "zscore-channel")
 BOLD_RESIZES = ("dct", "none")
 #: accepted values of :attr:`BOLDConfig.scaling`
 BOLD_SCALINGS = ("minmax", "minmax-mask", "zscore")
+#: accepted values of :attr:`CorrectionConfig.method` (``--eeg-correction``)
+CORRECTIONS = ("none", "gradient", "gradient+bcg")
+#: accepted values of :attr:`CorrectionConfig.triggers`
+TRIGGER_SOURCES = ("auto", "slice", "volume")
 
 
 #: the BIDS-App's command-line option of each setting, so that messages name what a user can type
@@ -79,6 +88,8 @@ SETTING_OPTIONS = {
     "pairing.n_windows": "--n-windows", "pairing.discard_volumes": "--discard", "pairing.lag_volumes": "--lag",
     "pairing.window_span_s": "--window-span-s", "pairing.lag_s": "--lag-s",
     "bold.scaling": "--bold-scaling", "bold.resize": "--bold-resize", "bold.n_slices": "--n-slices",
+    "correction.method": "--eeg-correction", "correction.slice_marker": "--slice-marker",
+    "correction.ecg_channel": "--ecg-channel",
 }
 
 
@@ -431,9 +442,110 @@ class BOLDConfig(_Section):
 
 
 @dataclass(frozen=True)
+class CorrectionConfig(_Section):
+    """Correction of the artefacts of EEG recorded inside the MR scanner, and the QC that measures them.
+
+    EEG recorded during fMRI holds the MR gradient artefact (hundreds to thousands of microvolts, locked to the
+    slice and volume triggers) and the pulse or ballistocardiogram (BCG) artefact (tens to a few hundred
+    microvolts, locked to the heartbeat). By default the EEG is used as it is (it may have been corrected already,
+    e.g. by the vendor's software; ``-d eegprep=PATH`` takes it from a derivatives dataset) and only the QC runs:
+    the report warns loudly when the QC finds artefact in it. The algorithms are described in
+    :mod:`spec2vol_bids.preproc.artefacts`.
+
+    Parameters
+    ----------
+    method : {"none", "gradient", "gradient+bcg"}
+        ``"none"`` (default): no correction. ``"gradient"``: average artefact subtraction (AAS, Allen et al. 2000)
+        of the gradient artefact with sub-sample alignment, then a low-pass. ``"gradient+bcg"``: then R peaks are
+        found on the ECG channel and the pulse artefact is subtracted with a sliding template locked to them.
+    triggers : {"auto", "slice", "volume"}
+        Epochs of the gradient artefact: ``"slice"`` triggers (``slice_marker``), ``"volume"`` triggers (the
+        volume markers, ``eeg.volume_marker``), or ``"auto"`` (default): slice triggers when the recording has
+        them, else volume triggers.
+    slice_marker : str
+        Annotation name of the slice trigger (default ``"Slice"``, matched like the volume marker: MNE reads
+        a BrainVision ``Response,Slice`` marker as ``Response/Slice``).
+    gradient_neighbours : int
+        Epochs averaged into each gradient template (default 30, half before and half after the epoch).
+    align : bool
+        Sub-sample alignment of the gradient epochs (default true).
+    max_shift : float
+        Largest delay (samples) the alignment searches (default 2).
+    obs_components : int
+        Principal components of the AAS residual removed per channel (optimal basis set, Niazy et al. 2005);
+        0 (default) for none.
+    lowpass : float
+        Cut-off (Hz) of the zero-phase low-pass applied after the gradient correction (default 250); 0 for
+        none. A cut-off at or above 0.45 x the sampling rate is skipped.
+    ecg_channel : str or None
+        The ECG channel for the R peaks (default: the channel of type ``ECG`` in ``channels.tsv``).
+    bcg_neighbours : int
+        Heartbeats averaged into each pulse-artefact template (default 30).
+    bcg_obs_components : int
+        Instead of the plain average, fit the neighbours' mean and this many principal components to each beat
+        (the optimal basis set); 0 (default) for the sliding average.
+    qc : bool
+        Measure the artefacts (power at the slice-frequency harmonics and of the heartbeat-locked average, before
+        and after correction) for the report and the spectrogram's sidecar (default true).
+    """
+
+    _section: ClassVar[str] = "correction"
+
+    method: str = "none"
+    triggers: str = "auto"
+    slice_marker: str = "Slice"
+    gradient_neighbours: int = 30
+    align: bool = True
+    max_shift: float = 2.0
+    obs_components: int = 0
+    lowpass: float = 250.0
+    ecg_channel: str | None = None
+    bcg_neighbours: int = 30
+    bcg_obs_components: int = 0
+    qc: bool = True
+
+    def __post_init__(self):
+        s = self._section
+        set_ = object.__setattr__
+        _choice(s, "method", self.method, CORRECTIONS)
+        _choice(s, "triggers", self.triggers, TRIGGER_SOURCES)
+        if not isinstance(self.slice_marker, str) or not self.slice_marker.strip():
+            raise UsageError(f"correction.slice_marker = {self.slice_marker!r} is not a marker name",
+                             hint="Give the annotation name of the slice trigger with --slice-marker.")
+        set_(self, "gradient_neighbours", _number(s, "gradient_neighbours", self.gradient_neighbours, low=2,
+                                                  integer=True))
+        set_(self, "bcg_neighbours", _number(s, "bcg_neighbours", self.bcg_neighbours, low=2, integer=True))
+        set_(self, "max_shift", _number(s, "max_shift", self.max_shift, low=0, low_open=True, high=16))
+        set_(self, "obs_components", _number(s, "obs_components", self.obs_components, low=0, high=16,
+                                             integer=True))
+        set_(self, "bcg_obs_components", _number(s, "bcg_obs_components", self.bcg_obs_components, low=0,
+                                                 high=16, integer=True))
+        set_(self, "lowpass", _number(s, "lowpass", self.lowpass, low=0))
+        for name in ("align", "qc"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"correction.{name} = {getattr(self, name)!r} is not true or false",
+                                 hint=f"Set correction.{name} to true or false.")
+        if self.ecg_channel is not None and (not isinstance(self.ecg_channel, str) or not self.ecg_channel.strip()):
+            raise UsageError(f"correction.ecg_channel = {self.ecg_channel!r} is not a channel name",
+                             hint="Name the ECG channel with --ecg-channel, or leave it unset to use the channel "
+                                  "of type ECG.")
+
+    @property
+    def gradient(self) -> bool:
+        """Whether the gradient artefact is corrected."""
+        return self.method != "none"
+
+    @property
+    def bcg(self) -> bool:
+        """Whether the pulse artefact is corrected."""
+        return self.method == "gradient+bcg"
+
+
+@dataclass(frozen=True)
 class PreprocConfig:
-    """All preprocessing settings: ``eeg`` (:class:`EEGConfig`), ``pairing`` (:class:`PairingConfig`) and
-    ``bold`` (:class:`BOLDConfig`). ``PreprocConfig()`` is the official Spec2VolCAMU-Net pipeline.
+    """All preprocessing settings: ``eeg`` (:class:`EEGConfig`), ``pairing`` (:class:`PairingConfig`), ``bold``
+    (:class:`BOLDConfig`) and ``correction`` (:class:`CorrectionConfig`). ``PreprocConfig()`` is the official
+    Spec2VolCAMU-Net pipeline (no artefact correction).
 
     In TOML the sections are tables::
 
@@ -447,13 +559,18 @@ class PreprocConfig:
 
         [bold]
         scaling = "minmax-mask"
+
+        [correction]
+        method = "gradient+bcg"
     """
 
     eeg: EEGConfig = field(default_factory=EEGConfig)
     pairing: PairingConfig = field(default_factory=PairingConfig)
     bold: BOLDConfig = field(default_factory=BOLDConfig)
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
 
-    _sections: ClassVar[dict[str, type]] = {"eeg": EEGConfig, "pairing": PairingConfig, "bold": BOLDConfig}
+    _sections: ClassVar[dict[str, type]] = {"eeg": EEGConfig, "pairing": PairingConfig, "bold": BOLDConfig,
+                                            "correction": CorrectionConfig}
 
     def __post_init__(self):
         for name, cls in self._sections.items():
@@ -471,7 +588,7 @@ class PreprocConfig:
         for key, value in data.items():
             if key not in cls._sections:
                 near = difflib.get_close_matches(key, list(cls._sections), n=1)
-                hint = f"Did you mean [{near[0]}]?" if near else "Known sections: [eeg], [pairing], [bold]."
+                hint = f"Did you mean [{near[0]}]?" if near else "Known sections: [eeg], [pairing], [bold], [correction]."
                 raise UsageError(f"unknown settings section [{key}]", hint=hint)
             if not isinstance(value, dict):
                 raise UsageError(f"settings section [{key}] must be a table, got {value!r}",
@@ -528,6 +645,6 @@ class PreprocConfig:
         data = self.to_dict()
         for name, values in sections.items():
             if name not in self._sections:
-                raise UsageError(f"unknown settings section [{name}]", hint="Use eeg, pairing or bold.")
+                raise UsageError(f"unknown settings section [{name}]", hint="Use eeg, pairing, bold or correction.")
             data[name].update(values)
         return PreprocConfig.from_dict(data)

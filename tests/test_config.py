@@ -99,7 +99,9 @@ def test_every_setting_option_is_a_bidsapp_flag_that_sets_that_setting():
               "eeg.exclude": ["ECG"], "eeg.exclude_types": ["EOG"], "eeg.keep_bad_channels": [],
               "pairing.n_windows": ["5"],
               "pairing.discard_volumes": ["2"], "pairing.lag_volumes": ["1"], "pairing.window_span_s": ["10"],
-              "pairing.lag_s": ["4"], "bold.scaling": ["zscore"], "bold.resize": ["none"], "bold.n_slices": ["12"]}
+              "pairing.lag_s": ["4"], "bold.scaling": ["zscore"], "bold.resize": ["none"], "bold.n_slices": ["12"],
+              "correction.method": ["gradient+bcg"], "correction.slice_marker": ["R  1"],
+              "correction.ecg_channel": ["EKG"]}
     assert set(values) == set(SETTING_OPTIONS)
     default = PreprocConfig().to_dict()
     for key, flag in SETTING_OPTIONS.items():

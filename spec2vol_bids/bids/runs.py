@@ -31,6 +31,7 @@ from .bold import read_bold_header
 from .filters import strip_prefix, to_query
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .eegprep import PreprocEEG
     from .fmriprep import PreprocBold
 
 __all__ = [
@@ -81,6 +82,10 @@ class RunPair:
     preproc : PreprocBold or None
         The run's preprocessed BOLD series from ``-d/--derivatives`` (:func:`match_preproc_bold`); the targets
         are then made from it instead of ``bold_file``.
+    eeg_preproc : PreprocEEG or None
+        The run's preprocessed EEG from a ``-d`` dataset holding EEG
+        (:func:`~spec2vol_bids.bids.eegprep.match_preproc_eeg`); the spectrogram is then made from it instead of
+        ``eeg_file``.
     """
 
     entities: dict
@@ -93,6 +98,33 @@ class RunPair:
     eeg_metadata: dict = field(default_factory=dict)
     bold_metadata: dict = field(default_factory=dict)
     preproc: PreprocBold | None = None
+    eeg_preproc: PreprocEEG | None = None
+
+    @property
+    def source_eeg(self) -> Path:
+        """The EEG the spectrogram is made from: the preprocessed one (``-d``, ``--eeg-desc``) or the raw one."""
+        return self.eeg_preproc.file if self.eeg_preproc is not None else self.eeg_file
+
+    @property
+    def source_channels_tsv(self) -> Path | None:
+        """The ``channels.tsv`` of :attr:`source_eeg`."""
+        return self.eeg_preproc.channels_tsv if self.eeg_preproc is not None else self.channels_tsv
+
+    @property
+    def source_events_tsv(self) -> Path | None:
+        """The ``events.tsv`` of :attr:`source_eeg`."""
+        return self.eeg_preproc.events_tsv if self.eeg_preproc is not None else self.events_tsv
+
+    @property
+    def eeg_dataset(self) -> str:
+        """Name of the dataset holding :attr:`source_eeg` in BIDS URIs (``raw`` or the ``-d`` name)."""
+        return self.eeg_preproc.dataset if self.eeg_preproc is not None else "raw"
+
+    def eeg_source(self) -> dict[str, Any]:
+        """Where the EEG comes from, as recorded with the run's settings: ``dataset``, ``file`` (and ``desc``)."""
+        if self.eeg_preproc is None:
+            return {"dataset": "raw", "file": str(self.eeg_file)}
+        return self.eeg_preproc.to_dict()
 
     @property
     def target_bold(self) -> Path:
@@ -129,6 +161,7 @@ class RunPair:
             "channels_tsv": str(self.channels_tsv) if self.channels_tsv else None,
             "events_tsv": str(self.events_tsv) if self.events_tsv else None,
             "preproc": self.preproc.to_dict() if self.preproc is not None else None,
+            "eeg_preproc": self.eeg_preproc.to_dict() if self.eeg_preproc is not None else None,
         }
 
     def bold_source(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._version import __version__
 from ..bids.fmriprep import DEFAULT_BOLD_SPACE, NATIVE_BOLD_SPACES
-from ..config import BOLD_RESIZES, BOLD_SCALINGS, EEG_SCALINGS, FREQUENCY_AXES, TAPERS
+from ..config import BOLD_RESIZES, BOLD_SCALINGS, CORRECTIONS, EEG_SCALINGS, FREQUENCY_AXES, TAPERS
 from ..errors import (
     EXIT_CODES,
     AnalysisLevelError,
@@ -110,6 +110,16 @@ def _bold_space_arg(text: str) -> str:
     return text.strip()
 
 
+def _eeg_desc_arg(text: str) -> str:
+    """An ``--eeg-desc`` label (checked with :func:`~spec2vol_bids.bids.eegprep.check_eeg_desc`)."""
+    from ..bids.eegprep import check_eeg_desc
+
+    try:
+        return check_eeg_desc(text)
+    except Spec2VolError as err:
+        raise argparse.ArgumentTypeError(err.one_line()) from None
+
+
 def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     """The BIDS-App argument parser (fMRIPrep's option names and spellings)."""
     from .main import add_verbosity_options, commands_epilog, version_string
@@ -149,10 +159,12 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
                         "written to)")
     g.add_argument("-d", "--derivatives", nargs="+", type=_derivatives_arg, action=_DerivativesAction,
                    metavar="NAME=PATH",
-                   help="BIDS derivatives datasets with preprocessed BOLD, e.g. -d fmriprep=/data/derivatives/fmriprep "
-                        "(repeatable; searched in the order given): the targets are made from each run's "
-                        "desc-preproc_bold in --bold-space (and its desc-brain_mask) instead of the raw BOLD; "
-                        "a run without one is an error. NAME names the dataset in the sidecars' BIDS URIs")
+                   help="BIDS derivatives datasets with preprocessed BOLD or EEG, e.g. -d fmriprep=/data/derivatives/"
+                        "fmriprep eegprep=/data/derivatives/eegprep (repeatable; searched in the order given). A "
+                        "dataset with desc-preproc_bold files in func/ gives the targets (each run's desc-preproc_bold "
+                        "in --bold-space and its desc-brain_mask) instead of the raw BOLD; a dataset with eeg/ files "
+                        "gives the EEG (each run's desc-<--eeg-desc> recording) instead of the raw EEG. A run "
+                        "without a match is an error. NAME names the dataset in the sidecars' BIDS URIs")
     g.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
                    "--skip-bids-validator", action="store_true",
                    help="do not validate BIDS_DIR with bids-validator-deno")
@@ -204,6 +216,21 @@ def build_parser(prog: str = "spec2vol_bids") -> argparse.ArgumentParser:
     g.add_argument("--keep-bad-channels", action="store_const", const=True, default=None,
                    help="keep the channels marked status=bad in channels.tsv (default: leave them out, as MNE-BIDS "
                         "does; the sidecar and the report list them either way)")
+
+    g = parser.add_argument_group("EEG recorded in the scanner (artefacts)")
+    g.add_argument("--eeg-correction", choices=CORRECTIONS,
+                   help="correct the MR artefacts of the EEG before the spectrogram: gradient (average artefact "
+                        "subtraction at the slice or volume triggers, sub-sample aligned, then a low-pass) or "
+                        "gradient+bcg (then the pulse artefact at the R peaks of the ECG). Default none: the EEG is "
+                        "used as it is and the report warns when the QC finds artefact in it")
+    g.add_argument("--slice-marker", metavar="NAME",
+                   help="annotation name of the scanner's slice trigger, used for the gradient correction when the "
+                        "recording has it (default Slice = Response/Slice); otherwise the volume markers are used")
+    g.add_argument("--ecg-channel", metavar="NAME",
+                   help="the ECG channel for the R peaks (default: the channel of type ECG in channels.tsv)")
+    g.add_argument("--eeg-desc", type=_eeg_desc_arg, metavar="LABEL",
+                   help="desc label of the preprocessed EEG taken from a -d dataset holding EEG, i.e. its "
+                        "desc-LABEL_eeg files (default preproc; only with -d)")
 
     g = parser.add_argument_group("pairing of EEG windows and BOLD volumes")
     g.add_argument("--n-windows", type=positive_int, metavar="N", help="windows per model input (default 20)")
@@ -337,8 +364,11 @@ def build_config(args: argparse.Namespace):
     pairing = {"n_windows": args.n_windows, "discard_volumes": args.discard, "lag_volumes": args.lag,
                "window_span_s": args.window_span_s, "lag_s": args.lag_s}
     bold = {"scaling": args.bold_scaling, "resize": args.bold_resize, "n_slices": args.n_slices}
+    correction = {"method": args.eeg_correction, "slice_marker": args.slice_marker,
+                  "ecg_channel": args.ecg_channel}
     changes = {name: {k: v for k, v in section.items() if v is not None}
-               for name, section in (("eeg", eeg), ("pairing", pairing), ("bold", bold))}
+               for name, section in (("eeg", eeg), ("pairing", pairing), ("bold", bold),
+                                     ("correction", correction))}
     return cfg.replace(**{k: v for k, v in changes.items() if v})
 
 
@@ -427,13 +457,15 @@ def run(args: argparse.Namespace) -> int:
 def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Path, work_dir: Path) -> int:
     """Participant level: find and check the runs, build the nipype workflow, run it, report."""
     from ..bids.filters import load_filter_file, strip_prefix
-    from ..bids.fmriprep import match_preproc_bold
     from ..bids.runs import collect_pairs
     from ..pipeline.steps import inspect_run
 
     if args.bold_space is not None and not args.derivatives:
         raise UsageError("--bold-space was given without -d/--derivatives (the raw BOLD has no space to choose)",
                          hint="Add e.g. -d fmriprep=/data/derivatives/fmriprep, or drop --bold-space")
+    if args.eeg_desc is not None and not args.derivatives:
+        raise UsageError("--eeg-desc was given without -d/--derivatives (the raw EEG has no desc to choose)",
+                         hint="Add e.g. -d eegprep=/data/derivatives/eegprep, or drop --eeg-desc")
     cfg = build_config(args)
     if args.model is not None:
         _require_checkpoint(args.model)
@@ -451,16 +483,17 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     pairs = collect_pairs(bids_dir, participant_label=participants, session_label=args.session_label,
                           task_id=args.task_id, bids_filters=filters, database_dir=args.bids_database_dir)
     if args.derivatives:
-        pairs = match_preproc_bold(pairs, args.derivatives, space=args.bold_space or DEFAULT_BOLD_SPACE)
+        pairs = _match_derivatives(args, pairs)
     if args.reports_only:
         return _reports_only(args, bids_dir=bids_dir, output_dir=output_dir, pairs=pairs)
 
-    # Cheap checks of every run before anything is written (headers, markers, channels, checkpoint).
+    # Cheap checks of every run before anything is written (headers, markers, channels, triggers, checkpoint).
     infos = {}
     for pair in pairs:
         LOGGER.info("checking %s", pair.name)
-        infos[pair.name] = inspect_run(pair.eeg_file, pair.target_bold, repetition_time=pair.repetition_time,
-                                       config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+        infos[pair.name] = inspect_run(pair.source_eeg, pair.target_bold, repetition_time=pair.repetition_time,
+                                       config=cfg, channels_tsv=pair.source_channels_tsv,
+                                       events_tsv=pair.source_events_tsv)
     _check_targets_not_replaced(output_dir, pairs, cfg)
     device = "cpu"
     model_meta: list[dict] = []
@@ -472,8 +505,8 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     if args.boilerplate_only:
         _make_dir(output_dir)
         try:
-            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives={
-                p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None})
+            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta,
+                                      derivatives=_derivatives_used(pairs))
             write_bidsignore(output_dir)
             written = _write_boilerplate(output_dir, cfg, pairs, infos, model_meta)
         except OSError as err:
@@ -486,9 +519,9 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
     _make_dir(work_dir)
     with _WorkDirLock(work_dir, subjects, run_uuid):
         _make_dir(output_dir)
-        used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
         try:
-            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta, derivatives=used)
+            write_dataset_description(output_dir, bids_dir=bids_dir, models=model_meta,
+                                      derivatives=_derivatives_used(pairs))
             write_bidsignore(output_dir)
         except OSError as err:
             raise CantCreateError(f"cannot write into OUT_DIR {output_dir}: {err.strerror or err}",
@@ -496,6 +529,39 @@ def run_participant(args: argparse.Namespace, *, bids_dir: Path, output_dir: Pat
         log_dirs = {s: output_dir / f"sub-{s}" / "log" / run_uuid for s in subjects}
         return _run_workflow(args, output_dir=output_dir, work_dir=work_dir, pairs=pairs, infos=infos, cfg=cfg,
                              device=device, model_meta=model_meta, log_dirs=log_dirs, run_uuid=run_uuid)
+
+
+def _derivatives_used(pairs) -> dict:
+    """``{name: root}`` of the ``-d`` datasets the runs take their BOLD or EEG from (for DatasetLinks)."""
+    used = {p.preproc.dataset: p.preproc.root for p in pairs if p.preproc is not None}
+    used.update({p.eeg_preproc.dataset: p.eeg_preproc.root for p in pairs if p.eeg_preproc is not None})
+    return used
+
+
+def _match_derivatives(args: argparse.Namespace, pairs: list) -> list:
+    """Attach to the runs the preprocessed BOLD and EEG of the ``-d`` datasets holding them (no fallback)."""
+    from ..bids.eegprep import DEFAULT_EEG_DESC, dataset_holds, match_preproc_eeg
+    from ..bids.fmriprep import match_preproc_bold
+
+    holds = {name: dataset_holds(root) for name, root in args.derivatives.items()}
+    for name, root in args.derivatives.items():
+        if not any(holds[name].values()):
+            raise NoInputError(f"the derivatives dataset {name}={root} holds neither preprocessed BOLD "
+                               "(sub-*/func/*_desc-preproc_bold.nii.gz) nor EEG (sub-*/eeg/*_eeg.*)",
+                               hint="Pass the folder of fMRIPrep's outputs or of the preprocessed EEG, or drop it")
+    bold_sets = {n: r for n, r in args.derivatives.items() if holds[n]["bold"]}
+    eeg_sets = {n: r for n, r in args.derivatives.items() if holds[n]["eeg"]}
+    if args.bold_space is not None and not bold_sets:
+        raise UsageError("--bold-space was given but no -d dataset holds preprocessed BOLD "
+                         "(func/*_desc-preproc_bold.nii.gz)", hint="Add fMRIPrep's outputs with -d, or drop --bold-space")
+    if args.eeg_desc is not None and not eeg_sets:
+        raise UsageError("--eeg-desc was given but no -d dataset holds EEG (eeg/*_eeg.*)",
+                         hint="Add the preprocessed EEG's dataset with -d, or drop --eeg-desc")
+    if bold_sets:
+        pairs = match_preproc_bold(pairs, bold_sets, space=args.bold_space or DEFAULT_BOLD_SPACE)
+    if eeg_sets:
+        pairs = match_preproc_eeg(pairs, eeg_sets, desc=args.eeg_desc or DEFAULT_EEG_DESC)
+    return pairs
 
 
 def _check_targets_not_replaced(output_dir: Path, pairs, cfg) -> None:
@@ -718,10 +784,15 @@ def _start_run_logs(log_dirs, args, cfg, pairs, run_uuid, device) -> list[loggin
         "command": " ".join(sys.argv),
         # where each run's target BOLD comes from: the raw file, or a -d dataset's file in --bold-space
         "bold_sources": {p.name: p.bold_source() for p in pairs},
+        # where each run's EEG comes from: the raw file, or a -d dataset's desc-<--eeg-desc> file
+        "eeg_sources": {p.name: p.eeg_source() for p in pairs},
     }
     if args.derivatives:
         execution["derivatives"] = {name: str(root) for name, root in args.derivatives.items()}
-        execution["bold_space"] = args.bold_space or DEFAULT_BOLD_SPACE
+        if any(p.preproc is not None for p in pairs):
+            execution["bold_space"] = args.bold_space or DEFAULT_BOLD_SPACE
+        if any(p.eeg_preproc is not None for p in pairs):
+            execution["eeg_desc"] = pairs[0].eeg_preproc.desc
     import tomli_w
 
     text = cfg.to_toml() + "\n" + tomli_w.dumps({"execution": execution, "versions": versions()})
@@ -895,8 +966,9 @@ def _reports_only(args, *, bids_dir: Path, output_dir: Path, pairs) -> int:
     cfg = PreprocConfig.from_dict(load_spectrogram(SPECTROGRAM.path(output_dir, done[0].eeg_file), data=False).config)
     infos, model = {}, None
     for pair in done:
-        infos[pair.name] = inspect_run(pair.eeg_file, pair.target_bold, repetition_time=pair.repetition_time,
-                                       config=cfg, channels_tsv=pair.channels_tsv, events_tsv=pair.events_tsv)
+        infos[pair.name] = inspect_run(pair.source_eeg, pair.target_bold, repetition_time=pair.repetition_time,
+                                       config=cfg, channels_tsv=pair.source_channels_tsv,
+                                       events_tsv=pair.source_events_tsv)
         pred = sidecar_path(PREDICTION.path(output_dir, target_paths(output_dir, pair.target_bold, cfg)[0]))
         if pred.is_file() and model is None:
             model = json.loads(pred.read_text(encoding="utf-8")).get("ModelName")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .._version import __version__
-from .argtypes import nonnegative_int, positive_int
+from .argtypes import nonnegative_int, positive_float, positive_int
 
 #: preset names (kept here so ``--help`` does not import the simulator)
 PRESET_NAMES = ("tiny", "noddi-like", "oddball-like", "cnepfl-like")
@@ -34,6 +34,15 @@ def build_parser(prog: str = "spec2vol_bids simulate") -> argparse.ArgumentParse
     parser.add_argument("--runs", type=positive_int, metavar="R", help="runs per task and session (default: preset)")
     parser.add_argument("--volumes", type=positive_int, metavar="V", help="BOLD volumes per run (default: preset)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, metavar="K", help="random seed (default: 0)")
+    parser.add_argument("--artefacts", metavar="LIST", default=None,
+                        help="EEG recorded inside the scanner: a comma-separated list of gradient (the MR gradient "
+                             "artefact, slice-locked, millivolts, with Response/Slice slice-trigger markers) and bcg "
+                             "(the pulse artefact, locked to the ECG; an ECG channel is added when the preset has "
+                             "none). The EEG without them goes to derivatives/simulation (desc-clean). "
+                             "Default: none")
+    parser.add_argument("--sfreq", type=positive_float, metavar="HZ",
+                        help="EEG sampling frequency (default: preset); the gradient artefact needs a rate that "
+                             "holds the slice harmonics, e.g. 1000")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_verbosity_options(parser)
@@ -50,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = simulate_dataset(args.out_dir, preset=args.preset, subjects=args.subjects, sessions=args.sessions,
                             runs=args.runs, volumes=args.volumes, seed=args.seed, overwrite=args.overwrite,
-                            progress=args.progress)
+                            progress=args.progress, artefacts=args.artefacts, sfreq=args.sfreq)
     ceiling = root / "derivatives" / "simulation" / "noise_ceiling.tsv"
     print(f"wrote {root} (ground truth and noise ceiling: {ceiling.relative_to(root)})")
     return 0

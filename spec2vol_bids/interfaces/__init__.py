@@ -8,6 +8,9 @@ run into the output dataset, atomically, once every step of the run has succeede
 interface                                 wraps
 ========================================  ==============================================================
 :class:`.preproc.EEGSpectrogram`          :func:`spec2vol_bids.pipeline.steps.compute_spectrogram`
+:class:`.artefacts.GradientCorrection`    :func:`spec2vol_bids.pipeline.artefacts.correct_gradient`
+:class:`.artefacts.BCGCorrection`         :func:`spec2vol_bids.pipeline.artefacts.correct_bcg`
+:class:`.artefacts.ArtefactQC`            :func:`spec2vol_bids.pipeline.artefacts.artefact_qc`
 :class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.pipeline.steps.compute_target`
 :class:`.model.Predict`                   :func:`spec2vol_bids.pipeline.steps.predict_run`
 :class:`.bids.DerivativesDataSink`        :func:`spec2vol_bids.utils.copy_atomic`
@@ -15,9 +18,11 @@ interface                                 wraps
 ========================================  ==============================================================
 """
 
+from .artefacts import ArtefactQC, BCGCorrection, GradientCorrection
 from .bids import DerivativesDataSink
 from .model import Predict
 from .preproc import BOLDTarget, EEGSpectrogram
 from .reports import ParticipantReport
 
-__all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink", "ParticipantReport"]
+__all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink", "ParticipantReport",
+           "GradientCorrection", "BCGCorrection", "ArtefactQC"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
+    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
     isdefined,
@@ -27,6 +28,10 @@ class _EEGSpectrogramInputSpec(BaseInterfaceInputSpec):
     events_tsv = File(exists=True, desc="the run's events.tsv (volume markers if the raw file has none)")
     config = traits.Dict(desc="preprocessing settings (PreprocConfig.to_dict()); default: official pipeline")
     progress = traits.Bool(False, usedefault=True, nohash=True, desc="show a progress bar")
+    data_file = File(exists=True, desc="the artefact-corrected copy of eeg_file to read the samples from")
+    qc_files = InputMultiObject(File(exists=True), desc="artefact QC files of the run (numbers for the sidecar)")
+    eeg_dataset = traits.Str(desc="name of the dataset holding eeg_file in BIDS URIs (raw, or the -d NAME)")
+    eeg_desc = traits.Str(desc="desc label of a preprocessed eeg_file (recorded in EEGSource)")
 
 
 class _EEGSpectrogramOutputSpec(TraitedSpec):
@@ -38,8 +43,9 @@ class _EEGSpectrogramOutputSpec(TraitedSpec):
 class EEGSpectrogram(SimpleInterface):
     """Volume-locked spectrogram of one EEG run, written as the spectrogram derivative (HDF5 + JSON).
 
-    Streams the recording window by window (:func:`spec2vol_bids.pipeline.steps.compute_spectrogram`). The
-    file is written into the node directory under its final BIDS name (``sub-X/[ses-Y/]eeg/...``).
+    Streams the recording window by window (:func:`spec2vol_bids.pipeline.steps.compute_spectrogram`), from
+    ``data_file`` (the artefact-corrected copy) when given. The file is written into the node directory under its
+    final BIDS name (``sub-X/[ses-Y/]eeg/...``).
     """
 
     input_spec = _EEGSpectrogramInputSpec
@@ -56,7 +62,9 @@ class EEGSpectrogram(SimpleInterface):
             self.inputs.eeg_file, n_volumes=n_volumes, repetition_time=self.inputs.repetition_time,
             out_file=SPECTROGRAM.path(runtime.cwd, self.inputs.eeg_file), config=_opt(self.inputs.config),
             channels_tsv=_opt(self.inputs.channels_tsv), events_tsv=_opt(self.inputs.events_tsv),
-            bold_file=self.inputs.bold_file, progress=self.inputs.progress)
+            bold_file=self.inputs.bold_file, progress=self.inputs.progress, data_file=_opt(self.inputs.data_file),
+            qc_files=list(_opt(self.inputs.qc_files) or []), eeg_dataset=_opt(self.inputs.eeg_dataset) or "raw",
+            eeg_desc=_opt(self.inputs.eeg_desc) or None)
         self._results["out_file"] = str(h5)
         self._results["out_sidecar"] = str(js)
         self._results["onset_source"] = str(load_spectrogram(h5, data=False).attrs["onset_source"])

@@ -62,6 +62,10 @@ def run_report_from_files(spectrogram: str | os.PathLike, *, target: str | os.Pa
         "warnings": list(side.get("AlignmentWarnings", [])) + _bad_channel_notes(side),
         "filled_volumes": [int(i) for i in side.get("FilledVolumeTriggers", [])],
         "files": {"spectrogram": spectrogram},
+        "eeg_source": side.get("EEGSource"),
+        "artefact_correction": side.get("ArtefactCorrection"),
+        "artefact_qc": side.get("ArtefactQC"),
+        "artefact_warnings": list(side.get("ArtefactWarnings", [])),
     }
     if info is not None:
         kwargs["eeg_duration"] = float(info.eeg_duration) or None

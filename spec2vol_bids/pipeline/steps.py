@@ -127,7 +127,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     """Check a run from its headers only (no samples or voxels are read) and describe it.
 
     Catches before any processing starts: unreadable EEG or BOLD headers, channel selections that do not
-    match the recording, missing volume markers (warning), EEG shorter than the BOLD run.
+    match the recording, missing volume markers (warning), EEG shorter than the BOLD run, and, when artefacts are
+    to be corrected (``correction.method``), a recording without scanner triggers or without an ECG channel.
 
     Raises
     ------
@@ -140,6 +141,10 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
     onsets = volume_onsets(rec, n_volumes=int(img.shape[3]), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
     excluded, kept = _bad_channels(rec, picks, cfg)
+    if cfg.correction.method != "none":
+        from .artefacts import check_correctable
+
+        check_correctable(rec, cfg, onsets, events_tsv=events_tsv)
     return RunInfo(channels=[rec.ch_names[i] for i in picks], channel_types=[rec.ch_types[i] for i in picks],
                    sfreq=rec.sfreq, onsets=onsets, native_shape=tuple(int(s) for s in img.shape),
                    eeg_duration=rec.duration, excluded_bad_channels=excluded, kept_bad_channels=kept)
@@ -148,7 +153,8 @@ def inspect_run(eeg_file: str | os.PathLike, bold_file: str | os.PathLike, *, re
 def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetition_time: float,
                         out_file: str | os.PathLike, config=None, channels_tsv: str | os.PathLike | None = None,
                         events_tsv: str | os.PathLike | None = None, bold_file: str | os.PathLike | None = None,
-                        progress: bool = False) -> tuple[Path, Path]:
+                        progress: bool = False, data_file: str | os.PathLike | None = None,
+                        qc_files=(), eeg_dataset: str = "raw", eeg_desc: str | None = None) -> tuple[Path, Path]:
     """Compute and write the volume-locked spectrogram of one EEG run.
 
     Parameters
@@ -170,6 +176,18 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         The paired BOLD file, listed in ``Sources``.
     progress : bool
         Show a progress bar over the windows.
+    data_file : path-like, optional
+        Read the samples from this recording instead (the artefact-corrected copy of ``eeg_file``:
+        :mod:`spec2vol_bids.pipeline.artefacts`); it must have the same channels, rate and length. The volume
+        onsets and ``Sources`` still come from ``eeg_file``.
+    qc_files : sequence of path-like
+        The run's artefact QC files; their numbers go into the sidecar (``ArtefactCorrection``, ``ArtefactQC``,
+        ``ArtefactWarnings``; :func:`~spec2vol_bids.pipeline.artefacts.merge_qc`).
+    eeg_dataset : str
+        Name of the dataset holding ``eeg_file`` in the BIDS URIs of the sidecar: ``raw`` (default) or the
+        ``-d NAME`` of a derivatives dataset (preprocessed EEG).
+    eeg_desc : str, optional
+        The ``desc`` label of a preprocessed ``eeg_file`` (recorded in ``EEGSource``).
 
     Returns
     -------
@@ -178,7 +196,8 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     Raises
     ------
     DataError
-        Unreadable EEG, NaN samples, EEG shorter than the BOLD run, run too short for one pair.
+        Unreadable EEG, NaN samples, EEG shorter than the BOLD run, run too short for one pair, a ``data_file``
+        that does not match ``eeg_file``.
     """
     from ..preproc.eeg import spectrogram_from_reader
     from ..preproc.pairs import pairs_for_config
@@ -188,8 +207,15 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
     onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
                            marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
     names = [rec.ch_names[i] for i in picks]
+    source = rec
+    if data_file is not None:
+        source = EEGRecording(data_file)
+        if (source.ch_names, source.sfreq, source.n_samples) != (rec.ch_names, rec.sfreq, rec.n_samples):
+            raise DataError(f"the corrected EEG {Path(data_file).name} does not match {Path(eeg_file).name} "
+                            f"(channels, sampling rate or length)",
+                            hint="Delete the run's working directory and run again")
     spec, freqs, valid = spectrogram_from_reader(
-        rec.segment_reader(picks), onsets.onsets, rec.sfreq, rec.n_samples, cfg.eeg,
+        source.segment_reader(picks), onsets.onsets, rec.sfreq, rec.n_samples, cfg.eeg,
         tr=float(repetition_time), channel_names=names, progress=progress)
     # spec: [n_volumes, n_channels, n_freqs]; valid: [n_volumes]
     windows, targets = pairs_for_config(int(n_volumes), valid, float(repetition_time), cfg.pairing)
@@ -210,9 +236,14 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         "excluded_bad_channels": excluded,
         "kept_bad_channels": kept,
     }
-    sources = [bids_uri(eeg_file)] + ([bids_uri(bold_file)] if bold_file else [])
-    sidecar = SPECTROGRAM.sidecar({
+    eeg_uri = bids_uri(eeg_file, eeg_dataset)
+    sources = [eeg_uri] + ([bids_uri(bold_file)] if bold_file else [])
+    eeg_source: dict[str, Any] = {"Dataset": eeg_dataset, "File": eeg_uri}
+    if eeg_desc is not None:
+        eeg_source["Desc"] = eeg_desc
+    fields: dict[str, Any] = {
         "Sources": sources,
+        "EEGSource": eeg_source,
         "VolumeMarker": onsets.marker,
         "NumberOfVolumeMarkers": onsets.n_markers,
         "AlignmentWarnings": list(onsets.messages),
@@ -221,7 +252,14 @@ def compute_spectrogram(eeg_file: str | os.PathLike, *, n_volumes: int, repetiti
         # channels marked status=bad in channels.tsv, with their status_description
         "ExcludedBadChannels": {n: rec.bads[n] for n in excluded},
         "KeptBadChannels": {n: rec.bads[n] for n in kept},
-    })
+    }
+    if qc_files or cfg.correction.method != "none":
+        from .artefacts import merge_qc
+
+        fields.update(merge_qc(list(qc_files), cfg))
+        for warning in fields["ArtefactWarnings"]:
+            LOGGER.warning("%s: %s", Path(eeg_file).name, warning)
+    sidecar = SPECTROGRAM.sidecar(fields)
     LOGGER.info("%s: spectrogram %s, %d valid windows, %d pairs", Path(eeg_file).name, tuple(spec.shape),
                 int(valid.sum()), len(targets))
     return write_spectrogram(out_file, spectrogram=spec, valid=valid, frequencies=freqs,
@@ -449,8 +487,11 @@ def _read_json(path: Path) -> dict:
 def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=False) -> dict[str, Path]:
     """The spectrogram, target and brain-mask derivatives of one paired run, written under ``out_dir``.
 
-    What the BIDS-App's workflow does for a run (without nipype): :func:`compute_spectrogram` on the EEG, then
-    :func:`compute_target` on the run's target BOLD (fMRIPrep's series with its mask when the pair has one).
+    What the BIDS-App's workflow does for a run (without nipype): the artefact steps
+    (:func:`~spec2vol_bids.pipeline.artefacts.run_artefact_steps`, in a temporary folder inside ``out_dir``,
+    removed afterwards), :func:`compute_spectrogram` on the run's EEG (preprocessed EEG from ``-d`` when the pair
+    has it), then :func:`compute_target` on the run's target BOLD (fMRIPrep's series with its mask when the pair
+    has one).
 
     Parameters
     ----------
@@ -468,10 +509,26 @@ def preprocess_run(pair, out_dir: str | os.PathLike, *, config=None, progress=Fa
     dict
         ``{"spectrogram": Path, "target": Path, "mask": Path}``.
     """
-    spectrogram, _ = compute_spectrogram(
-        pair.eeg_file, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
-        out_file=SPECTROGRAM.path(out_dir, pair.eeg_file), config=config, channels_tsv=pair.channels_tsv,
-        events_tsv=pair.events_tsv, bold_file=pair.bold_file, progress=progress)
+    import tempfile
+
+    from .artefacts import run_artefact_steps
+
+    cfg = PreprocConfig.coerce(config)
+    eeg = getattr(pair, "source_eeg", pair.eeg_file)
+    channels = getattr(pair, "source_channels_tsv", pair.channels_tsv)
+    events = getattr(pair, "source_events_tsv", pair.events_tsv)
+    preproc_eeg = getattr(pair, "eeg_preproc", None)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spec2vol-artefacts-", dir=out_dir) as work:
+        data_file, qc_files = run_artefact_steps(
+            eeg, work, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time, config=cfg,
+            channels_tsv=channels, events_tsv=events, progress=progress if isinstance(progress, bool) else False)
+        spectrogram, _ = compute_spectrogram(
+            eeg, n_volumes=pair.n_volumes, repetition_time=pair.repetition_time,
+            out_file=SPECTROGRAM.path(out_dir, pair.eeg_file), config=cfg, channels_tsv=channels,
+            events_tsv=events, bold_file=pair.bold_file, progress=progress, data_file=data_file,
+            qc_files=qc_files, eeg_dataset=getattr(pair, "eeg_dataset", "raw"),
+            eeg_desc=preproc_eeg.desc if preproc_eeg is not None else None)
     preproc = pair.preproc
     target_file, mask_file = target_paths(out_dir, pair.target_bold, config)
     target, _, mask, _ = compute_target(

@@ -29,6 +29,7 @@ __all__ = [
     "bold_figure",
     "prediction_figure",
     "group_metrics_figure",
+    "artefact_figure",
 ]
 
 DPI = 90
@@ -407,4 +408,70 @@ def group_metrics_figure(table, *, metrics: Sequence[str], by: str = "subject", 
         ax.set_title(f"{metric}{mean}", fontsize=9)
         ax.set_xlabel(by)
     fig.suptitle(title or f"metrics of {len(table)} runs from {len(groups)} {by}s", fontsize=10)
+    return fig
+
+
+def artefact_figure(qc: dict, *, title: str | None = None):
+    """Scanner artefacts of a run before and after correction, from its ``ArtefactQC`` sidecar field.
+
+    Panels: the channel-mean power spectrum before and after the gradient correction with the harmonics of the
+    artefact frequency marked; per channel, the power at those harmonics before and after; per channel, the power of
+    the R-peak-locked average before and after (when there is an ECG).
+
+    Parameters
+    ----------
+    qc : dict
+        ``ArtefactQC`` as written by :func:`spec2vol_bids.pipeline.artefacts.merge_qc`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    grad = qc.get("Gradient") or {}
+    card = qc.get("Cardiac") or {}
+    has_card = "PowerBefore" in card
+    fig = plt.figure(figsize=(10, 6.4 if has_card else 5.6), constrained_layout=True)
+    gs = fig.add_gridspec(2, 2 if has_card else 1)
+    colours = {"before": "#d62728", "after": "#1f77b4"}
+    ax = fig.add_subplot(gs[0, :])
+    spectrum = grad.get("MeanSpectrum") or {}
+    f = np.asarray(spectrum.get("Frequencies", []), dtype=float)
+    for key, label in (("Before", "before correction"), ("After", "after correction")):
+        if key in spectrum and f.size:
+            ax.plot(f, np.asarray(spectrum[key], dtype=float), lw=0.8, color=colours[key.lower()],
+                    label=label if "After" in spectrum else "EEG as used (not corrected)")
+    for h in grad.get("Harmonics", []):
+        ax.axvline(h, color="#999999", lw=0.4, ls=":", zorder=0)
+    f0 = grad.get("ArtefactFrequency")
+    ax.set(xlabel="frequency (Hz)", ylabel="PSD (dB re 1 uV^2/Hz), mean over channels",
+           title=f"power spectrum; dotted: harmonics of the {grad.get('Triggers', '')} trigger frequency"
+                 + (f" ({f0:.4g} Hz) used by the QC" if f0 else ""))
+    ax.title.set_fontsize(9)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="upper right")
+
+    def bars(axis, names, before, after, what):
+        names = list(names or [])
+        y = np.arange(len(names))
+        b = np.asarray([np.nan if v is None else v for v in (before or [])], dtype=float)
+        if after is not None:
+            a = np.asarray([np.nan if v is None else v for v in after], dtype=float)
+            axis.barh(y - 0.2, b, height=0.4, color=colours["before"], label="before")
+            axis.barh(y + 0.2, a, height=0.4, color=colours["after"], label="after")
+            axis.legend(fontsize=7, loc="lower right")
+        else:
+            axis.barh(y, b, height=0.6, color=colours["before"])
+        step = max(1, len(names) // 32)
+        axis.set_yticks(y[::step], [names[i] for i in y[::step]], fontsize=6)
+        axis.invert_yaxis()
+        axis.set(xlabel="dB", title=what)
+        axis.title.set_fontsize(9)
+
+    bars(fig.add_subplot(gs[1, 0]), qc.get("Channels"), grad.get("PowerBefore"), grad.get("PowerAfter"),
+         "power at the artefact harmonics (dB re 1 uV^2)")
+    if has_card:
+        bars(fig.add_subplot(gs[1, 1]), card.get("Channels"), card.get("PowerBefore"), card.get("PowerAfter"),
+             f"power of the average locked to the R peaks of {card.get('ECGChannel')} (dB re 1 uV^2)")
+    fig.suptitle(title or "EEG recorded in the scanner: gradient and pulse artefacts", fontsize=10)
     return fig

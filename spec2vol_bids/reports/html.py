@@ -22,6 +22,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;height:auto;display:block;margin:.4em 0}
 .warn{color:#8a4b00;background:#fff4e0;border-left:4px solid #e69500;padding:.3em .7em;margin:.3em 0}
 .bad{color:#8b0000;font-weight:bold} .ok{color:#1b6e20}
+.alert{color:#fff;background:#b00020;border-radius:4px;padding:.6em .9em;margin:.5em 0;font-size:1.02em}
+.alert a{color:#fff;text-decoration:underline}
+.nowrap{white-space:nowrap}
 .meta{color:#666;font-size:.85em} pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em}
 .methods p{max-width:60em}
 """

@@ -55,6 +55,29 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "reproducibility of neuroimaging data analysis methods},\n  author = {Gorgolewski, Krzysztof J. and "
         "others},\n  journal = {PLoS Computational Biology},\n  volume = {13},\n  number = {3},\n"
         "  pages = {e1005209},\n  year = {2017},\n  doi = {10.1371/journal.pcbi.1005209}\n}"),
+    "allen1998pulse": (
+        "Allen P.J., Polizzi G., Krakow K., Fish D.R., Lemieux L. (1998). Identification of EEG events in the MR "
+        "scanner: the problem of pulse artifact and a method for its subtraction. NeuroImage 8(3), 229-239. "
+        "doi:10.1006/nimg.1998.0361",
+        "@article{allen1998pulse,\n  title = {Identification of {EEG} events in the {MR} scanner: the problem of pulse "
+        "artifact and a method for its subtraction},\n  author = {Allen, Philip J. and Polizzi, Giovanni and Krakow, "
+        "Karsten and Fish, David R. and Lemieux, Louis},\n  journal = {NeuroImage},\n  volume = {8},\n  number = {3},\n"
+        "  pages = {229--239},\n  year = {1998},\n  doi = {10.1006/nimg.1998.0361}\n}"),
+    "allen2000gradient": (
+        "Allen P.J., Josephs O., Turner R. (2000). A method for removing imaging artifact from continuous EEG "
+        "recorded during functional MRI. NeuroImage 12(2), 230-239. doi:10.1006/nimg.2000.0599",
+        "@article{allen2000gradient,\n  title = {A method for removing imaging artifact from continuous {EEG} "
+        "recorded during functional {MRI}},\n  author = {Allen, Philip J. and Josephs, Oliver and Turner, Robert},\n"
+        "  journal = {NeuroImage},\n  volume = {12},\n  number = {2},\n  pages = {230--239},\n  year = {2000},\n"
+        "  doi = {10.1006/nimg.2000.0599}\n}"),
+    "niazy2005obs": (
+        "Niazy R.K., Beckmann C.F., Iannetti G.D., Brady J.M., Smith S.M. (2005). Removal of FMRI environment "
+        "artifacts from EEG data using optimal basis sets. NeuroImage 28(3), 720-737. "
+        "doi:10.1016/j.neuroimage.2005.06.067",
+        "@article{niazy2005obs,\n  title = {Removal of {FMRI} environment artifacts from {EEG} data using optimal "
+        "basis sets},\n  author = {Niazy, Rami K. and Beckmann, Christian F. and Iannetti, Gian Domenico and Brady, "
+        "J. Michael and Smith, Stephen M.},\n  journal = {NeuroImage},\n  volume = {28},\n  number = {3},\n"
+        "  pages = {720--737},\n  year = {2005},\n  doi = {10.1016/j.neuroimage.2005.06.067}\n}"),
     "gramfort2013mne": (
         "Gramfort A. et al. (2013). MEG and EEG data analysis with MNE-Python. Frontiers in Neuroscience 7, 267. "
         "doi:10.3389/fnins.2013.00267",
@@ -190,6 +213,10 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
         f"as follows. The onset of every BOLD "
         f"volume within the EEG recording was obtained {onset_txt}.")
 
+    correction = _correction_text(cfg.correction, c)
+    if correction:
+        paras.append(correction)
+
     if e.window_length is None:
         core = "one repetition time (TR)"
     else:
@@ -282,6 +309,50 @@ def methods_text(config=None, *, n_runs: int | None = None, onset_sources: Mappi
     if not cite:
         paras.append(f"Reference: {PAPER_CITATION}.")
     return "\n\n".join(paras)
+
+
+def _correction_text(c, cite=lambda *keys: "") -> str:
+    """The artefact-correction paragraph (empty without correction).
+
+    ``cite(*keys)`` gives the citation marks of :func:`methods_text` (an empty string without ``cite=True``, when
+    the works are named by author and year instead).
+    """
+    if c.method == "none":
+        return ""
+
+    def ref(authors: str, key: str) -> str:
+        return cite(key) or f" ({authors})"
+
+    trig = {"auto": f"at the scanner's slice triggers (\u201c{c.slice_marker}\u201d markers) when the recording had "
+                    "them, else at its volume triggers",
+            "slice": f"at the scanner's slice triggers (\u201c{c.slice_marker}\u201d markers)",
+            "volume": "at the scanner's volume triggers"}[c.triggers]
+    text = (f"The MR gradient artefact was removed by average artefact subtraction"
+            f"{ref('Allen et al., 2000', 'allen2000gradient')}: the EEG was cut into epochs {trig}, and from every "
+            f"epoch the mean of its {c.gradient_neighbours} nearest epochs (half before, half after, the epoch itself "
+            "excluded) was subtracted")
+    if c.align:
+        text += (f", after sub-sample alignment of the epochs (delays of up to {c.max_shift:g} samples, estimated "
+                 "from the cross-spectrum with a reference epoch and applied as Fourier phase shifts to the "
+                 "template)")
+    text += "."
+    if c.obs_components:
+        text += (f" The first {c.obs_components} principal components of the residual artefact of each channel "
+                 f"(optimal basis set{cite('niazy2005obs') or ', Niazy et al., 2005'}; computed over blocks of epochs) "
+                 "were fitted to every epoch and subtracted.")
+    if c.lowpass:
+        text += f" The data were then low-pass filtered at {c.lowpass:g} Hz (zero-phase linear-phase FIR)."
+    if c.bcg:
+        ecg = f"the {c.ecg_channel} channel" if c.ecg_channel else "the ECG channel"
+        how = (f"the mean and the first {c.bcg_obs_components} principal components of its "
+               f"{c.bcg_neighbours} nearest heartbeats were fitted to each heartbeat (optimal basis set)"
+               if c.bcg_obs_components else
+               f"the mean of its {c.bcg_neighbours} nearest heartbeats was subtracted from each heartbeat")
+        text += (f" The pulse (ballistocardiogram) artefact was then removed{ref('Allen et al., 1998', 'allen1998pulse')}"
+                 f": R peaks were detected on {ecg} with MNE-Python's QRS detector{cite('gramfort2013mne')}, the "
+                 "EEG was cut into heartbeat epochs starting a quarter of the median R-R interval before each R "
+                 f"peak, and {how}.")
+    return text
 
 
 def cited(text: str) -> list[str]:

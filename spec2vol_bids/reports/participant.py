@@ -1,9 +1,11 @@
 """Participant report ``OUT_DIR/sub-<label>.html``: one portable HTML file per subject.
 
-Sections: summary (runs, onset source, marker counts), EEG-to-volume alignment, spectrogram, target BOLD,
+Sections: summary (runs, onset source, marker counts), EEG-to-volume alignment, spectrogram, EEG artefacts (the
+scanner-artefact QC, when measured; artefact found in the EEG is also shown at the top in red), target BOLD,
 prediction vs measured (when predictions exist), methods (boilerplate generated from the settings, with its
 references), errors (crash files) and about (command line, date, versions, environment, input datasets). Paths are
-shown relative to ``OUT_DIR``: the report names no machine path. Figures are embedded as base64 PNG and also saved under ``OUT_DIR/sub-<label>/figures/``.
+shown relative to ``OUT_DIR``: the report names no machine path. Figures are embedded as base64 PNG and also saved
+under ``OUT_DIR/sub-<label>/figures/``.
 
 The inputs are plain arrays and values collected in :class:`RunReport`, so the caller (the BIDS-App, a notebook)
 only passes data it already has.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +82,13 @@ class RunReport:
         Messages to show with the run (e.g. marker/volume count mismatches found while reading).
     files : dict of str to path
         Output files to list (label -> path), shown relative to the output folder.
+    eeg_source : dict, optional
+        Where the EEG came from (the sidecar's ``EEGSource``: ``Dataset``, ``File`` and, for preprocessed EEG,
+        ``Desc``).
+    artefact_correction, artefact_qc : dict, optional
+        The sidecar's ``ArtefactCorrection`` and ``ArtefactQC`` (scanner artefacts before and after correction).
+    artefact_warnings : list of str
+        Artefact found in the EEG the spectrogram is made from (shown loudly, at the top of the report).
     """
 
     name: str
@@ -102,6 +112,10 @@ class RunReport:
     ssim: Any = None
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Any] = field(default_factory=dict)
+    eeg_source: dict | None = None
+    artefact_correction: dict | None = None
+    artefact_qc: dict | None = None
+    artefact_warnings: list[str] = field(default_factory=list)
 
     def all_warnings(self) -> list[str]:
         """``warnings`` plus the checks the report makes itself (marker count, TR fallback, invalid windows)."""
@@ -180,7 +194,9 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
                      None if onsets is None or onsets.size == 0 else float(onsets[0]),
                      r.eeg_duration, r.sfreq, None if r.channels is None else len(r.channels),
                      n_valid, r.n_pairs, "yes" if r.prediction is not None else "no"])
-    body = [f"<p>Participant <b>sub-{esc(label)}</b>: {len(runs)} paired EEG-fMRI run"
+    alerts = [f'<div class="alert"><b>{esc(r.name)}: scanner artefact in the EEG.</b> {_options_nowrap(w)} '
+              f'<a href="#artefacts">See "EEG artefacts".</a></div>' for r in runs for w in r.artefact_warnings]
+    body = alerts + [f"<p>Participant <b>sub-{esc(label)}</b>: {len(runs)} paired EEG-fMRI run"
             f"{'s' if len(runs) != 1 else ''}, {n_errors} error{'s' if n_errors != 1 else ''}.</p>",
             table_html(rows, ["run", "TR (s)", "BOLD volumes", "volume markers", "onset source",
                               "first volume (s)", "EEG length (s)", "EEG rate (Hz)", "channels",
@@ -188,6 +204,11 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
     for r in runs:
         for w in r.all_warnings():
             body.append(f'<p class="warn"><b>{esc(r.name)}</b>: {esc(w)}</p>')
+        if r.eeg_source:
+            corr = (r.artefact_correction or {}).get("Method", "none")
+            body.append(f'<p class="meta">{esc(r.name)}: EEG from <code>{esc(r.eeg_source.get("File", ""))}</code>'
+                        + (f' (desc-{esc(r.eeg_source["Desc"])})' if r.eeg_source.get("Desc") else "")
+                        + f"; artefact correction: {esc(corr)}.</p>")
         if r.files:
             items = "".join(f"<li>{esc(k)}: <code>{esc(_relative(v, out_dir))}</code></li>"
                             for k, v in r.files.items())
@@ -195,6 +216,62 @@ def _summary(runs: Sequence[RunReport], label: str, config_toml: str | None, n_e
     if config_toml:
         body.append(f"<details><summary>settings (TOML)</summary><pre>{esc(config_toml)}</pre></details>")
     return "\n".join(body)
+
+
+def _options_nowrap(text: str) -> str:
+    """``text`` escaped, its command-line options (``--eeg-correction``) kept on one line by the browser."""
+    return re.sub(r"(--[A-Za-z][\w-]*)", r'<span class="nowrap">\1</span>', esc(text))
+
+
+def _yes_no(flag) -> str:
+    return {True: '<span class="bad">yes</span>', False: '<span class="ok">no</span>'}.get(flag, "not measured")
+
+
+def _artefacts_html(r: RunReport, stem: str, figs: _Figures) -> str:
+    """The scanner-artefact QC of a run: warnings, the figure and the per-channel numbers."""
+    from . import figures as F
+
+    qc = r.artefact_qc or {}
+    method = (r.artefact_correction or {}).get("Method", "none")
+    grad, card = qc.get("Gradient") or {}, qc.get("Cardiac") or {}
+    parts = [f'<div class="alert">{_options_nowrap(w)}</div>' for w in r.artefact_warnings]
+    detected = qc.get("ArtefactDetected") or {}
+    if not r.artefact_warnings:
+        parts.append('<p class="ok">The QC finds no gradient or pulse artefact in the EEG the spectrogram is made '
+                     'from.</p>')
+    parts.append(f"<p>Correction: <b>{esc(method)}</b>. Gradient artefact at the {esc(grad.get('Triggers', '?'))} "
+                 f"triggers, {grad.get('ArtefactFrequency', float('nan')):.4g} Hz and its harmonics up to "
+                 f"{grad.get('HarmonicsMax', float('nan')):.4g} Hz"
+                 + (f"; heart rate {card['HeartRate']:.0f} per minute from {esc(card.get('ECGChannel'))} "
+                    f"({card.get('NumberOfBeats')} beats)" if "HeartRate" in card else "")
+                 + (f"; cardiac QC: {esc(card['Skipped'])}" if "Skipped" in card else "")
+                 + f". Artefact in the EEG the spectrogram is made from: gradient "
+                   f"{_yes_no(detected.get('Gradient'))}, pulse {_yes_no(detected.get('Cardiac'))}.</p>")
+    parts.append(figs.make(
+        stem, "artefacts", "eeg",
+        ("Power spectrum (mean over channels) of the EEG as used (not corrected)" if method == "none" else
+         "Power spectrum (mean over channels) before and after correction")
+        + " with the harmonics of the trigger frequency, and per channel the power at those harmonics and of the "
+          "heartbeat-locked average.",
+        lambda: F.artefact_figure(qc, title=f"{r.name}: scanner artefacts (correction {method})")))
+    names = qc.get("Channels") or []
+    card_names = card.get("Channels") or []
+
+    def val(d, key, k):
+        values = d.get(key) or []
+        return None if k is None or k >= len(values) or values[k] is None else float(values[k])
+
+    rows = []
+    for i, ch in enumerate(names):
+        j = card_names.index(ch) if ch in card_names else None
+        rows.append([ch, val(grad, "PowerBefore", i), val(grad, "PowerAfter", i), val(grad, "Reduction", i),
+                     val(grad, "PeakRatioBefore", i), val(grad, "PeakRatioAfter", i),
+                     val(card, "PowerBefore", j), val(card, "PowerAfter", j)])
+    parts.append("<details><summary>per-channel numbers (dB)</summary>"
+                 + table_html(rows, ["channel", "harmonics before", "harmonics after", "reduction",
+                                     "peak ratio before", "peak ratio after", "cardiac before", "cardiac after"])
+                 + "</details>")
+    return "\n".join(parts)
 
 
 def _relative(path, out_dir: Path) -> str:
@@ -272,10 +349,12 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
     cfg = config if isinstance(config, PreprocConfig) else PreprocConfig.from_dict(config or {})
     figs = _Figures(out, figures_dir(out, label), save_figures)
 
-    align, spec, bold, pred = [], [], [], []
+    align, spec, bold, pred, arts = [], [], [], [], []
     for r in runs:
         stem = _stem(r, label)
         head = f"<h3>{esc(r.name)}</h3>"
+        if r.artefact_qc:
+            arts.append(head + _artefacts_html(r, stem, figs))
         if r.volume_onsets is not None and len(r.volume_onsets):
             align.append(head + figs.make(
                 stem, "alignment", "eeg",
@@ -321,6 +400,8 @@ def participant_report(out_dir: str | os.PathLike, subject: str, runs: Sequence[
     none = '<p class="meta">Not available for this participant.</p>'
     sections.append(Section("alignment", "EEG-to-volume alignment", "\n".join(align) or none))
     sections.append(Section("spectrogram", "Spectrogram", "\n".join(spec) or none))
+    if arts:
+        sections.append(Section("artefacts", "EEG artefacts", "\n".join(arts)))
     sections.append(Section("target", "Target BOLD", "\n".join(bold) or none))
     if pred:
         sections.append(Section("prediction", "Prediction vs measured", "\n".join(pred)))

@@ -37,11 +37,15 @@ from ..utils import atomic_path, atomic_write, write_json
 from .anatomy import MAP_SIGMA_MM, SubjectAnatomy, make_anatomy
 from .presets import Preset, electrode_names, get_preset
 from .signals import (
+    ARTEFACTS,
     CONTROL_RATE,
     HISTORY_S,
     LOG_POWER_SD,
     POWER_TIMESCALE_S,
+    SLICE_MARKER,
     EEGRun,
+    GradientArtefact,
+    PulseArtefact,
     bold_regressors,
     make_source_power,
     make_timing,
@@ -69,7 +73,7 @@ EEG_REFERENCE, EEG_GROUND = "FCz", "AFz"
 _BASE_DATE = (2000, 1, 1)
 
 # streams of stream_rng(seed, STREAM, ...): one per kind of random quantity
-_S_TIMING, _S_POWER, _S_EVENTS, _S_ANATOMY, _S_BOLD, _S_PARTICIPANT = 1, 2, 3, 4, 5, 6
+_S_TIMING, _S_POWER, _S_EVENTS, _S_ANATOMY, _S_BOLD, _S_PARTICIPANT, _S_GRADIENT, _S_PULSE = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def _label(i: int) -> str:
@@ -121,9 +125,32 @@ def _resolve_preset(preset: str | Preset, subjects, sessions, runs, volumes) -> 
     return p.replace(**changes) if changes else p.check()
 
 
+def parse_artefacts(artefacts) -> tuple[str, ...]:
+    """The artefacts to simulate, checked and in canonical order: ``"gradient,bcg"`` or a sequence of names.
+
+    ``None``, ``""`` and ``"none"`` mean no artefact.
+
+    Raises
+    ------
+    UsageError
+        An unknown name.
+    """
+    if artefacts is None:
+        return ()
+    names = artefacts.split(",") if isinstance(artefacts, str) else list(artefacts)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    names = [n for n in names if n != "none"]
+    unknown = [n for n in names if n not in ARTEFACTS]
+    if unknown:
+        raise UsageError(f"unknown artefact(s) {', '.join(unknown)}",
+                         hint=f"Use a comma-separated list of {', '.join(ARTEFACTS)}, e.g. --artefacts gradient,bcg")
+    return tuple(a for a in ARTEFACTS if a in names)
+
+
 def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny", subjects: int | None = None,
                      sessions: int | None = None, runs: int | None = None, volumes: int | None = None,
-                     seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
+                     seed: int = 0, overwrite: bool = False, progress: bool = True, artefacts=None,
+                     sfreq: float | None = None) -> Path:
     """Write a synthetic simultaneous EEG-fMRI BIDS dataset whose BOLD is driven by its EEG.
 
     Parameters
@@ -138,6 +165,16 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
         per run.
     seed : int
         Seed of every random quantity; the same seed (and settings) gives byte-identical files.
+    artefacts : str or sequence of str, optional
+        Record the EEG "inside the scanner": ``"gradient"`` adds the MR gradient artefact (slice-locked, millivolts,
+        with ``Response/Slice`` slice-trigger markers; :class:`~spec2vol_bids.simulate.signals.GradientArtefact`),
+        ``"bcg"`` the pulse artefact locked to the ECG
+        (:class:`~spec2vol_bids.simulate.signals.PulseArtefact`; an ECG channel is added when the preset has
+        none). The EEG without them is written to ``derivatives/simulation/`` as ``*_desc-clean_eeg.vhdr``.
+        Default: none.
+    sfreq : float, optional
+        Override the preset's EEG sampling frequency (Hz); the gradient artefact needs a rate that holds the slice
+        harmonics (e.g. 1000 Hz or more).
     overwrite : bool
         Replace an existing non-empty ``out_dir`` (only once the new dataset is complete).
     progress : bool
@@ -180,6 +217,14 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
     >>> root = simulate_dataset("/tmp/sim", preset="tiny", subjects=2, seed=1)  # doctest: +SKIP
     """
     p = _resolve_preset(preset, subjects, sessions, runs, volumes)
+    if sfreq is not None:
+        if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float)) or not sfreq > 0:
+            raise UsageError(f"the sampling frequency must be a positive number (got {sfreq!r})",
+                             hint="Pass e.g. --sfreq 1000")
+        p = p.replace(sfreq=float(sfreq))
+    arts = parse_artefacts(artefacts)
+    if "bcg" in arts and not p.ecg:
+        p = p.replace(ecg=True)  # the pulse artefact is corrected from the ECG: record one
     seed = int(seed)
     if seed < 0:
         raise UsageError(f"The seed must be a non-negative integer (got {seed})", hint="Pass --seed 0 or more")
@@ -189,7 +234,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, preset: str | Preset = "tiny
     tmp_root = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.simulate-", dir=out_dir.parent))
     tmp_root.chmod(0o755)
     try:
-        sim = _Simulation(p, tmp_root, seed, progress)
+        sim = _Simulation(p, tmp_root, seed, progress, artefacts=arts)
         try:
             sim.run()
         finally:
@@ -257,10 +302,11 @@ class _CeilingAccumulator:
 class _Simulation:
     """State of one dataset being written (internal; use :func:`simulate_dataset`)."""
 
-    def __init__(self, preset: Preset, root: Path, seed: int, progress: bool):
+    def __init__(self, preset: Preset, root: Path, seed: int, progress: bool, artefacts: tuple[str, ...] = ()):
         import mne
 
         self.p = preset
+        self.artefacts = tuple(artefacts)
         self.root = root
         self.seed = seed
         self.progress = progress
@@ -359,6 +405,7 @@ class _Simulation:
             f"- BOLD: {p.grid[0]}x{p.grid[1]}x{p.grid[2]} voxels, TR {p.tr:g} s, {p.n_volumes} volumes per run",
             "- Each scanner volume is marked `Response/R128` in the .vmrk files and in the EEG events.tsv files; the",
             "  EEG starts a few seconds before the first volume (see FirstVolumeOnset in the ground truth).",
+            *self._artefact_readme(),
             "",
             "The ground truth (noise-free BOLD, source powers, maps, parameters, noise ceiling) is in",
             "derivatives/simulation/. Anatomy: MNI ICBM152 template (nilearn). No real participant data.",
@@ -400,6 +447,9 @@ class _Simulation:
             "Per subject: `sub-<label>_desc-sources_map.nii.gz`, the BOLD map of each source (4-D, one volume per",
             "source in the order of its sidecar's `Sources`).",
             "",
+            *(["Per run (in `sub-<label>/[ses-<label>/]eeg/`): `*_desc-clean_eeg.vhdr` (+ .vmrk, .eeg, .json), the EEG",
+               "without the simulated scanner artefacts (the ground truth of artefact correction).", ""]
+              if self.artefacts else []),
             "`noise_ceiling.tsv`: SSIM, PSNR and dynamic correlation of the noise-free against the measured BOLD",
             "after per-volume min-max scaling: the best score an EEG-to-fMRI model can reach on this dataset.",
             "",
@@ -409,6 +459,17 @@ class _Simulation:
         atomic_write(self.deriv / ".bidsignore", "\n".join([
             "noise_ceiling.*", "*_desc-simulation_params.json", "*_desc-sources_timeseries.*",
             "*_desc-sources_map.*", ""]))
+
+    def _artefact_readme(self) -> list[str]:
+        lines = []
+        if "gradient" in self.artefacts:
+            lines += ["- The EEG was recorded inside the scanner: it holds the MR gradient artefact (slice-locked,",
+                      f"  millivolts); every slice trigger is marked `Response/{SLICE_MARKER}`."]
+        if "bcg" in self.artefacts:
+            lines += ["- It holds the pulse (ballistocardiogram) artefact, locked to the heartbeat of the ECG channel."]
+        if self.artefacts:
+            lines += ["- The EEG without these artefacts is in derivatives/simulation/ (`*_desc-clean_eeg.vhdr`)."]
+        return lines
 
     def _write_scans(self) -> None:
         """Add the BOLD runs to the scans.tsv files mne-bids wrote for the EEG (acq_time shows concurrency)."""
@@ -508,6 +569,7 @@ class _Simulation:
                                   stream_rng(self.seed, _S_EVENTS, *keys))
         run_index = ((ses_i - 1) * len(p.tasks) + task_i) * p.n_runs + (run_i - 1)
         meas_date = _meas_date(sub_i, run_index)
+        self._artefact_params: dict = {}
         self._write_eeg(ent, stem, keys, timing, power, meas_date)
         # the BOLD run starts at the first volume marker: same clock as the EEG, FirstVolumeOnset later
         scans = self._subdir(self.root, ent, "func").parent / f"{self._stem(ent).split('_task-')[0]}_scans.tsv"
@@ -539,9 +601,46 @@ class _Simulation:
         scratch = self._scratch()
         vhdr = scratch / f"{stem}_eeg.vhdr"
         gen = EEGRun(p, self.eeg_names, timing, power, self.patterns, self.seed, keys)
-        with BrainVisionWriter(vhdr, self.ch_names, p.sfreq, markers, meas_date=meas_date) as w:
+        artefacts = []
+        if "gradient" in self.artefacts:
+            grad = GradientArtefact(p, len(self.ch_names), timing, stream_rng(self.seed, _S_GRADIENT, *keys))
+            artefacts.append(lambda s, t, grad=grad: grad.block(s, p.sfreq))
+            markers += [("Response", SLICE_MARKER, int(s)) for s in grad.slice_markers() if s < timing.n_samples]
+            self._artefact_params["Gradient"] = {
+                "Description": "MR gradient artefact: slice-locked, three gradient axes mixed per channel, through "
+                               "the amplifier's anti-aliasing filter; slices fill the TR sequentially",
+                "SliceMarker": f"Response/{SLICE_MARKER}", "SlicesPerVolume": grad.n_slices,
+                "SlicePeriod": grad.slice_period / p.sfreq, "SliceFrequency": grad.f_slice,
+                "FirstSliceOnsetSample": grad.t0, "ClockDriftSamples": grad.drift,
+                "ChannelRMS": {ch: float(v) for ch, v in zip(self.ch_names, grad.channel_rms)},
+                "Units": "uV"}
+        if "bcg" in self.artefacts:
+            pulse = PulseArtefact(self.eeg_names, len(self.ch_names), gen.beats,
+                                  stream_rng(self.seed, _S_PULSE, *keys))
+            artefacts.append(lambda s, t, pulse=pulse: pulse.block(t))
+            self._artefact_params["BCG"] = {
+                "Description": "pulse (ballistocardiogram) artefact locked to the ECG R peaks: three components at "
+                               "0.20, 0.30 and 0.45 s with beat-to-beat amplitude and latency variation",
+                "RPeaks": [float(b) for b in gen.beats],
+                "PeakAmplitude": {ch: float(v) for ch, v in zip(self.eeg_names, pulse.peak_uv)},
+                "Units": "uV"}
+        clean = None
+        with contextlib.ExitStack() as stack:
+            w = stack.enter_context(BrainVisionWriter(vhdr, self.ch_names, p.sfreq, markers, meas_date=meas_date))
+            if artefacts:
+                clean_dir = self._subdir(self.deriv, ent, "eeg")
+                clean_dir.mkdir(parents=True, exist_ok=True)
+                clean = clean_dir / f"{stem}_desc-clean_eeg.vhdr"
+                wc = stack.enter_context(BrainVisionWriter(clean, self.ch_names, p.sfreq, markers,
+                                                           meas_date=meas_date))
+            s0 = 0
             for block in tqdm(gen.iter_blocks(), total=gen.n_blocks, desc=f"  EEG {stem}", unit="s",
                               disable=not self.progress, leave=False):
+                if artefacts:
+                    wc.write(block)
+                    s = np.arange(s0, s0 + block.shape[1])
+                    block = (block + sum(a(s, s / p.sfreq) for a in artefacts)).astype(np.float32)
+                    s0 += block.shape[1]
                 w.write(block)
 
         with warnings.catch_warnings():
@@ -554,7 +653,8 @@ class _Simulation:
             keep = [i for i, d in enumerate(raw.annotations.description) if not d.startswith("New Segment")]
             raw.set_annotations(raw.annotations[keep])
             bids_path = BIDSPath(root=self.root, datatype="eeg", **ent)
-            event_id = {"Response/R128": 128, "Stimulus/S  1": 1, "Stimulus/S  2": 2}
+            event_id = {"Response/R128": 128, "Stimulus/S  1": 1, "Stimulus/S  2": 2,
+                        f"Response/{SLICE_MARKER}": 129}
             present = set(raw.annotations.description)
             write_raw_bids(raw, bids_path, event_id={k: v for k, v in event_id.items() if k in present},
                            overwrite=True, verbose="error")
@@ -590,13 +690,24 @@ class _Simulation:
             "RecordingType": "continuous",
         })
         write_json(sidecar, meta)
+        if clean is not None:  # the EEG without the scanner artefacts: the oracle of artefact correction
+            names = {"gradient": "MR gradient", "bcg": "pulse (BCG)"}
+            write_json(sidecar_path(clean), {
+                **meta,
+                "Description": "The simulated EEG without the " + " and ".join(names[a] for a in self.artefacts)
+                               + " artefacts that the raw recording holds (the ground truth of artefact "
+                                 "correction); same channels, samples and markers",
+                "Sources": [f"bids:raw:{(eeg_dir / f'{stem}_eeg.vhdr').relative_to(self.root).as_posix()}"],
+            })
+        levels = {"Response/R128": "MR scanner volume trigger (one per TR)",
+                  "Stimulus/S  1": "standard stimulus", "Stimulus/S  2": "target stimulus"}
+        if "gradient" in self.artefacts:
+            levels[f"Response/{SLICE_MARKER}"] = "MR scanner slice trigger (one per slice)"
         events_json = eeg_dir / f"{stem}_events.json"
         write_json(events_json, {
             "onset": {"Description": "Seconds from the first EEG sample", "Units": "s"},
             "duration": {"Description": "Duration of the marker", "Units": "s"},
-            "trial_type": {"Description": "BrainVision marker type/description",
-                           "Levels": {"Response/R128": "MR scanner volume trigger (one per TR)",
-                                      "Stimulus/S  1": "standard stimulus", "Stimulus/S  2": "target stimulus"}},
+            "trial_type": {"Description": "BrainVision marker type/description", "Levels": levels},
             "value": {"Description": "Numeric marker code"},
             "sample": {"Description": "EEG sample index (0-based) of the onset"},
         })
@@ -736,6 +847,7 @@ class _Simulation:
             "HeadTransform": anat.head_transform,
             "BackgroundRMS": EEGRun.BACKGROUND_UV,
             "TaskEvents": [{"onset": o, "code": c} for o, c in power.events],
+            **({"Artefacts": self._artefact_params} if self._artefact_params else {}),
             "Files": {
                 "eeg": rel(eeg_dir, f"{stem}_eeg.vhdr"),
                 "bold": rel(func_dir, f"{stem}_bold.nii.gz"),
@@ -743,5 +855,7 @@ class _Simulation:
                 "sources_timeseries": rel(deriv_dir, f"{stem}_desc-sources_timeseries.tsv"),
                 "maps": rel(sub_fdir, f"sub-{ent['subject']}_desc-sources_map.nii.gz"),
                 "brain_mask": rel(deriv_dir, f"{stem}_desc-brain_mask.nii.gz"),
+                **({"clean_eeg": rel(self._subdir(self.deriv, ent, "eeg"), f"{stem}_desc-clean_eeg.vhdr")}
+                   if self.artefacts else {}),
             },
         })

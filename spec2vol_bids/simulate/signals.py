@@ -22,6 +22,7 @@ from .presets import Preset
 __all__ = [
     "CONTROL_RATE", "HISTORY_S", "canonical_hrf", "smooth_process", "scalp_patterns", "spatial_mixing",
     "RunTiming", "make_timing", "SourcePower", "make_source_power", "bold_regressors", "EEGRun", "stream_rng",
+    "ARTEFACTS", "SLICE_MARKER", "GradientArtefact", "PulseArtefact",
 ]
 
 #: sampling rate (Hz) of the slow latent processes (source log-power), interpolated to EEG samples
@@ -445,3 +446,148 @@ class EEGRun:
             if self.preset.ecg:
                 x = np.vstack([x, ecg[None, :] + self.WHITE_UV * rng.standard_normal((1, n))])
             yield x.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ scanner artefacts
+#: artefacts the simulator can add to the EEG of an "inside the scanner" recording
+ARTEFACTS = ("gradient", "bcg")
+#: description of the slice-trigger markers written with the gradient artefact (BrainVision type ``Response``;
+#: MNE reads them as ``Response/Slice``)
+SLICE_MARKER = "Slice"
+#: the amplifier's anti-aliasing low-pass seen by the gradient artefact: cut-off (fraction of the sampling rate) and
+#: Butterworth order
+ANTIALIAS_CUTOFF, ANTIALIAS_ORDER = 0.2, 5
+#: samples per period of the tabulated gradient waveform (linearly interpolated)
+_TABLE = 1 << 14
+
+
+class GradientArtefact:
+    """The MR gradient artefact of the EPI acquisition of one run, in microvolts (see the Notes).
+
+    Parameters
+    ----------
+    preset : Preset
+        Recording settings (``grid[2]`` slices per volume, sequential, filling the TR as in ``SliceTiming``).
+    n_channels : int
+        Channels of the recording (the EEG electrodes and the ECG, which picks up the artefact too).
+    timing : RunTiming
+        Volume markers of the run.
+    rng : numpy.random.Generator
+        The run's artefact stream.
+
+    Notes
+    -----
+    Each of the three gradient axes induces a periodic waveform locked to the slices: a sum of harmonics of the
+    slice frequency with random amplitudes (falling as ``1/sqrt(h)``) and phases, seen through the amplifier's
+    anti-aliasing filter (Butterworth, order 5, at 0.2 x the sampling rate), with a slowly varying gain (2 %,
+    head motion). Every channel mixes the three axes with its own weights; its RMS is 0.3-1.2 mV (millivolts, a
+    hundred times the EEG). Timing: the scanner runs on its own clock, which gains 0.2-0.9 samples on the EEG clock
+    over the run, and a trigger is logged at the first EEG sample after it arrives. The artefact of volume ``v``
+    therefore starts up to one sample *before* its ``R128`` marker, by an amount that changes over the run; the
+    slice triggers (``Response/Slice`` markers, one per slice, the first with each ``R128``) have the same
+    sub-sample jitter. This is what AAS must align to a fraction of a sample.
+    """
+
+    def __init__(self, preset: Preset, n_channels: int, timing: RunTiming, rng: np.random.Generator):
+        sf = preset.sfreq
+        n_vol, n_slices = timing.n_volumes, int(preset.grid[2])
+        self.n_channels, self.n_slices = int(n_channels), n_slices
+        self.drift = float(rng.uniform(0.2, 0.9))  # samples gained by the scanner clock over the run
+        u0 = float(rng.uniform(self.drift, 1.0))  # the first volume starts u0 samples before its marker
+        span = max(n_vol - 1, 1)
+        self.volume_period = timing.samples_per_tr + self.drift / span  # samples, on the EEG clock
+        self.t0 = timing.first_volume - u0  # true start of the first volume (samples, fractional)
+        self.slice_period = self.volume_period / n_slices
+        self.end = self.t0 + n_vol * self.volume_period
+        f_slice = sf / self.slice_period
+        n_harm = max(1, int(0.45 * sf / f_slice))
+        h = np.arange(1, n_harm + 1)
+        gain = 1.0 / np.sqrt(1.0 + (h * f_slice / (ANTIALIAS_CUTOFF * sf)) ** (2 * ANTIALIAS_ORDER))
+        amps = rng.standard_normal((3, n_harm)) / np.sqrt(h) * gain  # (3 axes, H)
+        phases = rng.uniform(0, 2 * np.pi, (3, n_harm))
+        grid = np.arange(_TABLE) / _TABLE
+        table = np.zeros((3, _TABLE + 1))
+        for k in range(n_harm):  # one period of each axis' waveform, closed (table[:, -1] == table[:, 0])
+            table[:, :-1] += amps[:, k:k + 1] * np.cos(2 * np.pi * h[k] * grid[None, :] + phases[:, k:k + 1])
+        table[:, -1] = table[:, 0]
+        self.table = table / table[:, :-1].std(axis=1, keepdims=True)  # unit RMS per axis
+        weights = rng.standard_normal((self.n_channels, 3))
+        self.channel_rms = rng.uniform(300.0, 1200.0, self.n_channels)  # uV
+        # the axes have unit RMS and are nearly uncorrelated: unit-norm weights give each channel its RMS
+        self.weights = weights / np.linalg.norm(weights, axis=1, keepdims=True) * self.channel_rms[:, None]
+        # slow gain of each axis (head motion), on the control grid
+        dt = 1.0 / CONTROL_RATE
+        n_ctrl = int(timing.n_samples / sf / dt) + 2
+        self.gain_t = np.arange(n_ctrl) * dt
+        self.gain = 1.0 + 0.02 * np.stack([smooth_process(rng, n_ctrl, dt, 20.0) for _ in range(3)])
+        self.f_slice = f_slice
+
+    def slice_markers(self) -> np.ndarray:
+        """Sample of each logged slice trigger (the first EEG sample at or after the slice starts)."""
+        onsets = self.t0 + np.arange(int(round((self.end - self.t0) / self.slice_period))) * self.slice_period
+        return np.ceil(onsets - 1e-9).astype(np.int64)
+
+    def block(self, s: np.ndarray, sfreq: float) -> np.ndarray:
+        """The artefact (uV) at sample indices ``s``: ``[n_channels, len(s)]``."""
+        s = np.asarray(s, dtype=np.float64)
+        inside = (s >= self.t0) & (s < self.end)
+        phase = np.mod((s - self.t0) / self.slice_period, 1.0) * _TABLE
+        i0 = np.minimum(phase.astype(np.int64), _TABLE - 1)
+        w = phase - i0
+        wave = self.table[:, i0] * (1.0 - w) + self.table[:, i0 + 1] * w  # (3, n)
+        wave *= np.stack([np.interp(s / sfreq, self.gain_t, g) for g in self.gain])
+        return (self.weights @ wave) * inside
+
+
+class PulseArtefact:
+    """The pulse (ballistocardiogram, BCG) artefact: head and electrode motion with each heartbeat, in microvolts.
+
+    Parameters
+    ----------
+    eeg_names : list of str
+        EEG electrodes (easycap-M1 names); the ECG channel gets no BCG.
+    n_channels : int
+        Channels of the recording (the ECG last).
+    beats : ndarray
+        R-peak times (s) of the run's ECG.
+    rng : numpy.random.Generator
+
+    Notes
+    -----
+    Three components follow each R peak, at 0.20, 0.30 and 0.45 s (Gaussian bumps of 35, 50 and 80 ms); each has
+    a smooth scalp map (around T7, T8 and Oz) mixed at random, so channels see different shapes. Each channel's
+    BCG peaks at 40-150 uV. Every component's amplitude drifts slowly (10 %, over some thirty beats) and
+    varies at random by 5 % from beat to beat, its latency by 2 ms: the shape varies.
+    """
+
+    COMPONENTS = ((0.20, 0.035), (0.30, 0.05), (0.45, 0.08))  # (latency s, width s)
+
+    def __init__(self, eeg_names: list[str], n_channels: int, beats: np.ndarray, rng: np.random.Generator):
+        k = len(self.COMPONENTS)
+        maps = scalp_patterns(list(eeg_names), ["T7", "T8", "Oz"], width_rad=0.7) @ rng.standard_normal((k, k))
+        peak = rng.uniform(40.0, 150.0, len(eeg_names))
+        maps *= (peak / np.maximum(np.abs(maps).max(axis=1), 1e-12))[:, None]
+        self.weights = np.zeros((int(n_channels), k))
+        self.weights[: len(eeg_names)] = maps  # (C, K); the ECG row stays 0
+        self.beats = np.asarray(beats, dtype=float)
+        n_b = self.beats.size
+        slow = np.stack([smooth_process(rng, max(n_b, 2), 1.0, 30.0)[:n_b] for _ in range(k)], axis=1)
+        self.amp = 1.0 + 0.05 * rng.standard_normal((n_b, k)) + 0.1 * slow  # (beats, K)
+        self.lat = np.array([c[0] for c in self.COMPONENTS])[None, :] + 0.002 * rng.standard_normal((n_b, k))
+        self.width = np.array([c[1] for c in self.COMPONENTS])
+        self.peak_uv = peak
+
+    def block(self, t: np.ndarray) -> np.ndarray:
+        """The artefact (uV) at times ``t`` (s): ``[n_channels, len(t)]``."""
+        t = np.asarray(t, dtype=float)
+        waves = np.zeros((len(self.COMPONENTS), t.size))
+        lo = np.searchsorted(self.beats, t[0] - 1.0)
+        hi = np.searchsorted(self.beats, t[-1] + 0.1)
+        for b in range(lo, hi):
+            d = t - self.beats[b]
+            near = (d > -0.1) & (d < 1.0)
+            if not near.any():
+                continue
+            for m in range(len(self.COMPONENTS)):
+                waves[m, near] += self.amp[b, m] * np.exp(-0.5 * ((d[near] - self.lat[b, m]) / self.width[m]) ** 2)
+        return self.weights @ waves

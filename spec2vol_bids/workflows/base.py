@@ -29,7 +29,15 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from ..interfaces import BOLDTarget, DerivativesDataSink, EEGSpectrogram, Predict
+from ..interfaces import (
+    ArtefactQC,
+    BCGCorrection,
+    BOLDTarget,
+    DerivativesDataSink,
+    EEGSpectrogram,
+    GradientCorrection,
+    Predict,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_MIN_GB",
@@ -43,6 +51,8 @@ __all__ = [
 DEFAULT_MEMORY_MIN_GB = 0.25
 
 _RUN_INPUTS = ["eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv"]
+#: where the EEG comes from, for the sidecar's BIDS URIs (unset: the raw dataset)
+_EEG_SOURCE_INPUTS = ["eeg_dataset", "eeg_desc"]
 #: inputs of a run whose targets come from a preprocessed BOLD series (``use_preproc_bold=True``)
 _PREPROC_INPUTS = ["preproc_bold", "preproc_mask", "preproc_repetition_time", "preproc_dataset", "preproc_space"]
 #: inputs of :func:`init_bold_target_wf`
@@ -59,12 +69,19 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool 
                             name: str = "eeg_spectrogram_wf") -> pe.Workflow:
     """Build a workflow computing the volume-locked EEG spectrogram of one run.
 
+    With ``correction.method`` set (``--eeg-correction``), the EEG first goes through the gradient correction
+    node (and the pulse-artefact correction node), which write the corrected recording into their working
+    directories; the spectrogram reads its samples from there. Otherwise an artefact QC node measures the raw
+    EEG (``correction.qc``). The QC numbers go into the spectrogram's sidecar.
+
     Parameters
     ----------
     config : PreprocConfig or dict, optional
-        Preprocessing settings (default: the official pipeline). The ``eeg`` and ``pairing`` sections are used.
+        Preprocessing settings (default: the official pipeline). The ``eeg``, ``pairing`` and ``correction``
+        sections are used.
     mem_gb : float
-        Memory budget of the spectrogram node (the recording is streamed; a few windows are in memory).
+        Memory budget of the spectrogram and correction nodes (the recording is streamed; a few windows are in
+        memory).
     progress : bool
         Show a progress bar over the windows (not part of the cache hash).
     name : str
@@ -82,6 +99,9 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool 
         Optional ``channels.tsv`` of the run.
     events_tsv
         Optional ``events.tsv`` of the run.
+    eeg_dataset, eeg_desc
+        Optional: the name (in BIDS URIs) of the dataset holding ``eeg_file`` when it is preprocessed EEG from a
+        derivatives dataset (default ``raw``), and its ``desc`` label.
 
     Outputs
     -------
@@ -92,17 +112,47 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool 
     onset_source
         ``markers``, ``events.tsv`` or ``tr-fallback``.
     """
+    from ..config import PreprocConfig
+
+    cfg = PreprocConfig.coerce(config)
+    cfg_dict = cfg.to_dict()
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS + _EEG_SOURCE_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "spectrogram_json", "onset_source"]),
                          name="outputnode")
-    spectrogram = pe.Node(EEGSpectrogram(config=_config_dict(config), progress=progress), name="spectrogram",
+    spectrogram = pe.Node(EEGSpectrogram(config=cfg_dict, progress=progress), name="spectrogram",
                           mem_gb=mem_gb)
     workflow.connect([
-        (inputnode, spectrogram, [(f, f) for f in _RUN_INPUTS]),
+        (inputnode, spectrogram, [(f, f) for f in _RUN_INPUTS + _EEG_SOURCE_INPUTS]),
         (spectrogram, outputnode, [("out_file", "spectrogram"), ("out_sidecar", "spectrogram_json"),
                                    ("onset_source", "onset_source")]),
     ])
+    method = cfg.correction.method
+    if method != "none":
+        # the recording streams through the correction block by block: a few blocks of memory, whatever its length
+        gradient = pe.Node(GradientCorrection(config=cfg_dict, cardiac_qc=method == "gradient", progress=progress),
+                           name="gradient_correction", mem_gb=mem_gb)
+        workflow.connect(inputnode, "eeg_file", gradient, "eeg_file")
+        workflow.connect([(inputnode, gradient, [(f, f) for f in _RUN_INPUTS[1:]])])
+        if cfg.correction.bcg:
+            bcg = pe.Node(BCGCorrection(config=cfg_dict, progress=progress), name="bcg_correction", mem_gb=mem_gb)
+            qc_files = pe.Node(niu.Merge(2), name="qc_files", run_without_submitting=True)
+            workflow.connect([
+                (gradient, bcg, [("out_file", "in_file"), ("ecg_file", "ecg_file")]),
+                (inputnode, bcg, [("channels_tsv", "channels_tsv")]),
+                (gradient, qc_files, [("qc_file", "in1")]),
+                (bcg, qc_files, [("qc_file", "in2")]),
+                (bcg, spectrogram, [("out_file", "data_file")]),
+                (qc_files, spectrogram, [("out", "qc_files")]),
+            ])
+        else:
+            workflow.connect([(gradient, spectrogram, [("out_file", "data_file"), ("qc_file", "qc_files")])])
+    elif cfg.correction.qc:
+        qc = pe.Node(ArtefactQC(config=cfg_dict, progress=progress), name="artefact_qc", mem_gb=mem_gb)
+        workflow.connect([
+            (inputnode, qc, [(f, f) for f in _RUN_INPUTS]),
+            (qc, spectrogram, [("qc_file", "qc_files")]),
+        ])
     return workflow
 
 
@@ -189,7 +239,10 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     Inputs
     ------
     eeg_file
-        Raw EEG data file.
+        EEG data file: the raw one, or preprocessed EEG from a derivatives dataset (``eeg_dataset``).
+    eeg_dataset, eeg_desc
+        Optional: name of the dataset holding a preprocessed ``eeg_file`` (e.g. ``eegprep``) and its ``desc``
+        label, recorded in the spectrogram's sidecar (default: the raw dataset).
     bold_file
         Raw BOLD series.
     repetition_time
@@ -226,7 +279,8 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     # nvidia-smi, not torch: building the graph stays light; "cuda" is kept for a GPU node without a check here
     device_used = resolve_device(device, gpu_count=gpu_count, strict=False)
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS + (_PREPROC_INPUTS if use_preproc_bold else [])),
+    inputnode = pe.Node(niu.IdentityInterface(fields=_RUN_INPUTS + _EEG_SOURCE_INPUTS
+                                              + (_PREPROC_INPUTS if use_preproc_bold else [])),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["spectrogram", "target", "mask", "prediction",
                                                        "out_files"]), name="outputnode")
@@ -243,7 +297,7 @@ def init_spec2vol_wf(*, config=None, output_dir: str | os.PathLike, model: str |
     else:
         target_inputs = [("bold_file", "bold_file"), ("repetition_time", "repetition_time")]
     workflow.connect([
-        (inputnode, eeg_wf, [(f, f"inputnode.{f}") for f in _RUN_INPUTS]),
+        (inputnode, eeg_wf, [(f, f"inputnode.{f}") for f in _RUN_INPUTS + _EEG_SOURCE_INPUTS]),
         (inputnode, bold_wf, [(src, f"inputnode.{dst}") for src, dst in target_inputs]),
         (eeg_wf, merge, [("outputnode.spectrogram", "in1"), ("outputnode.spectrogram_json", "in2")]),
         (bold_wf, merge, [("outputnode.target", "in3"), ("outputnode.target_json", "in4"),
@@ -278,7 +332,8 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
     ----------
     pairs : sequence of RunPair
         Paired runs (:func:`spec2vol_bids.bids.runs.collect_pairs`); the targets of a run with a ``preproc``
-        series (:func:`spec2vol_bids.bids.fmriprep.match_preproc_bold`) are made from it.
+        series (:func:`spec2vol_bids.bids.fmriprep.match_preproc_bold`) are made from it, and the spectrogram of
+        a run with ``eeg_preproc`` (:func:`spec2vol_bids.bids.eegprep.match_preproc_eeg`) from that EEG.
     config : PreprocConfig or dict, optional
         Preprocessing settings.
     output_dir : path-like
@@ -315,7 +370,10 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
                                       batch_size=batch_size, omp_nthreads=omp_nthreads,
                                       bold_mem_gb=_bold_mem_gb(pair), progress=progress,
                                       use_preproc_bold=preproc is not None, name=pair.wf_name)
-            run_wf.inputs.inputnode.eeg_file = str(pair.eeg_file)
+            run_wf.inputs.inputnode.eeg_file = str(pair.source_eeg)
+            if pair.eeg_preproc is not None:
+                run_wf.inputs.inputnode.eeg_dataset = pair.eeg_preproc.dataset
+                run_wf.inputs.inputnode.eeg_desc = pair.eeg_preproc.desc
             run_wf.inputs.inputnode.bold_file = str(pair.bold_file)
             run_wf.inputs.inputnode.repetition_time = float(pair.repetition_time)
             if preproc is not None:
@@ -325,10 +383,10 @@ def init_spec2vol_bids_wf(*, pairs: Sequence, config=None, output_dir: str | os.
                 run_wf.inputs.inputnode.preproc_space = preproc.space
                 if preproc.mask is not None:
                     run_wf.inputs.inputnode.preproc_mask = str(preproc.mask)
-            if pair.channels_tsv is not None:
-                run_wf.inputs.inputnode.channels_tsv = str(pair.channels_tsv)
-            if pair.events_tsv is not None:
-                run_wf.inputs.inputnode.events_tsv = str(pair.events_tsv)
+            if pair.source_channels_tsv is not None:
+                run_wf.inputs.inputnode.channels_tsv = str(pair.source_channels_tsv)
+            if pair.source_events_tsv is not None:
+                run_wf.inputs.inputnode.events_tsv = str(pair.source_events_tsv)
             if crashdump_dirs and subject in crashdump_dirs:
                 for node in run_wf._get_all_nodes():
                     node.config = {"execution": {"crashdump_dir": str(crashdump_dirs[subject])}}

@@ -60,15 +60,18 @@ def test_reports_only_rebuilds_reports_from_the_derivatives(tiny_bids, tiny_deri
     report = out / "sub-02.html"
     old = report.read_text()
     report.unlink()
+    figures = sorted(p.name for p in (out / "sub-02" / "figures").glob("*.png"))
     shutil.rmtree(out / "sub-02" / "figures")
     work = tmp_path / "work"
     assert main([str(tiny_bids), str(out), "participant", "--participant-label", "02", "--reports-only",
                  "-w", str(work)]) == 0
     assert not work.exists() and data_hashes(out) == before  # nothing computed again
     new = report.read_text()
-    for section in ("summary", "alignment", "spectrogram", "target", "methods", "errors", "about"):
+    for section in ("summary", "alignment", "spectrogram", "artefacts", "target", "methods", "errors", "about"):
         assert f'<section id="{section}">' in new and f'<section id="{section}">' in old
-    assert len(list((out / "sub-02" / "figures").glob("*.png"))) == 3
+    # the same figures again: alignment, spectrogram, artefact QC (the default workflow measures it), target
+    assert sorted(p.name for p in (out / "sub-02" / "figures").glob("*.png")) == figures
+    assert len(figures) == 4 and "sub-02_task-rest_desc-artefacts_eeg.png" in figures
     assert "--reports-only" in new and (out / "logs" / "CITATION.md").is_file()
     # a participant without derivatives is an error, not an empty report
     bids = copy_dataset(tiny_bids, tmp_path / "bids", subjects=("01",))

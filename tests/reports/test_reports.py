@@ -265,6 +265,76 @@ def test_alignment_figure_marks_filled_onsets():
     assert not any("filled" in t for t in plain.axes[0].get_legend_handles_labels()[1])
 
 
+def _artefact_qc(corrected: bool) -> dict:
+    """An ``ArtefactQC`` sidecar field as merge_qc writes it (3 EEG channels, slice frequency 10 Hz)."""
+    f = np.arange(0.5, 120, 0.5)
+    lines = np.isclose(f % 10, 0)
+    before = np.where(lines, 45.0, 5.0 - 10 * np.log10(f))
+    grad = {"Triggers": "slice", "ArtefactFrequency": 10.0, "Harmonics": [10.0 * k for k in range(1, 12) if k != 5],
+            "HarmonicsMax": 119.0, "PowerBefore": [52.0, 50.5, 54.0], "PeakRatioBefore": [31.0, 30.0, 33.0],
+            "MeanSpectrum": {"Frequencies": f.tolist(), "Before": before.tolist()}}
+    card = {"ECGChannel": "ECG", "Channels": ["Fz", "Cz", "Pz"], "HeartRate": 64.0, "NumberOfBeats": 80,
+            "PowerBefore": [29.0, 27.5, 31.0], "RatioBefore": [25.0, 24.0, 27.0]}
+    if corrected:
+        grad.update(PowerAfter=[12.0, 11.0, 14.0], PeakRatioAfter=[2.0, 1.5, 3.0], Reduction=[40.0, 39.5, 40.0])
+        grad["MeanSpectrum"]["After"] = (5.0 - 10 * np.log10(f)).tolist()
+        card.update(PowerAfter=[-5.0, -6.0, -3.0], RatioAfter=[-8.0, -9.0, -7.0], Reduction=[34.0, 33.5, 34.0])
+    return {"Channels": ["Fz", "Cz", "Pz"], "Gradient": grad, "Cardiac": card,
+            "ArtefactDetected": {"Gradient": not corrected, "Cardiac": None if not corrected else False}}
+
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_artefact_section_figure_and_loud_warning(tmp_path, run_data, corrected):
+    warning = "The EEG holds MR gradient artefact ... and --eeg-correction is none"
+    run = make_run(run_data, artefact_qc=_artefact_qc(corrected),
+                   artefact_correction={"Method": "gradient+bcg" if corrected else "none"},
+                   artefact_warnings=[] if corrected else [warning],
+                   eeg_source={"Dataset": "raw", "File": "bids:raw:sub-01/eeg/sub-01_task-rest_run-1_eeg.vhdr"})
+    html = participant_report(tmp_path, "01", [run], config=run_data["cfg"]).read_text()
+    assert '<section id="artefacts">' in html
+    assert html.count('class="alert"') == (0 if corrected else 2)  # at the top of the report and in the section
+    if not corrected:
+        summary = html.split('<section id="summary">')[1].split("</section>")[0]
+        assert summary.index('class="alert"') < summary.index("Participant <b>sub-01</b>")  # first thing shown
+        assert '<span class="nowrap">--eeg-correction</span> is none' in summary  # the option on one line
+    else:
+        assert "finds no gradient or pulse artefact" in html and "heart rate 64 per minute" in html
+    assert "bids:raw:sub-01/eeg/sub-01_task-rest_run-1_eeg.vhdr" in html
+    art = tmp_path / "sub-01" / "figures" / "sub-01_task-rest_run-1_desc-artefacts_eeg.png"
+    assert art.is_file()
+    from PIL import Image
+
+    assert_not_blank(np.asarray(Image.open(art).convert("RGBA")))
+
+
+def test_artefact_figure_without_ecg():
+    qc = _artefact_qc(True)
+    del qc["Cardiac"]
+    fig = figures.artefact_figure(qc)
+    assert len(fig.axes) == 2  # the spectrum and the per-channel harmonic power
+    figures.to_png(fig)
+
+
+def test_methods_text_describes_the_artefact_correction():
+    assert "artefact" not in methods_text(PreprocConfig())
+    text = methods_text(PreprocConfig.from_dict({"correction": {"method": "gradient+bcg", "obs_components": 3}}))
+    for phrase in ("average artefact subtraction (Allen et al., 2000)", "slice triggers (\u201cSlice\u201d markers)",
+                   "its 30 nearest epochs", "sub-sample alignment", "first 3 principal components",
+                   "low-pass filtered at 250 Hz", "R peaks were detected on the ECG channel",
+                   "mean of its 30 nearest heartbeats"):
+        assert phrase in text, phrase
+    # with citation keys: the methods' papers are cited from the reference list, with their BibTeX entries
+    from spec2vol_bids.reports.methods import REFERENCES, bibtex, cited
+
+    cfg = PreprocConfig.from_dict({"correction": {"method": "gradient+bcg", "obs_components": 3}})
+    keys = cited(methods_text(cfg, cite=True))
+    assert {"allen2000gradient", "niazy2005obs", "allen1998pulse"} <= set(keys)
+    assert not {"allen2000gradient", "niazy2005obs", "allen1998pulse"} & set(cited(methods_text(PreprocConfig(),
+                                                                                                 cite=True)))
+    for key in ("allen2000gradient", "niazy2005obs", "allen1998pulse"):
+        assert bibtex([key]).startswith(f"@article{{{key},") and "NeuroImage" in REFERENCES[key][0]
+
+
 def test_methods_text_describes_the_model_that_made_the_predictions():
     from spec2vol_bids.reports.methods import methods_text
 

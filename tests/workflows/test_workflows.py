@@ -17,7 +17,7 @@ from spec2vol_bids.workflows import (
     init_spec2vol_wf,
 )
 
-RUN_INPUTS = {"eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv"}
+RUN_INPUTS = {"eeg_file", "bold_file", "repetition_time", "channels_tsv", "events_tsv", "eeg_dataset", "eeg_desc"}
 
 
 def _fields(wf, node):
@@ -42,6 +42,39 @@ def test_eeg_and_bold_builders():
     assert _fields(bold, "inputnode") == {"bold_file", "repetition_time", "mask_file", "dataset", "space"}
     assert _fields(bold, "outputnode") == {"target", "target_json", "mask", "mask_json"}
     assert bold.get_node("target").inputs.config["bold"]["scaling"] == "zscore"
+
+
+def _links(wf, src, dst):
+    a, b = wf.get_node(src), wf.get_node(dst)
+    return {pair for u, v, data in wf._graph.edges(data=True) if u is a and v is b for pair in data["connect"]}
+
+
+@pytest.mark.parametrize("method, nodes", [
+    ("none", {"artefact_qc"}),
+    ("gradient", {"gradient_correction"}),
+    ("gradient+bcg", {"gradient_correction", "bcg_correction", "qc_files"}),
+])
+def test_eeg_builder_corrects_artefacts_before_the_spectrogram(method, nodes):
+    wf = init_eeg_spectrogram_wf(config={"correction": {"method": method}})
+    extra = {n.name for n in wf._get_all_nodes()} - {"inputnode", "outputnode", "spectrogram"}
+    assert extra == nodes
+    if method == "none":  # only the QC, which reads the raw EEG; the spectrogram too
+        assert _links(wf, "artefact_qc", "spectrogram") == {("qc_file", "qc_files")}
+        assert ("eeg_file", "eeg_file") in _links(wf, "inputnode", "artefact_qc")
+        return
+    gradient = wf.get_node("gradient_correction")
+    assert gradient.inputs.cardiac_qc is (method == "gradient")  # the BCG step measures the heartbeat itself
+    last = "bcg_correction" if method == "gradient+bcg" else "gradient_correction"
+    assert ("out_file", "data_file") in _links(wf, last, "spectrogram")
+    # the spectrogram keeps the original recording for its markers and Sources
+    assert ("eeg_file", "eeg_file") in _links(wf, "inputnode", "spectrogram")
+    if method == "gradient+bcg":
+        assert _links(wf, "gradient_correction", "bcg_correction") == {("out_file", "in_file"),
+                                                                       ("ecg_file", "ecg_file")}
+        assert _links(wf, "qc_files", "spectrogram") == {("out", "qc_files")}
+    # no QC at all when switched off
+    quiet = init_eeg_spectrogram_wf(config={"correction": {"qc": False}})
+    assert {n.name for n in quiet._get_all_nodes()} == {"inputnode", "outputnode", "spectrogram"}
 
 
 @pytest.mark.parametrize("device, gpu", [("cpu", False), ("cuda", True)])

@@ -1,0 +1,160 @@
+"""BrainVision EEG files (``.vhdr`` + ``.vmrk`` + ``.eeg``, multiplexed IEEE float32, microvolts), streamed.
+
+pybv (and so ``mne_bids.write_raw_bids(format="BrainVision")``) needs the whole recording in memory and writes
+every marker as ``Stimulus``. :class:`BrainVisionWriter` keeps only one block in memory and writes markers of any
+type (the scanner's volume triggers as ``Response,R128``, as Brain Products recorders do). The simulator writes its
+recordings with it, and the artefact correction its corrected EEG (in the working directory), which any BrainVision
+reader (MNE, the BIDS-App itself) opens; :func:`read_block` reads samples of such a file back without MNE.
+Identical inputs give byte-identical files (no time stamps).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Marker", "BrainVisionWriter", "read_block", "markers_from_annotations"]
+
+#: (type, description, 0-based sample) of one BrainVision marker, e.g. ``("Response", "R128", 1250)``
+Marker = tuple[str, str, int]
+
+
+class BrainVisionWriter:
+    """Write a BrainVision recording (``.vhdr``, ``.vmrk``, ``.eeg``: multiplexed IEEE float32, microvolts).
+
+    Parameters
+    ----------
+    vhdr : path-like
+        Header path; the ``.eeg`` and ``.vmrk`` files are written next to it with the same stem.
+    ch_names : sequence of str
+        Channel names in file order.
+    sfreq : float
+        Sampling frequency (Hz).
+    markers : sequence of Marker
+        ``(type, description, sample)`` with 0-based samples; written sorted by sample after a
+        ``New Segment`` marker at sample 0 that carries ``meas_date``.
+    meas_date : str
+        Recording start as ``YYYYMMDDhhmmssuuuuuu`` (BrainVision's New Segment date field).
+    software : str
+        Named in the header's comment line.
+
+    Examples
+    --------
+    >>> with BrainVisionWriter(path, ["Cz"], 250.0, [("Response", "R128", 500)],
+    ...                        meas_date="20000101120000000000") as w:  # doctest: +SKIP
+    ...     w.write(block)  # block: (n_channels, n_samples) in microvolts
+    """
+
+    def __init__(self, vhdr: str | os.PathLike, ch_names: Sequence[str], sfreq: float,
+                 markers: Sequence[Marker], *, meas_date: str, software: str = "spec2vol-bids simulate"):
+        self.vhdr = Path(vhdr)
+        self.eeg = self.vhdr.with_suffix(".eeg")
+        self.vmrk = self.vhdr.with_suffix(".vmrk")
+        self.ch_names = list(ch_names)
+        self.sfreq = float(sfreq)
+        self.n_written = 0
+        self.software = software
+        self._write_header()
+        self._write_markers(markers, meas_date)
+        self._fh = open(self.eeg, "wb")  # noqa: SIM115 - closed in close()
+
+    def _write_header(self) -> None:
+        interval_us = 1e6 / self.sfreq
+        interval = f"{interval_us:.6f}".rstrip("0").rstrip(".")
+        lines = [
+            "Brain Vision Data Exchange Header File Version 1.0",
+            f"; Data created by {self.software}",
+            "",
+            "[Common Infos]",
+            "Codepage=UTF-8",
+            f"DataFile={self.eeg.name}",
+            f"MarkerFile={self.vmrk.name}",
+            "DataFormat=BINARY",
+            "; Data orientation: MULTIPLEXED=ch1,pt1, ch2,pt1 ...",
+            "DataOrientation=MULTIPLEXED",
+            f"NumberOfChannels={len(self.ch_names)}",
+            "; Sampling interval in microseconds",
+            f"SamplingInterval={interval}",
+            "",
+            "[Binary Infos]",
+            "BinaryFormat=IEEE_FLOAT_32",
+            "",
+            "[Channel Infos]",
+            "; Each entry: Ch<Channel number>=<Name>,<Reference channel name>,",
+            "; <Resolution in \"Unit\">,<Unit>, Future extensions..",
+            "; Fields are delimited by commas, some fields might be omitted (empty).",
+            "; Commas in channel names are coded as \"\\1\".",
+        ]
+        lines += [f"Ch{i}={name.replace(',', chr(92) + '1')},,1,µV" for i, name in enumerate(self.ch_names, 1)]
+        self.vhdr.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _write_markers(self, markers: Sequence[Marker], meas_date: str) -> None:
+        lines = [
+            "Brain Vision Data Exchange Marker File, Version 1.0",
+            "",
+            "[Common Infos]",
+            "Codepage=UTF-8",
+            f"DataFile={self.eeg.name}",
+            "",
+            "[Marker Infos]",
+            "; Each entry: Mk<Marker number>=<Type>,<Description>,<Position in data points>,",
+            "; <Size in data points>, <Channel number (0 = marker is related to all channels)>",
+            "; Fields are delimited by commas, some fields might be omitted (empty).",
+            "; Commas in type or description text are coded as \"\\1\".",
+            f"Mk1=New Segment,,1,1,0,{meas_date}",
+        ]
+        ordered = sorted(markers, key=lambda m: (int(m[2]), m[0], m[1]))
+        lines += [f"Mk{i}={typ},{desc},{int(pos) + 1},1,0" for i, (typ, desc, pos) in enumerate(ordered, 2)]
+        self.vmrk.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` of shape (n_channels, n_samples), in microvolts."""
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[0] != len(self.ch_names):
+            raise ValueError(f"expected a block of shape ({len(self.ch_names)}, n), got {block.shape}")
+        self._fh.write(np.ascontiguousarray(block.T, dtype="<f4").tobytes())  # multiplexed: (n, C)
+        self.n_written += block.shape[1]
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> BrainVisionWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: int) -> np.ndarray:
+    """Samples ``start:stop`` of a multiplexed float32 BrainVision data file written by :class:`BrainVisionWriter`.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_channels, stop - start)
+        In the file's unit (microvolts).
+    """
+    count = (int(stop) - int(start)) * int(n_channels)
+    data = np.fromfile(eeg_file, dtype="<f4", count=count, offset=int(start) * int(n_channels) * 4)
+    if data.size != count:
+        raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
+    return data.reshape(-1, int(n_channels)).T
+
+
+def markers_from_annotations(annotations: Sequence[tuple[float, str]], sfreq: float) -> list[Marker]:
+    """BrainVision markers from ``(onset in s from the first sample, description)`` pairs (as MNE names them).
+
+    MNE names a BrainVision marker ``Type/Description`` (``Response/R128``); other descriptions become
+    ``Comment`` markers. Onsets are rounded to the nearest sample; negative ones are dropped.
+    """
+    out: list[Marker] = []
+    for onset, desc in annotations:
+        sample = int(round(float(onset) * float(sfreq)))
+        if sample < 0 or str(desc).startswith("New Segment"):
+            continue
+        typ, sep, rest = str(desc).partition("/")
+        out.append((typ, rest, sample) if sep else ("Comment", str(desc), sample))
+    return out

@@ -1,0 +1,743 @@
+"""The artefact steps of a run recorded inside the scanner: gradient correction, pulse (BCG) correction and QC.
+
+Each step reads an EEG file lazily, streams it block by block through the pure correctors of
+:mod:`spec2vol_bids.preproc.artefacts` and writes
+
+* the corrected recording as BrainVision (float32 microvolts, every channel and marker of the input;
+  :class:`~spec2vol_bids.io.brainvision.BrainVisionWriter`), in the node's working directory: the spectrogram step
+  reads its samples (its volume onsets and ``Sources`` still come from the input recording);
+* a QC JSON: per channel, the power at the harmonics of the artefact frequency and between them (gradient), and
+  the power of the R-peak-locked average and its ratio to the averaging noise (pulse), before and after.
+
+Memory: one block of samples (a few seconds) plus the correctors' windows (about 15 slice or volume epochs and
+15 heartbeats of every channel), never the recording; the ECG channel alone is held for the R-peak detection.
+
+:func:`merge_qc` combines the QC files of a run into the ``ArtefactQC`` and ``ArtefactCorrection`` fields of the
+spectrogram's sidecar, with a loud warning when artefact remains in the EEG the spectrogram is made from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bids.eeg import EEGRecording, VolumeOnsets, events_tsv_onsets, marker_onsets, volume_onsets
+from ..config import PreprocConfig, option_name
+from ..errors import DataError
+from ..io.brainvision import BrainVisionWriter, markers_from_annotations
+from ..preproc import artefacts as A
+from ..utils import atomic_path, write_json
+
+__all__ = [
+    "ELECTRODE_TYPES",
+    "BCG_TYPES",
+    "Triggers",
+    "gradient_triggers",
+    "ecg_channel",
+    "detect_r_peaks",
+    "check_correctable",
+    "correct_gradient",
+    "correct_bcg",
+    "artefact_qc",
+    "run_artefact_steps",
+    "merge_qc",
+]
+
+LOGGER = logging.getLogger("spec2vol_bids.pipeline")
+
+#: channel types (BIDS) that pick up the gradient artefact and are corrected
+ELECTRODE_TYPES = ("EEG", "REF", "ECG", "EOG", "VEOG", "HEOG", "EMG")
+#: channel types the pulse-artefact correction is applied to (the electrodes on the head)
+BCG_TYPES = ("EEG", "REF", "EOG", "VEOG", "HEOG")
+#: seconds before and after the R peak of the heartbeat-locked average of the QC
+CARDIAC_PRE, CARDIAC_POST = 0.2, 0.6
+#: the software named in the corrected files' headers
+SOFTWARE = "spec2vol-bids artefact correction"
+#: samples read at once: this many values over the channels (4 MB of float64; every stage holds a few such blocks)
+BLOCK_VALUES = 1 << 19
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """The scanner triggers the gradient artefact is epoched at.
+
+    Attributes
+    ----------
+    samples : ndarray of int64
+        Trigger samples.
+    kind : str
+        ``"slice"`` or ``"volume"``.
+    marker : str or None
+        The marker they were read from (None when the volume onsets were not from markers).
+    """
+
+    samples: np.ndarray
+    kind: str
+    marker: str | None
+
+
+def gradient_triggers(rec: EEGRecording, cfg: PreprocConfig, onsets: VolumeOnsets, *,
+                      events_tsv: str | os.PathLike | None = None, strict: bool = True) -> Triggers | None:
+    """Slice triggers when the recording has them (``correction.triggers``), else the volume triggers.
+
+    Slice triggers are the ``correction.slice_marker`` annotations of the file (else rows of its ``events.tsv``).
+    Volume triggers are every volume marker found plus the onsets filled for missing ones.
+
+    Raises
+    ------
+    DataError
+        ``strict`` and no usable triggers: ``triggers = "slice"`` without slice markers, or no volume markers at
+        all (the onsets came from the TR). Without ``strict`` None is returned instead.
+    """
+    c = cfg.correction
+    label = rec.path.name
+    if c.triggers in ("auto", "slice"):
+        found, name = marker_onsets(rec, c.slice_marker)
+        if found.size == 0:
+            found, name = events_tsv_onsets(events_tsv, c.slice_marker)
+        if found.size >= 2:
+            return Triggers(np.unique(np.round(found * rec.sfreq).astype(np.int64)), "slice", name)
+        if c.triggers == "slice":
+            if not strict:
+                return None
+            raise DataError(f"{label} has no slice triggers named {c.slice_marker!r}",
+                            hint=f"Name them with {option_name('correction.slice_marker')}, or set "
+                                 "correction.triggers to auto or volume")
+    if onsets.source == "tr-fallback":
+        if not strict:
+            return None
+        raise DataError(f"{label} has no volume markers: the gradient artefact cannot be located",
+                        hint=f"Name the volume marker with --volume-marker (or slice triggers with "
+                             f"{option_name('correction.slice_marker')}), or use corrected EEG "
+                             "(-d eegprep=PATH) without --eeg-correction")
+    samples = np.concatenate([onsets.markers, onsets.onsets[list(onsets.filled)]]) if onsets.markers.size \
+        else onsets.onsets
+    return Triggers(np.unique(np.round(np.asarray(samples) * rec.sfreq).astype(np.int64)), "volume", onsets.marker)
+
+
+def ecg_channel(rec: EEGRecording, cfg: PreprocConfig) -> int | None:
+    """Index of the ECG channel: ``correction.ecg_channel``, else the first channel of type ECG, else None.
+
+    Raises
+    ------
+    DataError
+        ``correction.ecg_channel`` names a channel the recording does not have.
+    """
+    name = cfg.correction.ecg_channel
+    if name is not None:
+        if name not in rec.ch_names:
+            raise DataError(f"the ECG channel {name!r} ({option_name('correction.ecg_channel')}) is not in "
+                            f"{rec.path.name}", hint=f"Available channels: {', '.join(rec.ch_names)}")
+        return rec.ch_names.index(name)
+    found = [i for i, t in enumerate(rec.ch_types) if t == "ECG"]
+    if len(found) > 1:
+        LOGGER.warning("%s has %d ECG channels; the R peaks are taken from %s (choose with --ecg-channel)",
+                       rec.path.name, len(found), rec.ch_names[found[0]])
+    return found[0] if found else None
+
+
+def _picks(rec: EEGRecording, types: Sequence[str], exclude: Sequence[int] = ()) -> np.ndarray:
+    return np.array([i for i, t in enumerate(rec.ch_types) if t in types and i not in exclude], dtype=np.int64)
+
+
+def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.ndarray:
+    """R-peak samples of an ECG trace (gradient artefact removed), with MNE's QRS detector.
+
+    The trace is resampled to at most 500 Hz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz with
+    a 2 s FIR, adaptive threshold), and each peak is then moved to the extremum, with the QRS polarity, of the
+    5-35 Hz band-passed trace within 30 ms at the full rate.
+
+    Raises
+    ------
+    DataError
+        Fewer than 3 beats, or a heart rate outside 30-200 beats per minute: the channel is not a usable ECG.
+    """
+    import mne
+    from scipy.signal import butter, resample_poly, sosfiltfilt
+
+    x = np.asarray(ecg, dtype=np.float64).ravel()
+    q = max(1, int(sfreq // 500))
+    low = resample_poly(x, 1, q) if q > 1 else x
+    info = mne.create_info(["ECG"], float(sfreq) / q, ["ecg"])
+    raw = mne.io.RawArray(low[None, :] * 1e-6, info, verbose="error")
+    hint = (f"Check the ECG channel ({option_name('correction.ecg_channel')}), or correct only the gradient "
+            "artefact (--eeg-correction gradient)")
+    try:
+        events, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", filter_length="2s", verbose="error")
+    except Exception as err:  # MNE raises on flat or very short traces
+        raise DataError(f"no R peaks could be found on {label} ({type(err).__name__}: {err})", hint=hint) from None
+    peaks = np.asarray(events[:, 0], dtype=np.int64) * q
+    sos = butter(3, [5.0, min(35.0, 0.45 * sfreq)], btype="bandpass", fs=float(sfreq), output="sos")
+    band = sosfiltfilt(sos, x)
+    if peaks.size:
+        sign = 1.0 if np.median(band[np.clip(peaks, 0, x.size - 1)]) >= 0 else -1.0
+        w = int(round(0.03 * sfreq))
+        refined = []
+        for p in peaks:
+            a, b = max(0, p - w), min(x.size, p + w + 1)
+            if b > a:
+                refined.append(a + int(np.argmax(sign * band[a:b])))
+        peaks = np.unique(np.asarray(refined, dtype=np.int64))
+    if peaks.size < 3:
+        raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
+    rate = 60.0 * float(sfreq) / float(np.median(np.diff(peaks)))
+    if not 30.0 <= rate <= 200.0:
+        raise DataError(f"the R peaks found on {label} give a heart rate of {rate:.0f} beats per minute",
+                        hint=hint)
+    return peaks
+
+
+def check_correctable(rec: EEGRecording, cfg: PreprocConfig, onsets: VolumeOnsets, *,
+                      events_tsv: str | os.PathLike | None = None) -> None:
+    """Refuse, before anything runs, a run the requested correction cannot handle (no triggers, no ECG).
+
+    Raises
+    ------
+    DataError
+        No slice or volume triggers for the gradient correction; no ECG channel for the pulse correction.
+    """
+    c = cfg.correction
+    if c.gradient:
+        gradient_triggers(rec, cfg, onsets, events_tsv=events_tsv)
+        if not _picks(rec, ELECTRODE_TYPES).size:
+            raise DataError(f"{rec.path.name} has no EEG channels to correct",
+                            hint="Check the channel types in channels.tsv")
+    if c.bcg and ecg_channel(rec, cfg) is None:
+        raise DataError(f"{rec.path.name} has no ECG channel: the pulse artefact is corrected at the R peaks of "
+                        "the ECG", hint=f"Name it with {option_name('correction.ecg_channel')} (or give it type ECG "
+                                        "in channels.tsv), or use --eeg-correction gradient")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _meas_date(rec: EEGRecording) -> str:
+    date = rec.raw.info.get("meas_date")
+    return date.strftime("%Y%m%d%H%M%S%f") if date is not None else "19700101000000000000"
+
+
+def _reader_uv(rec: EEGRecording, picks=None):
+    read = rec.segment_reader(range(len(rec.ch_names)) if picks is None else picks)
+    return lambda a, b: read(a, b) * 1e6  # volts -> microvolts
+
+
+def _block(rec: EEGRecording, minimum: int = 0) -> int:
+    return max(int(minimum), BLOCK_VALUES // max(len(rec.ch_names), 1), 1024)
+
+
+def _progress(progress, what: str, total: int):
+    """``(callback, close)`` for :func:`~spec2vol_bids.preproc.artefacts.correct_stream`."""
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=what, unit="sample", unit_scale=True, leave=False)
+
+        def update(done, _total):
+            bar.update(done - bar.n)
+
+        return update, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    return None, lambda: None
+
+
+def _qc_fmax(cfg: PreprocConfig, sfreq: float, repetition_time: float, lowpass: float | None) -> float:
+    """Highest frequency of the gradient QC: the spectrogram's, below the low-pass and 0.45 x the sampling rate."""
+    from ..preproc.eeg import frequency_axis, window_samples
+
+    top = 0.45 * sfreq
+    try:
+        _, n_total = window_samples(sfreq, repetition_time, cfg.eeg.window_length, cfg.eeg.overlap)
+        top = min(top, float(frequency_axis(n_total, sfreq, cfg.eeg)[-1]))
+    except DataError:  # an axis the run cannot have fails later, in the spectrogram step, with its own message
+        pass
+    if lowpass:
+        top = min(top, 0.9 * lowpass)
+    return top
+
+
+def _nperseg(period: float, sfreq: float) -> int:
+    """Welch segment: a whole number (at least 8) of artefact periods, at least 2 s."""
+    k = max(8, int(np.ceil(2.0 * sfreq / period)))
+    return int(round(k * period))
+
+
+def _db(x) -> list:
+    return [None if not np.isfinite(v) else round(float(v), 2) for v in np.asarray(x, dtype=float)]
+
+
+def _lowpass(cfg: PreprocConfig, sfreq: float) -> float | None:
+    cut = cfg.correction.lowpass
+    if not cut:
+        return None
+    if cut >= 0.45 * sfreq:
+        LOGGER.info("the %g Hz low-pass is skipped: it is above 0.45 x the sampling rate (%g Hz)", cut, sfreq)
+        return None
+    return float(cut)
+
+
+#: most points of the mean spectrum stored for the report's figure
+SPECTRUM_POINTS = 1024
+
+
+def _mean_spectrum(freqs: np.ndarray, psd: np.ndarray, fmax: float) -> tuple[list, list]:
+    """Channel-mean power spectral density (dB re 1 uV^2/Hz) up to ``fmax``, at most SPECTRUM_POINTS points
+    (bins averaged in groups)."""
+    keep = (freqs > 0) & (freqs <= fmax)
+    f, p = freqs[keep], psd[:, keep].mean(axis=0)
+    group = max(1, int(np.ceil(f.size / SPECTRUM_POINTS)))
+    n = f.size // group * group
+    if group > 1 and n:
+        f, p = f[:n].reshape(-1, group).mean(axis=1), p[:n].reshape(-1, group).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return [round(float(x), 4) for x in f], _db(10 * np.log10(p))
+
+
+def _harmonics_qc(psd_before, psd_after, f0: float, fmax: float) -> dict[str, Any]:
+    freqs, before = psd_before
+    b = A.harmonic_power(freqs, before, f0, fmax=fmax)
+    out: dict[str, Any] = {"ArtefactFrequency": round(f0, 6), "Harmonics": [round(h, 4) for h in b["harmonics"]],
+                           "PowerBefore": _db(b["power_db"]), "PeakRatioBefore": _db(b["ratio_db"])}
+    if b["mains_coincident"]:
+        out["MainsCoincident"] = True  # the harmonics are the mains': line noise counts as artefact
+    f, spec_before = _mean_spectrum(freqs, before, fmax)
+    spectrum: dict[str, Any] = {"Frequencies": f, "Before": spec_before}
+    if psd_after is not None:
+        a = A.harmonic_power(freqs, psd_after[1], f0, fmax=fmax)
+        out.update(PowerAfter=_db(a["power_db"]), PeakRatioAfter=_db(a["ratio_db"]),
+                   Reduction=_db(b["power_db"] - a["power_db"]))
+        spectrum["After"] = _mean_spectrum(freqs, psd_after[1], fmax)[1]
+    out["MeanSpectrum"] = spectrum
+    return out
+
+
+def _cardiac_qc(r_peaks, sfreq, before, after=None) -> dict[str, Any]:
+    pre = locked = A.locked_power(*before.result())
+    rate = 60.0 * sfreq / float(np.median(np.diff(r_peaks)))
+    out: dict[str, Any] = {"NumberOfBeats": int(len(r_peaks)), "HeartRate": round(rate, 1),
+                           "PowerBefore": _db(pre["power_db"]), "RatioBefore": _db(locked["ratio_db"])}
+    if after is not None:
+        post = A.locked_power(*after.result())
+        out.update(PowerAfter=_db(post["power_db"]), RatioAfter=_db(post["ratio_db"]),
+                   Reduction=_db(pre["power_db"] - post["power_db"]))
+    return out
+
+
+def _read_channel(rec: EEGRecording, index: int) -> np.ndarray:
+    """One channel of the whole recording, in microvolts (read block by block)."""
+    read = _reader_uv(rec, [index])
+    step = 1 << 20
+    return np.concatenate([read(a, min(a + step, rec.n_samples))[0] for a in range(0, rec.n_samples, step)])
+
+
+def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None, progress=None) -> A.LockedAverage:
+    """Heartbeat-locked average of ``picks`` over a recording (or over one of our BrainVision files at ``path``)."""
+    pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
+    avg = A.LockedAverage(r_peaks, len(picks), pre, post)
+    step = _block(rec)
+    for a in range(0, rec.n_samples, step):
+        b = min(a + step, rec.n_samples)
+        if path is not None:
+            from ..io.brainvision import read_block
+
+            avg(a, read_block(path, len(rec.ch_names), a, b)[picks].astype(np.float64))
+        else:
+            avg(a, rec.segment_reader(picks)(a, b) * 1e6)
+    return avg
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_file: str | os.PathLike,
+                     n_volumes: int, repetition_time: float, config=None,
+                     channels_tsv: str | os.PathLike | None = None, events_tsv: str | os.PathLike | None = None,
+                     ecg_file: str | os.PathLike | None = None, cardiac_qc: bool = True,
+                     progress=False) -> dict[str, Path]:
+    """Remove the MR gradient artefact from a recording (AAS with sub-sample alignment, then a low-pass).
+
+    Parameters
+    ----------
+    eeg_file : path-like
+        The recording (any format MNE reads).
+    out_file : path-like
+        The corrected recording, ``.vhdr`` (BrainVision, float32 microvolts; ``.vmrk`` and ``.eeg`` beside it).
+    qc_file : path-like
+        The QC JSON (power at the harmonics of the artefact frequency before and after, per channel).
+    n_volumes, repetition_time : int, float
+        Of the paired BOLD run (the volume onsets, and the frequency range of the QC).
+    config : PreprocConfig or dict, optional
+        The ``correction`` section (and ``eeg.volume_marker``) is used.
+    channels_tsv, events_tsv : path-like, optional
+        The run's ``channels.tsv`` (channel types: which channels are electrodes, which is the ECG) and
+        ``events.tsv`` (markers when the file has none).
+    ecg_file : path-like, optional
+        Also save the corrected ECG channel here (``.npy``, float32 microvolts) for the pulse correction.
+    cardiac_qc : bool
+        Measure the heartbeat-locked average of the corrected EEG when there is an ECG (a second pass over the
+        output; off when the pulse correction follows and measures it).
+    progress : bool or callable
+        A progress bar, or ``progress(done_samples, total)``.
+
+    Returns
+    -------
+    dict
+        ``out_file``, ``qc_file`` and, when written, ``ecg_file``.
+
+    Raises
+    ------
+    DataError
+        No triggers (:func:`gradient_triggers`), unreadable or non-finite samples.
+    """
+    cfg = PreprocConfig.coerce(config)
+    c = cfg.correction
+    rec = EEGRecording(eeg_file, channels_tsv)
+    onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
+                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    trig = gradient_triggers(rec, cfg, onsets, events_tsv=events_tsv)
+    layout = A.epoch_layout(trig.samples, rec.n_samples, what=f"{trig.kind} triggers")
+    picks = _picks(rec, ELECTRODE_TYPES)
+    n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
+    aas = A.GradientAAS(layout, n, n_ch, n_neighbours=c.gradient_neighbours, align=c.align, max_shift=c.max_shift,
+                        obs_components=c.obs_components, picks=picks)
+    stages: list = [aas]
+    cutoff = _lowpass(cfg, sfreq)
+    if cutoff is not None:
+        stages.append(A.FIRFilter(A.lowpass_filter(sfreq, cutoff), n_ch, n))
+    f0 = sfreq / layout.period
+    nperseg = _nperseg(layout.period, sfreq)
+    ecg_i = ecg_channel(rec, cfg)
+    qc_picks = _picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i])  # the ECG is no EEG
+    before = A.WelchPSD(qc_picks.size, sfreq, nperseg) if c.qc else None
+    after = A.WelchPSD(qc_picks.size, sfreq, nperseg) if c.qc else None
+    ecg_parts: list[np.ndarray] = []
+    update, close = _progress(progress, "gradient correction", n)
+    out_file = Path(out_file)
+    observers = [_finite_check(rec)] + ([lambda a, x: before.push(x[qc_picks])] if before is not None else [])
+    try:
+        with _corrected_file(rec, out_file) as writer:
+            for _, block in A.correct_stream(_reader_uv(rec), n, stages, block=_block(rec, 4 * layout.length),
+                                             observers=observers, progress=update):
+                writer.write(block.astype(np.float32))
+                if after is not None:
+                    after.push(block[qc_picks])
+                if ecg_i is not None:
+                    ecg_parts.append(block[ecg_i].astype(np.float32))
+    finally:
+        close()
+    qc: dict[str, Any] = {"Step": "gradient", "Channels": [rec.ch_names[i] for i in qc_picks],
+                          "CorrectedChannels": [rec.ch_names[i] for i in picks]}
+    delays = np.array(list(aas.delays.values())) if aas.delays else np.zeros(1)
+    qc["Gradient"] = {"Triggers": trig.kind, "TriggerMarker": trig.marker, "NumberOfEpochs": layout.n_epochs,
+                      "TriggerGaps": layout.gaps, "EpochLength": round(layout.period / sfreq, 6),
+                      "SubSampleDelayRange": [round(float(delays.min()), 3), round(float(delays.max()), 3)]}
+    if c.qc:
+        fmax = _qc_fmax(cfg, sfreq, float(repetition_time), cutoff)
+        qc["Gradient"].update(_harmonics_qc(before.result(), after.result(), f0, fmax), HarmonicsMax=round(fmax, 3))
+    qc["Settings"] = {"Method": "AAS", "Neighbours": c.gradient_neighbours, "SubSampleAlignment": c.align,
+                      "OBSComponents": c.obs_components, "LowPass": cutoff}
+    paths = {"out_file": out_file, "qc_file": Path(qc_file)}
+    if ecg_i is not None:
+        ecg = np.concatenate(ecg_parts) if ecg_parts else np.zeros(0, np.float32)
+        if ecg_file is not None:
+            with atomic_path(ecg_file) as tmp:
+                np.save(tmp, ecg)
+            paths["ecg_file"] = Path(ecg_file)
+        if c.qc and cardiac_qc:
+            qc["Cardiac"] = _cardiac_after_gradient(rec, ecg, ecg_i, out_file, cfg)
+    write_json(qc_file, qc)
+    LOGGER.info("%s: gradient artefact removed at %d %s triggers", rec.path.name, layout.n_epochs, trig.kind)
+    return paths
+
+
+def _finite_check(rec: EEGRecording):
+    """An observer refusing NaN or infinite samples (naming the channel and the time)."""
+    from ..preproc.eeg import check_finite
+
+    return lambda start, block: check_finite(block, start, rec.sfreq, rec.ch_names)
+
+
+@contextlib.contextmanager
+def _corrected_file(rec: EEGRecording, out_file: Path) -> Iterator[BrainVisionWriter]:
+    """A BrainVision writer for a corrected copy of ``rec`` (its channels and markers), placed atomically."""
+    markers = markers_from_annotations(rec.annotations(), rec.sfreq)
+    with atomic_path(out_file.with_suffix(".eeg")) as tmp_eeg:
+        tmp_vhdr = tmp_eeg.with_suffix(".vhdr")
+        try:
+            with BrainVisionWriter(tmp_vhdr, rec.ch_names, rec.sfreq, markers, meas_date=_meas_date(rec),
+                                   software=SOFTWARE) as writer:
+                yield writer
+            _move_brainvision(tmp_vhdr, out_file)
+        finally:
+            for ext in (".vhdr", ".vmrk"):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp_vhdr.with_suffix(ext).unlink()
+
+
+def _cardiac_after_gradient(rec, ecg, ecg_i, out_file, cfg) -> dict[str, Any]:
+    """The heartbeat-locked QC of gradient-corrected EEG (no pulse correction follows)."""
+    name = rec.ch_names[ecg_i]
+    picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
+    try:
+        r = detect_r_peaks(ecg, rec.sfreq, label=f"the ECG channel {name}")
+    except DataError as err:
+        LOGGER.warning("%s: the cardiac QC was skipped: %s", rec.path.name, err.one_line())
+        return {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks], "Skipped": err.one_line()}
+    avg = _locked_pass(EEGRecording(out_file), picks, r, path=Path(out_file).with_suffix(".eeg"))
+    return {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks], **_cardiac_qc(r, rec.sfreq, avg)}
+
+
+def _move_brainvision(tmp_vhdr: Path, out_vhdr: Path) -> None:
+    """Write the headers of a BrainVision triplet made under a temporary name at their final name (the data file
+    is renamed by the caller), with the file names inside them fixed."""
+    out_vhdr.parent.mkdir(parents=True, exist_ok=True)
+    for ext in (".vmrk", ".vhdr"):
+        text = tmp_vhdr.with_suffix(ext).read_text(encoding="utf-8")
+        text = text.replace(f"DataFile={tmp_vhdr.with_suffix('.eeg').name}", f"DataFile={out_vhdr.stem}.eeg")
+        text = text.replace(f"MarkerFile={tmp_vhdr.with_suffix('.vmrk').name}", f"MarkerFile={out_vhdr.stem}.vmrk")
+        with atomic_path(out_vhdr.with_suffix(ext)) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_file: str | os.PathLike,
+                config=None, channels_tsv: str | os.PathLike | None = None,
+                ecg_file: str | os.PathLike | None = None, progress=False) -> dict[str, Path]:
+    """Remove the pulse (BCG) artefact: R peaks on the ECG, then a sliding template locked to them.
+
+    Parameters
+    ----------
+    eeg_file : path-like
+        The recording, free of gradient artefact (:func:`correct_gradient`'s output).
+    out_file, qc_file : path-like
+        The corrected recording (``.vhdr``) and the QC JSON (power of the R-peak-locked average before and
+        after, per EEG channel).
+    config : PreprocConfig or dict, optional
+        The ``correction`` section is used.
+    channels_tsv : path-like, optional
+        The run's ``channels.tsv`` (which channel is the ECG, which are EEG).
+    ecg_file : path-like, optional
+        The ECG channel already read (``.npy`` from :func:`correct_gradient`); read from ``eeg_file`` otherwise.
+    progress : bool or callable
+
+    Raises
+    ------
+    DataError
+        No ECG channel, or no usable R peaks on it.
+    """
+    cfg = PreprocConfig.coerce(config)
+    c = cfg.correction
+    rec = EEGRecording(eeg_file, channels_tsv)
+    ecg_i = ecg_channel(rec, cfg)
+    if ecg_i is None:
+        raise DataError(f"{rec.path.name} has no ECG channel for the pulse-artefact correction",
+                        hint=f"Name it with {option_name('correction.ecg_channel')} or use --eeg-correction gradient")
+    name = rec.ch_names[ecg_i]
+    ecg = np.load(ecg_file) if ecg_file is not None else _read_channel(rec, ecg_i)
+    if ecg.shape[-1] != rec.n_samples:
+        raise DataError(f"the ECG trace {ecg_file} has {ecg.shape[-1]} samples, the recording {rec.n_samples}",
+                        hint="Rerun the gradient correction of this run (delete its working directory)")
+    r = detect_r_peaks(ecg, rec.sfreq, label=f"the ECG channel {name} of {rec.path.name}")
+    picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
+    n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
+    bcg = A.BCGSubtraction(r, n, n_ch, sfreq, picks=picks, n_neighbours=c.bcg_neighbours,
+                           obs_components=c.bcg_obs_components)
+    pre, post = int(round(CARDIAC_PRE * sfreq)), int(round(CARDIAC_POST * sfreq))
+    before = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
+    after = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
+    update, close = _progress(progress, "pulse-artefact correction", n)
+    out_file = Path(out_file)
+    observers = [_finite_check(rec)] + ([lambda a, x: before(a, x[picks])] if before is not None else [])
+    try:
+        with _corrected_file(rec, out_file) as writer:
+            for start, block in A.correct_stream(_reader_uv(rec), n, [bcg], block=_block(rec, 2 * bcg.layout.length),
+                                                 observers=observers, progress=update):
+                writer.write(block.astype(np.float32))
+                if after is not None:
+                    after(start, block[picks])
+    finally:
+        close()
+    qc: dict[str, Any] = {"Step": "bcg", "Channels": [rec.ch_names[i] for i in picks]}
+    qc["Cardiac"] = {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks]}
+    if c.qc:
+        qc["Cardiac"].update(_cardiac_qc(r, sfreq, before, after))
+    else:
+        qc["Cardiac"].update(NumberOfBeats=int(r.size),
+                             HeartRate=round(60.0 * sfreq / float(np.median(np.diff(r))), 1))
+    qc["Settings"] = {"Method": "OBS" if c.bcg_obs_components else "sliding average",
+                      "Neighbours": c.bcg_neighbours, "OBSComponents": c.bcg_obs_components,
+                      "EpochStart": round(-bcg.pre_samples / sfreq, 4)}
+    write_json(qc_file, qc)
+    LOGGER.info("%s: pulse artefact removed at %d R peaks (%.0f beats per minute)", rec.path.name, r.size,
+                60.0 * sfreq / float(np.median(np.diff(r))))
+    return {"out_file": out_file, "qc_file": Path(qc_file)}
+
+
+def artefact_qc(eeg_file: str | os.PathLike, *, qc_file: str | os.PathLike, n_volumes: int,
+                repetition_time: float, config=None, channels_tsv: str | os.PathLike | None = None,
+                events_tsv: str | os.PathLike | None = None, progress=False) -> Path:
+    """Measure the scanner artefacts of a recording that is not corrected (``--eeg-correction none``).
+
+    The power at the harmonics of the slice (or volume) frequency against the power between them, per channel;
+    when the recording has an ECG and no gradient artefact, the power of the R-peak-locked average against the
+    averaging noise. Nothing here fails the run: what cannot be measured is said in the QC file.
+    """
+    cfg = PreprocConfig.coerce(config)
+    rec = EEGRecording(eeg_file, channels_tsv)
+    onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
+                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    trig = gradient_triggers(rec, cfg, onsets, events_tsv=events_tsv, strict=False)
+    sfreq = rec.sfreq
+    if trig is not None and trig.samples.size >= 2:
+        period, kind = float(np.median(np.diff(trig.samples))), trig.kind
+    else:  # onsets from the TR: a TR-locked artefact would still be at the harmonics of 1 / TR
+        period, kind = float(repetition_time) * sfreq, "volume (TR)"
+    ecg_i = ecg_channel(rec, cfg)
+    picks = _picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i])
+    psd = A.WelchPSD(picks.size, sfreq, _nperseg(period, sfreq))
+    ecg_parts = []
+    update, close = _progress(progress, "artefact QC", rec.n_samples)
+    step = _block(rec)
+    read = _reader_uv(rec)
+    try:
+        for a in range(0, rec.n_samples, step):
+            b = min(a + step, rec.n_samples)
+            data = read(a, b)  # NaN samples make NaN numbers here; the spectrogram step refuses them
+            psd.push(data[picks])
+            if ecg_i is not None:
+                ecg_parts.append(data[ecg_i].astype(np.float32))
+            if update is not None:
+                update(b, rec.n_samples)
+    finally:
+        close()
+    fmax = _qc_fmax(cfg, sfreq, float(repetition_time), None)
+    qc: dict[str, Any] = {"Step": "qc", "Channels": [rec.ch_names[i] for i in picks]}
+    qc["Gradient"] = {"Triggers": kind, "TriggerMarker": trig.marker if trig is not None else None,
+                      **_harmonics_qc(psd.result(), None, sfreq / period, fmax), "HarmonicsMax": round(fmax, 3)}
+    if ecg_i is not None:
+        name = rec.ch_names[ecg_i]
+        bcg_picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
+        card: dict[str, Any] = {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in bcg_picks]}
+        flags = A.artefact_flags(gradient_ratio_db=qc["Gradient"]["PeakRatioBefore"])
+        if flags["gradient"]:
+            card["Skipped"] = "not measured: the gradient artefact hides the heartbeat"
+        else:
+            try:
+                r = detect_r_peaks(np.concatenate(ecg_parts), sfreq, label=f"the ECG channel {name}")
+                card.update(_cardiac_qc(r, sfreq, _locked_pass(rec, bcg_picks, r)))
+            except DataError as err:
+                card["Skipped"] = err.one_line()
+        qc["Cardiac"] = card
+    write_json(qc_file, qc)
+    return Path(qc_file)
+
+
+def run_artefact_steps(eeg_file: str | os.PathLike, work_dir: str | os.PathLike, *, n_volumes: int,
+                       repetition_time: float, config=None, channels_tsv: str | os.PathLike | None = None,
+                       events_tsv: str | os.PathLike | None = None,
+                       progress=False) -> tuple[Path | None, list[Path]]:
+    """The artefact steps of a run as the BIDS-App's workflow chains them, without nipype.
+
+    ``correction.method`` none: the QC (when ``correction.qc``); gradient: :func:`correct_gradient`;
+    gradient+bcg: then :func:`correct_bcg`. Files go into ``work_dir``.
+
+    Returns
+    -------
+    data_file : Path or None
+        The corrected recording for :func:`~spec2vol_bids.pipeline.steps.compute_spectrogram`'s ``data_file``
+        (None without correction).
+    qc_files : list of Path
+        For its ``qc_files``.
+    """
+    cfg = PreprocConfig.coerce(config)
+    work = Path(work_dir)
+    from ..io.names import run_entities
+
+    stem = "_".join(f"{k}-{v}" for k, v in run_entities(eeg_file).items()) or "eeg"
+    common = {"n_volumes": n_volumes, "repetition_time": repetition_time, "config": cfg,
+              "channels_tsv": channels_tsv, "events_tsv": events_tsv, "progress": progress}
+    if cfg.correction.method == "none":
+        if not cfg.correction.qc:
+            return None, []
+        return None, [artefact_qc(eeg_file, qc_file=work / "qc_artefacts.json", **common)]
+    g = correct_gradient(eeg_file, out_file=work / "gradient" / f"{stem}_desc-gradient_eeg.vhdr",
+                         qc_file=work / "qc_gradient.json", ecg_file=work / "ecg.npy",
+                         cardiac_qc=not cfg.correction.bcg, **common)
+    if not cfg.correction.bcg:
+        return g["out_file"], [g["qc_file"]]
+    b = correct_bcg(g["out_file"], out_file=work / "bcg" / f"{stem}_desc-bcg_eeg.vhdr", qc_file=work / "qc_bcg.json",
+                    config=cfg, channels_tsv=channels_tsv, ecg_file=g.get("ecg_file"), progress=progress)
+    return b["out_file"], [g["qc_file"], b["qc_file"]]
+
+
+# ------------------------------------------------------------------------------------------------ sidecar
+def _final(section: dict | None, key: str) -> list | None:
+    if not section:
+        return None
+    return section.get(f"{key}After", section.get(f"{key}Before"))
+
+
+def merge_qc(qc_files: Sequence[str | os.PathLike], config=None) -> dict[str, Any]:
+    """The ``ArtefactCorrection``, ``ArtefactQC`` (and ``ArtefactWarnings``) sidecar fields of a run.
+
+    Parameters
+    ----------
+    qc_files : sequence of path-like
+        The QC files of the run's steps (gradient, BCG, or the QC of an uncorrected run), in order.
+    config : PreprocConfig or dict, optional
+
+    Returns
+    -------
+    dict
+        ``ArtefactCorrection``: the method and the settings of each step; ``ArtefactQC``: ``Channels``,
+        ``Gradient`` and ``Cardiac`` (per-channel numbers before and, when corrected, after),
+        ``ArtefactDetected`` (``Gradient``, ``Cardiac``: True, False or None, on the EEG the spectrogram is made
+        from); ``ArtefactWarnings``: sentences for the report (empty when the EEG looks clean).
+    """
+    cfg = PreprocConfig.coerce(config)
+    method = cfg.correction.method
+    steps = [json.loads(Path(f).read_text(encoding="utf-8")) for f in qc_files]
+    correction: dict[str, Any] = {"Method": method}
+    qc: dict[str, Any] = {}
+    for step in steps:
+        if step.get("Step") == "gradient":
+            correction["Gradient"] = step.get("Settings", {})
+        if step.get("Step") == "bcg":
+            correction["BCG"] = step.get("Settings", {})
+        qc.setdefault("Channels", step.get("Channels"))
+        if "Gradient" in step:
+            qc["Gradient"] = step["Gradient"]
+        if "Cardiac" in step:
+            qc["Cardiac"] = step["Cardiac"]
+    grad, card = qc.get("Gradient"), qc.get("Cardiac")
+    flags = A.artefact_flags(gradient_ratio_db=_final(grad, "PeakRatio"), cardiac_power_db=_final(card, "Power"),
+                             cardiac_ratio_db=_final(card, "Ratio"))
+    qc["ArtefactDetected"] = {"Gradient": flags["gradient"], "Cardiac": flags["cardiac"]}
+    qc["Thresholds"] = {"GradientPeakRatio": A.GRADIENT_RATIO_DB, "CardiacRatio": A.CARDIAC_RATIO_DB,
+                        "CardiacPower": A.CARDIAC_POWER_DB}
+    warnings = []
+    if flags["gradient"]:
+        ratio = float(np.nanmedian(np.asarray(_final(grad, "PeakRatio"), dtype=float)))
+        what = (f"MR gradient artefact: the power at the harmonics of {grad['ArtefactFrequency']:.4g} Hz is "
+                f"{ratio:.1f} dB above the power between them (median over channels"
+                + ("; these are also the mains harmonics, so line noise counts too)" if grad.get("MainsCoincident")
+                   else ")"))
+        if method == "none":
+            warnings.append(f"The EEG holds {what}, and --eeg-correction is none: the spectrogram shows the "
+                            "scanner, not the brain. Use --eeg-correction gradient (or gradient+bcg), or "
+                            "corrected EEG from a derivatives dataset (-d eegprep=PATH).")
+        else:
+            warnings.append(f"{what} remains after the correction.")
+    if flags["cardiac"]:
+        power = float(np.nanmedian(np.asarray(_final(card, "Power"), dtype=float)))
+        what = (f"pulse (BCG) artefact: the average locked to the R peaks of {card['ECGChannel']} has "
+                f"{power:.1f} dB re 1 uV^2 (median over channels), far above the averaging noise")
+        if cfg.correction.bcg:
+            warnings.append(f"{what[0].upper()}{what[1:]} remains after the correction.")
+        else:
+            warnings.append(f"The EEG holds {what}, and it is not corrected: use --eeg-correction gradient+bcg, "
+                            "or corrected EEG from a derivatives dataset (-d eegprep=PATH).")
+    return {"ArtefactCorrection": correction, "ArtefactQC": qc, "ArtefactWarnings": warnings}

@@ -1,0 +1,288 @@
+"""spec2vol_bids.preproc.artefacts: the gradient and pulse correctors and the QC, on synthetic signals with a known
+artefact (the oracle: the signal without it) and against SciPy/NumPy computations written out independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from spec2vol_bids.errors import DataError, UsageError
+from spec2vol_bids.preproc import artefacts as A
+
+FS = 1000.0
+
+
+def gradient_case(*, seed=0, n_ch=4, n_slices=8, tr=2.0, n_vol=24, lead=3000, eeg_uv=10.0):
+    """EEG (white noise) plus a slice-locked artefact whose slice period is not a whole number of samples, on a
+    scanner clock drifting against the EEG clock (true onsets up to a sample before the logged triggers).
+
+    Returns (eeg, artefact, inside, slice_triggers, volume_triggers, true_delays) with the true fractional delay
+    of every slice trigger (logged sample minus true onset).
+    """
+    rng = np.random.default_rng(seed)
+    period = tr * FS / n_slices + 0.37  # samples; fractional
+    n = int(lead + n_vol * n_slices * period + 2000)
+    t0 = lead - 0.6
+    onsets = t0 + np.arange(n_vol * n_slices) * period
+    h = np.arange(1, int(0.4 * period))
+    amp = rng.standard_normal((3, h.size)) / np.sqrt(h) / np.sqrt(1 + (h * FS / period / 200.0) ** 10)
+    phase = rng.uniform(0, 2 * np.pi, (3, h.size))
+    s = np.arange(n, dtype=float)
+    inside = (s >= t0) & (s < t0 + onsets.size * period)
+    local = np.mod(s - t0, period) / period
+    wave = np.zeros((3, n))
+    for k in range(h.size):
+        wave += amp[:, k:k + 1] * np.cos(2 * np.pi * h[k] * local[None] + phase[:, k:k + 1])
+    wave /= wave[:, inside].std(axis=1, keepdims=True)
+    artefact = (rng.standard_normal((n_ch, 3)) * 400.0) @ wave * inside
+    eeg = rng.standard_normal((n_ch, n)) * eeg_uv
+    trig = np.ceil(onsets).astype(np.int64)
+    return eeg, artefact, inside, trig, trig[::n_slices], trig - onsets
+
+
+def run(stages, x, block=4096):
+    pieces = list(A.correct_stream(lambda a, b: x[:, a:b], x.shape[1], stages, block=block))
+    starts = [p[0] for p in pieces]
+    assert starts == sorted(starts) and pieces[0][0] == 0
+    out = np.concatenate([p[1] for p in pieces], axis=1)
+    assert out.shape == x.shape
+    return out
+
+
+def db(a, b):
+    return 20 * np.log10(np.std(a) / np.std(b))
+
+
+def test_epoch_layout_tiles_from_trigger_to_trigger():
+    lay = A.epoch_layout([100, 200, 301, 400, 700, 801], 900)
+    np.testing.assert_array_equal(lay.starts, [100, 200, 301, 400, 700, 801])
+    # spacing 300 > 1.5 x the median 101: a gap, only the median spacing is corrected after it; the last epoch
+    # gets the median spacing too, cut at the end of the recording
+    np.testing.assert_array_equal(lay.lengths, [100, 101, 99, 101, 101, 99])
+    assert lay.length == 101 and lay.period == 101.0 and lay.gaps == 1
+    assert A.epoch_layout([5, 5, 50, -3, 2000], 100).starts.tolist() == [5, 50]  # duplicates, outside: dropped
+    with pytest.raises(DataError, match="at least 2"):
+        A.epoch_layout([10], 100)
+
+
+def test_window_bounds_keep_the_window_size_at_the_ends():
+    lo, hi = A.window_bounds(10, 4)
+    assert (hi - lo).tolist() == [5] * 10
+    assert lo.tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 5, 5]
+    lo, hi = A.window_bounds(3, 30)  # fewer epochs than the window: all of them
+    assert lo.tolist() == [0, 0, 0] and hi.tolist() == [3, 3, 3]
+    with pytest.raises(UsageError):
+        A.window_bounds(5, 0)
+
+
+def test_segment_geometry_holds_whole_periods():
+    pad, n = A.segment_geometry(250, 250.37)
+    assert n == round(2 * 250.37) and pad == (n - 250) // 2 and pad >= A.MIN_PAD
+    assert A.segment_geometry(5000, 5000.0) == (A.LONG_PAD, 5000 + 2 * A.LONG_PAD)
+
+
+def test_aas_removes_the_gradient_artefact_with_sub_sample_alignment():
+    eeg, art, inside, trig, _, true_delay = gradient_case()
+    x = eeg + art
+    aligned = A.GradientAAS(A.epoch_layout(trig, x.shape[1]), x.shape[1], x.shape[0])
+    out = run([aligned], x)
+    gain = db(art[:, inside], (out - eeg)[:, inside])
+    assert gain > 40.0, gain  # artefact RMS down by more than 40 dB
+    # what is left is the EEG of the neighbouring epochs averaged into the template: about EEG / sqrt(30)
+    assert np.std((out - eeg)[:, inside]) < 1.5 * 10.0 / np.sqrt(30)
+    outside = ~inside
+    np.testing.assert_allclose(out[:, outside], x[:, outside], rtol=1e-6, atol=1e-5)  # untouched (float32)
+    # the delays found follow the true sub-sample delays (the artefact starts ``true_delay`` samples before the
+    # logged trigger), up to a constant: the reference's own delay
+    found = np.array([aligned.delays[e] for e in range(trig.size)])
+    assert np.std(found + true_delay) < 0.05
+    # without the alignment the template is blurred: at least 10 dB worse
+    plain = run([A.GradientAAS(A.epoch_layout(trig, x.shape[1]), x.shape[1], x.shape[0], align=False)], x)
+    assert db(art[:, inside], (plain - eeg)[:, inside]) < gain - 10.0
+
+
+def test_aas_on_volume_triggers_and_picks():
+    eeg, art, inside, _, vol, _ = gradient_case(seed=1, n_vol=40)
+    x = eeg + art
+    x[2] = np.sin(np.arange(x.shape[1]) / 7.0)  # a channel that is not corrected (e.g. a trigger channel)
+    out = run([A.GradientAAS(A.epoch_layout(vol, x.shape[1]), x.shape[1], x.shape[0], picks=[0, 1, 3])], x)
+    np.testing.assert_allclose(out[2], x[2], rtol=1e-6, atol=1e-7)  # passed through (as float32 samples)
+    assert db(art[[0, 1, 3]][:, inside], (out - eeg)[[0, 1, 3]][:, inside]) > 30.0
+
+
+def test_streams_do_not_depend_on_the_block_size_and_stay_bounded():
+    eeg, art, _, trig, _, _ = gradient_case(seed=2, n_vol=12)
+    x = eeg + art
+    n = x.shape[1]
+    outs = []
+    for block in (517, 4096, n):
+        aas = A.GradientAAS(A.epoch_layout(trig, n), n, x.shape[0], n_neighbours=10)
+        biggest = 0
+        pieces = []
+        for a in range(0, n, block):
+            pieces += aas.push(x[:, a:a + block])
+            biggest = max(biggest, aas.buf.shape[1])
+        outs.append(np.concatenate([p for _, p in pieces], axis=1))
+        if block == 517:  # the buffer holds about half a window of epochs plus one block, not the recording
+            assert biggest < (10 // 2 + 4) * aas.layout.length + block < n / 3
+    # equal up to the rounding of the float32 samples (FFT batches of another size round differently)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outs[0], outs[2], rtol=0, atol=1e-5)
+
+
+def test_aas_refuses_a_wrong_block():
+    aas = A.GradientAAS(A.epoch_layout([10, 20, 30], 50), 50, 2)
+    with pytest.raises(UsageError):
+        aas.push(np.zeros((3, 5)))
+    with pytest.raises(UsageError):
+        aas.push(np.zeros((2, 60)))
+    with pytest.raises(UsageError):
+        aas.finish()  # samples missing
+
+
+def test_obs_fit_removes_a_low_rank_structure():
+    rng = np.random.default_rng(0)
+    basis = rng.standard_normal((2, 50))
+    epochs = rng.standard_normal((200, 2)) * 20 @ basis + rng.standard_normal((200, 50)) * 0.1
+    resid = epochs - A.obs_fit(epochs, 2)
+    assert np.std(resid) < 0.15
+    assert np.all(A.obs_fit(epochs, 0) == 0)
+
+
+def test_aas_with_obs_runs_and_keeps_the_correction():
+    eeg, art, inside, trig, _, _ = gradient_case(seed=3, n_vol=20)
+    x = eeg + art
+    out = run([A.GradientAAS(A.epoch_layout(trig, x.shape[1]), x.shape[1], x.shape[0], obs_components=2)], x)
+    assert db(art[:, inside], (out - eeg)[:, inside]) > 30.0
+
+
+def bcg_case(*, seed=0, n=90_000, n_ch=3):
+    rng = np.random.default_rng(seed)
+    beats = np.cumsum(rng.uniform(800, 1050, 200)).astype(int)
+    beats = beats[beats < n - 1500]
+    t = np.arange(n)
+    shape = np.zeros(n)
+    for b in beats:
+        d = t[b:b + 900] - b
+        shape[b:b + 900] += np.exp(-0.5 * ((d - 250) / 40.0) ** 2) - 0.5 * np.exp(-0.5 * ((d - 420) / 60.0) ** 2)
+    art = np.outer(rng.uniform(30, 80, n_ch), shape)
+    eeg = rng.standard_normal((n_ch, n)) * 10
+    ecg = np.zeros((1, n))
+    ecg[0, beats] = 1000.0
+    return eeg, art, beats, ecg
+
+
+def test_bcg_sliding_average_removes_the_pulse_artefact_and_leaves_the_ecg():
+    eeg, art, beats, ecg = bcg_case()
+    x = np.vstack([eeg + art, ecg])
+    n = x.shape[1]
+    out = run([A.BCGSubtraction(beats, n, x.shape[0], FS, picks=[0, 1, 2])], x)
+    span = slice(beats[1], beats[-2])
+    assert db(art[:, span], (out[:3] - eeg)[:, span]) > 15.0
+    np.testing.assert_allclose(out[3], x[3], rtol=1e-6)  # the ECG is not corrected
+    # block size does not matter
+    again = run([A.BCGSubtraction(beats, n, x.shape[0], FS, picks=[0, 1, 2])], x, block=777)
+    np.testing.assert_allclose(out, again, rtol=0, atol=1e-5)
+    with pytest.raises(DataError, match="R peaks"):
+        A.BCGSubtraction([5, 10], n, 4, FS, picks=[0])
+
+
+def test_bcg_optimal_basis_set():
+    eeg, art, beats, ecg = bcg_case(n=60_000)
+    x = np.vstack([eeg + art, ecg])
+    obs = run([A.BCGSubtraction(beats, x.shape[1], x.shape[0], FS, picks=[0, 1, 2], obs_components=2)], x)
+    span = slice(beats[1], beats[-2])
+    assert db(art[:, span], (obs[:3] - eeg)[:, span]) > 10.0
+    np.testing.assert_allclose(obs[3], x[3], rtol=1e-6)
+
+
+def test_fir_filter_is_zero_phase_and_streams():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5000))
+    h = A.lowpass_filter(FS, 100.0)
+    assert h.size % 2 == 1
+    d = (h.size - 1) // 2
+    padded = np.concatenate([np.repeat(x[:, :1], d, 1), x, np.repeat(x[:, -1:], d, 1)], axis=1)
+    expected = np.stack([np.convolve(row, h, mode="valid") for row in padded])
+    for block in (333, 5000):
+        f = A.FIRFilter(h, 2, x.shape[1])
+        got = np.concatenate([f.push(x[:, a:a + block]) for a in range(0, x.shape[1], block)], axis=1)
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    w, resp = scipy.signal.freqz(h, worN=[20.0, 100.0, 200.0], fs=FS)
+    assert abs(abs(resp[0]) - 1) < 0.01 and abs(abs(resp[1]) - 0.5) < 0.05 and abs(resp[2]) < 0.01
+    with pytest.raises(UsageError, match="cut-off"):
+        A.lowpass_filter(FS, 600.0)
+
+
+def test_welch_psd_matches_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 10_000))
+    acc = A.WelchPSD(3, FS, 512)
+    for a in range(0, x.shape[1], 700):
+        acc.push(x[:, a:a + 700])
+    f, p = acc.result()
+    f_ref, p_ref = scipy.signal.welch(x, fs=FS, window="hann", nperseg=512, noverlap=256, detrend="constant",
+                                      scaling="density")
+    np.testing.assert_allclose(f, f_ref)
+    n_seg = (x.shape[1] - 512) // 256 + 1
+    assert acc.count == n_seg
+    np.testing.assert_allclose(p, p_ref, rtol=1e-10)
+
+
+def test_harmonic_power_finds_lines_and_skips_mains():
+    rng = np.random.default_rng(2)
+    t = np.arange(60_000) / FS
+    noise = rng.standard_normal((2, t.size))
+    lines = noise + np.stack([3 * np.sin(2 * np.pi * 10 * t) + 3 * np.sin(2 * np.pi * 30 * t), 0 * t])
+    f, p = scipy.signal.welch(lines, fs=FS, nperseg=2000)
+    res = A.harmonic_power(f, p, 10.0, fmax=100.0)
+    assert 50.0 not in res["harmonics"] and 100.0 not in res["harmonics"]  # mains multiples skipped
+    assert res["harmonics"][:3] == [10.0, 20.0, 30.0]
+    assert res["ratio_db"][0] > 20.0 and abs(res["ratio_db"][1]) < 3.0
+    # the line power is the sinusoids' power (4.5 + 4.5) plus a little noise
+    assert abs(res["power"][0] - 9.0) < 1.0
+    empty = A.harmonic_power(f, p, 0.0, fmax=100.0)
+    assert empty["harmonics"] == [] and np.isnan(empty["power"]).all()
+
+
+def test_locked_average_matches_numpy_and_measures_the_noise():
+    rng = np.random.default_rng(3)
+    n = 50_000
+    events = np.arange(500, n - 1000, 900)
+    wave = np.hanning(300) * 20
+    x = rng.standard_normal((2, n)) * 5
+    for e in events:
+        x[0, e:e + 300] += wave
+    avg = A.LockedAverage(events, 2, 100, 400)
+    for a in range(0, n, 1234):
+        avg(a, x[:, a:a + 1234])
+    mean, var, count = avg.result()
+    epochs = np.stack([x[:, e - 100:e + 400] for e in events], axis=1)
+    epochs = epochs - epochs.mean(axis=-1, keepdims=True)
+    assert count == events.size
+    np.testing.assert_allclose(mean, epochs.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(var, epochs.var(axis=1, ddof=1), rtol=1e-6)
+    res = A.locked_power(mean, var, count)
+    assert res["ratio_db"][0] > 20.0  # a locked waveform: far above the averaging noise
+    assert abs(res["ratio_db"][1]) < 3.0  # noise only: the average is at the noise level
+
+
+def test_artefact_flags():
+    assert A.artefact_flags(gradient_ratio_db=[30.0, 31.0, 2.0]) == {"gradient": True, "cardiac": None}
+    assert A.artefact_flags(gradient_ratio_db=[1.0, 0.0]) == {"gradient": False, "cardiac": None}
+    flags = A.artefact_flags(gradient_ratio_db=[None], cardiac_power_db=[30.0, 29.0], cardiac_ratio_db=[25.0, 20.0])
+    assert flags == {"gradient": None, "cardiac": True}
+    # a faint cardiac trace above the averaging noise but of a few microvolts is no pulse artefact
+    assert A.artefact_flags(cardiac_power_db=[5.0], cardiac_ratio_db=[20.0])["cardiac"] is False
+
+
+def test_harmonics_at_the_mains_frequency_are_measured_anyway():
+    rng = np.random.default_rng(4)
+    t = np.arange(60_000) / FS
+    x = rng.standard_normal((1, t.size)) + 5 * np.sin(2 * np.pi * 50 * t)
+    f, p = scipy.signal.welch(x, fs=FS, nperseg=1000)
+    res = A.harmonic_power(f, p, 50.0, fmax=200.0)  # slices at 50 Hz: every harmonic is a mains harmonic
+    assert res["mains_coincident"] and res["harmonics"] == [50.0, 100.0, 150.0, 200.0]
+    assert res["ratio_db"][0] > 20.0
+    assert not A.harmonic_power(f, p, 10.0, fmax=200.0)["mains_coincident"]
