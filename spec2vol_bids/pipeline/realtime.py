@@ -270,11 +270,14 @@ class RealtimePredictor:
         The stream's clock (``mne_lsl.lsl.local_clock`` for LSL); default ``time.perf_counter``.
     scan_backend : str, optional
         Selective-scan backend of the model.
+    keep_rows : bool
+        Keep every spectrogram row in :attr:`rows` (volume index -> ``[C, F]``; for tests and inspection).
     """
 
     def __init__(self, ckpt, settings: StreamSettings, *, device: str = "cpu", volume_clock: str = "markers",
                  trigger_channel: int | None = None, min_gap_s: float = 0.02, max_fill_s: float = 60.0,
-                 clock: Callable[[], float] | None = None, scan_backend: str | None = None):
+                 clock: Callable[[], float] | None = None, scan_backend: str | None = None,
+                 keep_rows: bool = False):
         from ..preproc.eeg import window_samples
 
         if volume_clock not in ("markers", "tr"):
@@ -294,6 +297,8 @@ class RealtimePredictor:
         # samples kept: the longest window, plus 30 s for triggers that arrive late
         self._keep = int(self._n_total + 30 * s.sfreq)
         self.events: list[StreamEvent] = []
+        self.rows: dict[int, np.ndarray] | None = {} if keep_rows else None
+        self.onsets: dict[int, float] = {}  # every volume onset placed (s from the first sample of its segment)
         self.n_triggers = 0
         self._next_volume = 0  # the next volume index (a restart continues the count)
         self._segment_offset = 0  # the first volume index of the current segment (the TR clock counts from it)
@@ -409,19 +414,23 @@ class RealtimePredictor:
                                              f"{spacing:.4g} s) is ignored")
             return
         if interval > GAP_FACTOR * spacing:
-            try:
-                filled_onsets, filled, msgs = fill_missing_triggers(
+            steps = interval / spacing
+            where = (f"after volume {prev_volume} (triggers {interval:.3f} s apart = {steps:.2f} x the spacing of "
+                     f"{spacing:.4g} s)")
+            try:  # the BIDS-App's policy: one missing trigger is filled at the midpoint, a longer gap is refused
+                filled_onsets, _, _ = fill_missing_triggers(
                     np.array([prev, onset]), n_volumes=2 ** 31, repetition_time=spacing, label="stream")
-            except DataError as err:
-                steps = max(2, int(round(interval / spacing)))
-                self._event("trigger-gap", f"{err.message}; the volume count resumes {steps - 1} volume(s) later "
-                                           "and the predictions that need the missing volumes are skipped")
-                self._next_volume = prev_volume + steps
+            except DataError:
+                n_skip = max(1, int(round(steps)) - 1)
+                self._event("trigger-gap", f"{n_skip} consecutive volume triggers are missing {where}; the volume "
+                                           f"count resumes at volume {prev_volume + n_skip + 1} and the predictions "
+                                           "that need the missing volumes are skipped")
+                self._next_volume = prev_volume + n_skip + 1
                 self._new_volume(self._next_volume, onset)
                 return
-            for msg in msgs:
-                self._event("trigger-filled", msg)
             for extra in filled_onsets[1:-1]:
+                self._event("trigger-filled", f"the trigger of volume {self._next_volume} is missing {where}; its "
+                                              f"onset is filled at {extra:.3f} s (midpoint), as the BIDS-App does")
                 self._new_volume(self._next_volume, float(extra))
             self._new_volume(self._next_volume, onset)
             return
@@ -430,6 +439,7 @@ class RealtimePredictor:
 
     def _new_volume(self, k: int, onset: float) -> None:
         self._onsets[k] = onset
+        self.onsets[k] = onset
         self._last_onset = (k, onset)
         self._waiting.append(k)
         self._next_volume = k + 1
@@ -485,6 +495,8 @@ class RealtimePredictor:
             self._event("window-invalid", f"volume {k}: {err.message}; its window is skipped")
             return True
         self._rows[k] = spec[0]  # [C, F] float32
+        if self.rows is not None:
+            self.rows[k] = spec[0]
         end = self._buf.time_of(stop - 1)
         self._row_time[k] = (end + 1.0 / s.sfreq) if end is not None else self.clock()
         self._row_compute = time.perf_counter() - t0
