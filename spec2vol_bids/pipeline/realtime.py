@@ -551,7 +551,10 @@ class RealtimeSession:
 
     def __post_init__(self):
         from ..io.nifti import IncrementalNifti
+        from ..utils import sha256_file
 
+        ckpt_path = getattr(self.ckpt, "path", None)
+        self._sha256 = sha256_file(ckpt_path) if ckpt_path else None  # once: the file may be hundreds of MB
         self.indices: list[int] = []
         self.latencies: list[float] = []
         self.compute: list[float] = []
@@ -566,14 +569,12 @@ class RealtimeSession:
 
     def sidecar(self, events: Sequence[StreamEvent] = ()) -> dict[str, Any]:
         from ..io.derivatives import PREDICTION
-        from ..utils import sha256_file
 
-        ckpt_path = getattr(self.ckpt, "path", None)
         return PREDICTION.sidecar({
             "RepetitionTime": self.settings.repetition_time,
             "VolumeIndices": [int(i) for i in self.indices],
             "ModelName": str(self.ckpt["model"]["name"]),
-            "ModelSHA256": sha256_file(ckpt_path) if ckpt_path else None,
+            "ModelSHA256": self._sha256,
             "Device": self.device,
             "Realtime": {**self.info, "LatencySeconds": [round(v, 6) for v in self.latencies],
                          "ComputeSeconds": [round(v, 6) for v in self.compute],
