@@ -15,7 +15,8 @@ Two measurements:
 * ``synthetic`` (``--synthetic``; only torch, numpy and scipy: no LSL, nibabel or MNE): the same engine
   (:class:`~spec2vol_bids.pipeline.realtime.RealtimePredictor`) fed the synthetic stream as fast as it takes it.
   Latency = wall time of the call that delivers the sample completing a volume's input, i.e. the spectrogram row
-  and the network (on ``--device cuda`` including the host-device copies). For a lent GPU::
+  and the network (on ``--device cuda`` including the host-device copies); ``cpu_*_ms`` is the process's CPU time
+  for the same calls, which a busy machine does not inflate. For a lent GPU::
 
       python -m benchmarks.bench_realtime --synthetic --device cuda
 
@@ -91,20 +92,25 @@ def run_synthetic(preset: str, *, n_volumes: int, device: str = "cpu", warmup: i
     data = synthetic_eeg(n_ch, lead + total_vols * per_tr)
     ts = np.arange(len(data)) / SFREQ
     marks = lead + per_tr * np.arange(total_vols)
-    lat, mi = [], 0
+    lat, cpu, mi = [], [], 0
     for i in range(0, len(data), chunk):
         while mi < len(marks) and marks[mi] < i + chunk:
             engine.add_trigger(ts[marks[mi]])  # markers arrive with (here: just before) their samples
             mi += 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         preds = engine.add_samples(data[i:i + chunk], ts[i:i + chunk])
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if preds:
             lat.append(dt)
-    lat = lat[warmup:]
+            cpu.append(dc)
+    lat, cpu = lat[warmup:], cpu[warmup:]
     if len(lat) < n_volumes:
         raise RuntimeError(f"{preset}: only {len(lat)} predictions")
-    return {"preset": preset, "mode": "synthetic", "device": device, **_stats(lat[:n_volumes])}
+    # CPU time of the process for the same calls: what the computation costs, whatever else the machine runs (with
+    # one torch thread on a CPU it is the wall time an idle machine would give; on a GPU it is the host's share)
+    c = np.asarray(cpu[:n_volumes])
+    return {"preset": preset, "mode": "synthetic", "device": device, **_stats(lat[:n_volumes]),
+            "cpu_median_ms": 1e3 * float(np.median(c)), "cpu_p99_ms": 1e3 * float(np.percentile(c, 99))}
 
 
 def run_lsl(preset: str, *, n_volumes: int, warmup: int = 2) -> dict:
@@ -200,8 +206,8 @@ def main(quick: bool = False, synthetic: bool = False, device: str = "cpu", pres
         meta["meets_target"] = bool(paper[0]["p99_over_tr"] < 1.0)
     name = "realtime" if not synthetic else f"realtime_synthetic_{device}"
     meta["load_average_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    columns = ["preset", "mode", "device", "n", "median_ms", "p99_ms", "max_ms", "p99_over_tr", "engine_median_ms",
-               "pusher_late_p99_ms"]
+    columns = ["preset", "mode", "device", "n", "median_ms", "p99_ms", "max_ms", "p99_over_tr", "cpu_median_ms",
+               "cpu_p99_ms", "engine_median_ms", "pusher_late_p99_ms"]
     write_results(name, records, meta, columns, title=f"Real-time latency, trigger to prediction ({meta['mode']}, "
                   f"{device})", notes=__doc__)
     return {"records": records, "meta": meta}
