@@ -187,11 +187,11 @@ def run_realtime(ckpt, *, stream: str, marker_stream: str | None = None, volume_
             now = time.monotonic()
             if got:
                 if stalled:
-                    engine._event("resume", f"the stream resumed after {now - last_data:.1f} s")
+                    engine.report("resume", f"the stream resumed after {now - last_data:.1f} s")
                     stalled = False
                 last_data = now
             elif not stalled and engine.n_samples and now - last_data > stall_after:
-                engine._event("stall", f"the stream {stream!r} stalled: no EEG for {now - last_data:.1f} s")
+                engine.report("stall", f"the stream {stream!r} stalled: no EEG for {now - last_data:.1f} s")
                 stalled = True
             if max_volumes is not None and len(session.indices) >= max_volumes:
                 stopped_by = "max-volumes"

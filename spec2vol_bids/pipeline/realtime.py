@@ -318,7 +318,8 @@ class RealtimePredictor:
         self._row_time: dict[int, float] = {}
         self._trig_prev = 0.0
 
-    def _event(self, kind: str, message: str) -> None:
+    def report(self, kind: str, message: str) -> None:
+        """Record (and log) a :class:`StreamEvent`."""
         ev = StreamEvent(kind, message, self.clock())
         self.events.append(ev)
         (LOGGER.info if kind in ("resume", "clock") else LOGGER.warning)("%s", message)
@@ -346,17 +347,17 @@ class RealtimePredictor:
         if last is not None:
             step = ts[0] - last
             if step < -0.5 * period:
-                self._event("restart", f"the stream's timestamps went back {-step:.3f} s: it restarted; starting "
+                self.report("restart", f"the stream's timestamps went back {-step:.3f} s: it restarted; starting "
                                        f"over (the next prediction needs {s.n_windows} new windows of EEG)")
                 self._restart()
             elif step > max(GAP_SAMPLES * period, self.min_gap_s):
                 missing = int(round(step * s.sfreq)) - 1
                 if step > self.max_fill_s:
-                    self._event("restart", f"no EEG for {step:.1f} s (more than {self.max_fill_s:g} s): starting "
+                    self.report("restart", f"no EEG for {step:.1f} s (more than {self.max_fill_s:g} s): starting "
                                            "over")
                     self._restart()
                 elif missing > 0:
-                    self._event("drop", f"the stream dropped {missing} sample(s) ({missing * period:.3f} s) before "
+                    self.report("drop", f"the stream dropped {missing} sample(s) ({missing * period:.3f} s) before "
                                         f"t = {ts[0]:.3f}; the windows that include them are skipped")
                     fill_ts = last + period * np.arange(1, missing + 1)
                     self._append(np.full((missing, data.shape[1]), np.nan), fill_ts)
@@ -385,7 +386,7 @@ class RealtimePredictor:
                 if int(np.rint(onset * s.sfreq)) >= self._buf.n:
                     break
                 if k == 0 and self._next_volume == 0:
-                    self._event("clock", "no volume triggers: ASSUMING THE FIRST RECEIVED SAMPLE IS THE FIRST "
+                    self.report("clock", "no volume triggers: ASSUMING THE FIRST RECEIVED SAMPLE IS THE FIRST "
                                          f"VOLUME and volumes every {s.repetition_time:g} s (TR clock)")
                 self._new_volume(self._next_volume, onset)
 
@@ -410,7 +411,7 @@ class RealtimePredictor:
         interval = onset - prev
         spacing = float(np.median(self._intervals)) if len(self._intervals) > 1 else s.repetition_time
         if interval < DUPLICATE_FRACTION * spacing:
-            self._event("trigger-duplicate", f"a volume trigger {interval:.3f} s after the previous one (spacing "
+            self.report("trigger-duplicate", f"a volume trigger {interval:.3f} s after the previous one (spacing "
                                              f"{spacing:.4g} s) is ignored")
             return
         if interval > GAP_FACTOR * spacing:
@@ -422,14 +423,14 @@ class RealtimePredictor:
                     np.array([prev, onset]), n_volumes=2 ** 31, repetition_time=spacing, label="stream")
             except DataError:
                 n_skip = max(1, int(round(steps)) - 1)
-                self._event("trigger-gap", f"{n_skip} consecutive volume triggers are missing {where}; the volume "
+                self.report("trigger-gap", f"{n_skip} consecutive volume triggers are missing {where}; the volume "
                                            f"count resumes at volume {prev_volume + n_skip + 1} and the predictions "
                                            "that need the missing volumes are skipped")
                 self._next_volume = prev_volume + n_skip + 1
                 self._new_volume(self._next_volume, onset)
                 return
             for extra in filled_onsets[1:-1]:
-                self._event("trigger-filled", f"the trigger of volume {self._next_volume} is missing {where}; its "
+                self.report("trigger-filled", f"the trigger of volume {self._next_volume} is missing {where}; its "
                                               f"onset is filled at {extra:.3f} s (midpoint), as the BIDS-App does")
                 self._new_volume(self._next_volume, float(extra))
             self._new_volume(self._next_volume, onset)
@@ -450,7 +451,7 @@ class RealtimePredictor:
             t = self._pending.pop(0)
             index = self._buf.index_of(t)
             if index is None:
-                self._event("trigger-gap", f"a volume trigger at t = {t:.3f} s is older than the kept EEG; ignored")
+                self.report("trigger-gap", f"a volume trigger at t = {t:.3f} s is older than the kept EEG; ignored")
                 continue
             self._place_trigger(index)
         for k in sorted(self._waiting):
@@ -485,14 +486,14 @@ class RealtimePredictor:
         t0 = time.perf_counter()
         if start < 0 or start < self._buf.first:
             self._rows[k] = None
-            self._event("window-invalid", f"the EEG window of volume {k} starts before the kept EEG; skipped")
+            self.report("window-invalid", f"the EEG window of volume {k} starts before the kept EEG; skipped")
             return True
         try:
             spec, _, _ = spectrogram_from_reader(self._buf.read, [onset], s.sfreq, self._buf.n, s.config.eeg,
                                                  tr=s.repetition_time, channel_names=s.channels)
         except DataError as err:
             self._rows[k] = None
-            self._event("window-invalid", f"volume {k}: {err.message}; its window is skipped")
+            self.report("window-invalid", f"volume {k}: {err.message}; its window is skipped")
             return True
         self._rows[k] = spec[0]  # [C, F] float32
         if self.rows is not None:

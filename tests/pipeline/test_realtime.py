@@ -172,3 +172,34 @@ def test_stream_that_does_not_fit_the_checkpoint_is_refused(offline_short, recor
     with pytest.raises(DataError, match="frequency bins"):
         stream_settings(no_acq, channels=names, sfreq=100.0, repetition_time=1.0)
     assert stream_settings(no_acq, channels=names, sfreq=sf, repetition_time=2.0).repetition_time == 2.0
+
+
+def test_marker_descriptions_of_string_and_one_hot_streams():
+    from types import SimpleNamespace
+
+    from spec2vol_bids.bids.eeg import is_volume_marker
+    from spec2vol_bids.pipeline.lsl import _marker_descriptions
+
+    string = SimpleNamespace(dtype="string")
+    assert _marker_descriptions(string, [["Response/R128"], ["Stimulus/S  1"]]) == [["Response/R128"],
+                                                                                  ["Stimulus/S  1"]]
+    # PlayerLSL's default encoding: one float channel per description, the duration (-1) where it occurs
+    sinfo = SimpleNamespace(get_channel_names=lambda: ["Response/R128", "Stimulus/S  1"])
+    one_hot = SimpleNamespace(dtype="float64", n_channels=2, get_sinfo=lambda: sinfo)
+    got = _marker_descriptions(one_hot, np.array([[-1.0, 0.0], [0.0, -1.0], [-1.0, -1.0]]))
+    assert got == [["Response/R128"], ["Stimulus/S  1"], ["Response/R128", "Stimulus/S  1"]]
+    assert [any(is_volume_marker(d) for d in row) for row in got] == [True, False, True]
+    assert is_volume_marker("r 128", "R128") and not is_volume_marker("R1280", "R128")
+
+
+def test_roi_outlet_is_the_mean_of_each_label():
+    from spec2vol_bids.pipeline.lsl import roi_reducer
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (8, 6, 4))
+    vol = rng.standard_normal((8, 6, 4)).astype(np.float32)
+    reduce, names = roi_reducer(labels)
+    assert names == ["roi-1", "roi-2"]
+    np.testing.assert_allclose(reduce(vol), [vol[labels == 1].mean(), vol[labels == 2].mean()], rtol=1e-6)
+    with pytest.raises(UsageError, match="no voxel above 0"):
+        roi_reducer(np.zeros((2, 2, 2), int))

@@ -173,3 +173,45 @@ def test_missing_stream_exits_66(offline_short, capsys):
                  "--connect-timeout", "1"])
     assert code == 66
     assert "no LSL stream named" in capsys.readouterr().err
+
+
+def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, recording, tmp_path):
+    """SIGINT to a running `spec2vol_bids realtime` process: exit 130, the file holds every volume predicted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nibabel as nib
+
+    data, sf, names, marks = recording
+    name = _name("sigint")
+    out = tmp_path / "rt"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spec2vol_bids", "realtime", "--model", str(offline_short.checkpoint), "--stream", name,
+         "--marker-stream", f"{name}-markers", "--out", str(out), "--outlet", "none", "--connect-timeout", "60",
+         "--duration", "120"], env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        holder = {}
+        thread = threading.Thread(target=lambda: holder.update(
+            outlets=_pusher(name, data, sf, names, marks[:12], speed=4.0, stop_at=marks[12] + 10)), daemon=True)
+        thread.start()
+        sidecar = out / "sub-realtime_task-realtime_desc-spec2vol_bold.json"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until volume 7 is on disk
+            if sidecar.is_file() and 7 in json.loads(sidecar.read_text() or "{}").get("VolumeIndices", []):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    img = nib.load(out / "sub-realtime_task-realtime_desc-spec2vol_bold.nii")
+    side = json.loads(sidecar.read_text())
+    n = img.shape[3]
+    assert side["VolumeIndices"] == list(range(5, 5 + n)) and n >= 3
+    np.testing.assert_allclose(np.asarray(img.dataobj), offline_short.prediction[..., :n], rtol=1e-5, atol=1e-5)
