@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 WHEELS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 FIND_LINKS := $(if $(WHEELS),--find-links "$(WHEELS)",)
 TORCH_PIN := torch==2.13.0
-EXTRAS := test,napari,docs,bench,e2fnet
+EXTRAS := test,napari,docs,bench,e2fnet,realtime
 STAMP := $(VENV)/.installed
 APT_PKGS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 graphviz chromium
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"

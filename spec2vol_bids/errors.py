@@ -20,6 +20,7 @@ code  class                         meaning
 73    :class:`CantCreateError`      an output cannot be created (exists, not writable)
 74    :class:`IOFailure`            an I/O error while reading or writing
 75    :class:`BusyError`            another run holds the work directory of this participant (try again later)
+130                                 interrupted (Ctrl-C); outputs already written are complete
 ====  ============================  ========================================================================
 """
 
@@ -99,4 +100,5 @@ EXIT_CODES = {
     73: "cannot create output",
     74: "I/O error",
     75: "another run is using the work directory for the same participant (try again later)",
+    130: "interrupted (Ctrl-C); outputs already written are complete",
 }

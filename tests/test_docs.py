@@ -26,7 +26,7 @@ def test_docs_build_without_warnings(tmp_path):
 
     raw = {name: (out / f"{name}.html").read_text(encoding="utf-8")
            for name in ("index", "quickstart", "usage", "outputs", "using_outputs", "workflows", "examples", "method",
-                          "napari", "gpu", "faq", "benchmarks", "api", "changes")}
+                          "napari", "realtime", "gpu", "faq", "benchmarks", "api", "changes")}
     # the pages' text (code blocks are split into highlighted spans), plus the raw HTML for links and images
     pages = {name: html.unescape(re.sub(r"<[^>]+>", "", page)) + page for name, page in raw.items()}
     # every page is in the toctree
@@ -39,6 +39,10 @@ def test_docs_build_without_warnings(tmp_path):
     assert "--test-subjects" in pages["usage"] and "--official-h5" in pages["usage"]
     for option in ("--reports-only", "--boilerplate-only", "--resource-monitor", "--keep-bad-channels", "16GB"):
         assert option in pages["usage"], option
+    # the real-time page: both commands' options from their parsers, the robustness table, the GPU benchmark
+    for text in ("--marker-stream", "--trigger-channel", "--roi-mask", "--idle-timeout", "--drop-marker",
+                 "trigger-filled", "StreamEvents", "bench_realtime --synthetic --device cuda", "130"):
+        assert text in pages["realtime"], text
     # using the outputs: the example's code with each tool
     for text in ("BIDSLayout(bids, derivatives=out)", "maskers.NiftiMasker", "read_spectrogram(spectrogram.path)",
                  'plugin="spec2vol-bids"', "VolumeIndices"):

@@ -88,6 +88,9 @@ def test_wheel_contents(dists):
     # diffusers only with the e2fnet extra; the napari hub's links
     assert "Provides-Extra: e2fnet" in metadata and 'Requires-Dist: diffusers>=0.30; extra == "e2fnet"' in metadata
     assert not re.search(r"^Requires-Dist: diffusers[^;]*$", metadata, flags=re.M)
+    # mne-lsl (real-time mode) only with the realtime extra (and the test extra, whose tests use it)
+    assert 'Requires-Dist: mne-lsl>=1.14; extra == "realtime"' in metadata
+    assert not re.search(r"^Requires-Dist: mne-lsl[^;]*$", metadata, flags=re.M)
     assert "Project-URL: Bug Tracker, https://github.com/spec2vol-bids/spec2vol-bids/issues" in metadata
 
 

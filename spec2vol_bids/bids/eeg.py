@@ -68,6 +68,7 @@ __all__ = [
     "read_channels_tsv",
     "read_bad_channels",
     "marker_onsets",
+    "is_volume_marker",
     "events_tsv_onsets",
     "fill_missing_triggers",
     "reconcile_onsets",
@@ -275,6 +276,15 @@ def _norm(name: str) -> str:
 def _matches(description: str, wanted: Sequence[str]) -> bool:
     d = _norm(description)
     return any(d == _norm(w) or d.endswith("/" + _norm(w)) for w in wanted)
+
+
+def is_volume_marker(description: str, marker: str | None = None) -> bool:
+    """Whether an annotation (or LSL marker) ``description`` is the volume trigger ``marker``.
+
+    The rule of :func:`marker_onsets`: white space and case are ignored, and ``R128`` also matches
+    ``Response/R128``; without ``marker`` the :data:`DEFAULT_VOLUME_MARKERS` are tried.
+    """
+    return _matches(description, [marker] if marker else list(DEFAULT_VOLUME_MARKERS))
 
 
 def marker_onsets(recording: EEGRecording, marker: str | None = None) -> tuple[np.ndarray, str | None]:

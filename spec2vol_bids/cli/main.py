@@ -5,6 +5,8 @@ The program has one BIDS-App form and a few sub-commands::
     spec2vol_bids BIDS_DIR OUT_DIR {participant,group} [options]   # the BIDS-App
     spec2vol_bids simulate OUT_DIR [options]                       # synthetic EEG-fMRI BIDS dataset
     spec2vol_bids train DERIV_DIR MODEL_DIR [options]              # train on participant derivatives
+    spec2vol_bids realtime --model CKPT --stream NAME [options]     # predict volumes from a live LSL stream
+    spec2vol_bids replay BIDS_EEG_FILE [options]                    # stream a recording over LSL
 
 Each sub-command lives in its own module (``spec2vol_bids.cli.<name>``) exposing ``build_parser(prog)`` and
 ``run(args) -> int``; modules are imported only when their command is used, so ``--help`` and ``--version``
@@ -27,6 +29,8 @@ PROG = "spec2vol_bids"
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("spec2vol_bids.cli.simulate", "write a synthetic EEG-fMRI BIDS dataset with known ground truth"),
     "train": ("spec2vol_bids.cli.train", "train and cross-validate models on participant-level derivatives"),
+    "realtime": ("spec2vol_bids.cli.realtime", "predict each volume from a live EEG stream (Lab Streaming Layer)"),
+    "replay": ("spec2vol_bids.cli.replay", "stream an EEG recording and its markers over LSL in real time"),
 }
 #: the BIDS-App form (positional BIDS_DIR OUT_DIR LEVEL)
 BIDSAPP_MODULE = "spec2vol_bids.cli.bidsapp"

@@ -12,6 +12,7 @@ code is refused by the unpickler itself)::
     frequencies     [float] | None                       # Hz; None for the official h5 files
     grid            {"shape": [X, Y, Z], "affine": 4x4 nested list}
     scaling         {"method", "min", "max", "subjects"} # EEG input statistics (training subjects only)
+    acquisition     {"sfreq", "repetition_time"}         # optional: EEG rate (Hz) and TR (s) of the training data
     training        dict                                 # data summary, seed, protocol, fold, schedule
     metrics         dict
     versions        dict

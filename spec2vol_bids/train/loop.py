@@ -310,6 +310,8 @@ class FoldData:
             "frequencies": None if ref.frequencies is None else [float(f) for f in ref.frequencies],
             "grid": {"shape": [int(v) for v in ref.grid_shape], "affine": np.asarray(ref.affine).tolist()},
             "scaling": self.scaling,
+            # the recording the spectrograms came from: what a live stream must match (spec2vol_bids realtime)
+            "acquisition": {"sfreq": getattr(ref, "sfreq", None), "repetition_time": ref.repetition_time},
         }
 
 

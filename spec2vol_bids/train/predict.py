@@ -65,7 +65,6 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
         ``x`` does not have the shape the model was trained on.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from .scaling import apply_scaling
 
@@ -91,8 +90,12 @@ def predict_windows(ckpt: Checkpoint | Mapping | str | os.PathLike, x, *, device
     n = arr.shape[0]
     out = []
     with torch.no_grad():
-        for s in tqdm(range(0, n, int(batch_size)), desc="predict", disable=report is not None or not progress,
-                      unit="batch"):
+        starts = range(0, n, int(batch_size))
+        if progress is True:  # tqdm only for a bar (the real-time path and the benchmarks run without it)
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch")
+        for s in starts:
             xb = torch.from_numpy(apply_scaling(arr[s:s + batch_size], ckpt.get("scaling")).astype(np.float32))
             out.append(model(xb.to(dev)).float().cpu().numpy())  # [b, D, X, Y]
             if report is not None:

@@ -52,6 +52,7 @@ class RunSource(ABC):
     affine: np.ndarray | None = None
     config: dict = field(default_factory=dict)
     repetition_time: float | None = None
+    sfreq: float | None = None  # EEG sampling frequency of the spectrogram's recording (Hz), when known
 
     @property
     @abstractmethod
@@ -139,6 +140,7 @@ class DerivativeRun(RunSource):
         self.channel_types = spec.channel_types
         self.config = spec.config
         self.repetition_time = spec.repetition_time
+        self.sfreq = float(spec.attrs["sfreq"]) if spec.attrs.get("sfreq") else None
         if len(shape) != 3:
             raise DataError(f"{self.spectrogram.name}: 'spectrogram' must be [n_volumes, n_channels, n_freqs], "
                             f"got shape {shape}", hint="re-run the BIDS-App participant level")

@@ -135,6 +135,9 @@ def test_baselines_learn_linear_data(tmp_path):
     oracle = np.mean([ds_train[i][1].numpy() for i in range(len(ds_train))], axis=0)
     ck = load_checkpoint(tmp_path / "mean" / "last.ckpt")
     np.testing.assert_allclose(ck["state_dict"]["mean"].numpy(), oracle, atol=1e-6)
+    # the recording the model expects (what `spec2vol_bids realtime` checks a live stream against): the fake
+    # derivatives' spectrogram attributes
+    assert ck["acquisition"] == {"sfreq": 250.0, "repetition_time": 2.0}
     # predict_windows on the raw spectrogram windows reproduces the evaluation
     run4 = runs[3]
     spec = load_spectrogram(run4.spectrogram).spectrogram
