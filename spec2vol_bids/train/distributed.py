@@ -20,6 +20,11 @@ How one optimiser step is shared (what :meth:`DistContext.shard` implements):
 * a process whose share of a chunk is empty (a last chunk smaller than ``N``) runs the chunk's first sample with
   weight 0, so that every process joins every gradient all-reduce.
 
+Random layers (the drop-path of the paper preset) draw their masks from each rank's own stream
+(:meth:`DistContext.seed_rank`; rank 0 keeps the one-process stream, ``resume.ckpt`` keeps every rank's state): a
+run of N processes then equals the one-process run in distribution, not bit for bit. Models without random
+layers (the tiny preset) train the same weights up to floating-point sums.
+
 The learning-rate schedule, ``save_every``, the resume position and the history count global micro-batches and
 optimiser steps, so they are the same for any number of processes; a run can be resumed with another number of
 processes (the weights then agree within floating-point tolerance instead of bit for bit).
@@ -30,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -65,8 +71,8 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
-        """True when several processes train one model."""
-        return self.world_size > 1
+        """True in a process group started by torchrun (also of one process: DDP then all-reduces over one)."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -100,11 +106,11 @@ class DistContext:
         return torch.device("cuda", self.local_rank)
 
     def wrap(self, model, device):
-        """``model`` in :class:`torch.nn.parallel.DistributedDataParallel` (itself for one process).
+        """``model`` in :class:`torch.nn.parallel.DistributedDataParallel` (itself outside a process group).
 
-        Buffers are not re-broadcast at every forward (``broadcast_buffers=False``): the only buffers of the
-        models are the training statistics, which every rank computes from the same data and
-        :meth:`check_same` compares.
+        Buffers are not re-broadcast at every forward (``forward_sync_buffers=False``, ``broadcast_buffers=False``
+        before torch 2.13): the only buffers of the models are the training statistics, which every rank computes
+        from the same data and :meth:`check_same` compares.
         """
         if not self.enabled:
             return model
@@ -117,8 +123,12 @@ class DistContext:
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
         ids = [device.index] if device.type == "cuda" else None
+        # torch >= 2.13 spells "no buffer broadcast at each forward" forward_sync_buffers (broadcast_buffers warns)
+        no_sync = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
         return DistributedDataParallel(model, device_ids=ids, output_device=device.index if ids else None,
-                                       broadcast_buffers=False)
+                                       **no_sync)
 
     @staticmethod
     def no_sync(model, skip: bool):
@@ -155,6 +165,24 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return [float(v) for v in t.cpu().tolist()]
 
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """``obj`` of every process, by rank (``[obj]`` for one process)."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, obj)
+        return values
+
+    def seed_rank(self, seed: int) -> None:
+        """Give ranks other than 0 their own random stream (drop-path masks), derived from ``seed`` and the rank;
+        rank 0 keeps the stream of a one-process run. Nothing for one process."""
+        if self.enabled and self.rank > 0:
+            import torch
+
+            torch.manual_seed((int(seed) * 1_000_003 + 7919 * self.rank) % (2**63 - 1))
+
     def barrier(self) -> None:
         """Wait for every process (nothing for one process)."""
         if self.enabled:
@@ -175,10 +203,7 @@ class DistContext:
         """
         if not self.enabled:
             return
-        import torch.distributed as dist
-
-        values: list[Any] = [None] * self.world_size
-        dist.all_gather_object(values, str(value))
+        values = self.gather_objects(str(value))
         odd = [r for r, v in enumerate(values) if v != values[0]]
         if odd:
             raise DataError(f"the processes of this run read different {what}: rank(s) "
@@ -205,16 +230,19 @@ SINGLE = DistContext()
 
 
 def launched_by_torchrun(environ=None) -> bool:
-    """True when the environment holds torchrun's variables with more than one process."""
+    """True when the environment says this process is one of a torchrun group: ``WORLD_SIZE`` above 1, or 1
+    with every variable torchrun sets (``torchrun --nproc-per-node 1``); a lone stray ``WORLD_SIZE=1`` is not."""
     env = os.environ if environ is None else environ
     try:
-        return int(env.get("WORLD_SIZE", "1")) > 1
+        world = int(env.get("WORLD_SIZE", "0") or 0)
     except ValueError:
         return False
+    return world > 1 or (world == 1 and all(k in env for k in ENV_KEYS))
 
 
 def init_distributed(device: str = "auto", *, timeout_s: float | None = None, environ=None) -> DistContext:
-    """Join the process group that torchrun described in the environment, or return :data:`SINGLE`.
+    """Join the process group that torchrun described in the environment, or return :data:`SINGLE` (no torchrun:
+    a plain one-process run, no process group).
 
     Parameters
     ----------

@@ -430,11 +430,12 @@ class CheckpointPolicy:
     def save_resume(self, model, optimizer, schedule, state: TrainState) -> None:
         """Write ``resume.ckpt`` (rank 0; every rank calls it: the epoch's loss so far is summed over them)."""
         loss_sum, loss_n = self.dist.all_reduce_sum([state.ep_loss_sum, state.ep_loss_n])
+        rng_states = self.dist.gather_objects(torch.get_rng_state())  # each rank's (drop-path masks)
         if not self.dist.is_main:
             return
         save_checkpoint(self.resume_path, {
             "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(),
+            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(), "rng_states": rng_states,
             "epoch": state.epoch, "mb_pos": state.mb_pos, "global_step": state.global_step,
             "history": state.history, "ep_loss_sum": loss_sum, "ep_loss_n": int(loss_n),
             "best_epoch": state.best_epoch, "best_score": state.best_score, "best_state": state.best_state,
@@ -459,7 +460,13 @@ class CheckpointPolicy:
         model.load_state_dict(st["state_dict"])
         optimizer.load_state_dict(st["optimizer"])
         schedule.load_state_dict(st["schedule"])
-        torch.set_rng_state(st["rng_state"])
+        states = st.get("rng_states") or [st["rng_state"]]
+        if len(states) == self.dist.world_size:
+            torch.set_rng_state(states[self.dist.rank])
+        else:  # resumed with another number of processes: rank 0 continues, the others start new streams
+            torch.set_rng_state(st["rng_state"])
+            if self.dist.rank > 0:
+                self.dist.seed_rank(int(self.fingerprint["config"]["seed"]) + int(st["global_step"]))
         # the saved loss sums are over every process: rank 0 carries them on, the others restart from 0
         main = self.dist.is_main
         state = TrainState(epoch=int(st["epoch"]), mb_pos=int(st["mb_pos"]), global_step=int(st["global_step"]),
@@ -556,6 +563,7 @@ def train_fold(
     # every process computed the statistics from its own reading of the data: they must agree
     if dist.enabled:
         dist.check_same(digest(data.scaling, len(data.train), stats, dict(model.state_dict())), "training data")
+        dist.seed_rank(cfg.seed)  # the same weights everywhere; from here on each rank its own random stream
     training_info = {
         "fold": fold.to_dict(),
         "protocol": fold.protocol,
@@ -671,8 +679,10 @@ def _train_epoch(model, optimizer, schedule, train: PairDataset, criterion, stat
                 step_callback(state.global_step)
     bar.close()
     loss_sum, loss_n = dist.all_reduce_sum([state.ep_loss_sum, state.ep_loss_n])  # over the processes
+    # train_seconds: the optimisation of this epoch (of its resumed part) alone, what a throughput is made of
     state.history.append({"epoch": state.epoch + 1, "step": state.global_step, "lr": schedule.get_last_lr(),
-                          "train_loss": loss_sum / max(1, loss_n), "seconds": t_ep})
+                          "train_loss": loss_sum / max(1, loss_n), "seconds": t_ep,
+                          "train_seconds": time.perf_counter() - t_ep})
 
 
 def _select(model, data: FoldData, cfg: TrainConfig, device, state: TrainState, *, log_label: str) -> None:

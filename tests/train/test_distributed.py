@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 import pytest
+import torch
+
 from spec2vol_bids.errors import UsageError
 from spec2vol_bids.train import data as D
 from spec2vol_bids.train import loop as L
@@ -58,6 +60,29 @@ def test_init_distributed_reads_torchrun_environment():
         init_distributed(environ={**env, "RANK": "a"})
 
 
+def test_torchrun_of_one_process_is_a_process_group_but_a_stray_world_size_is_not():
+    from spec2vol_bids.train.distributed import launched_by_torchrun
+
+    full = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    assert launched_by_torchrun(full)
+    assert not launched_by_torchrun({"WORLD_SIZE": "1"}) and not launched_by_torchrun({"WORLD_SIZE": "x"})
+    assert launched_by_torchrun({"WORLD_SIZE": "2"})  # then init_distributed names what is missing
+    assert not SINGLE.enabled and DistContext(world_size=1, backend="gloo").enabled
+
+
+def test_each_rank_gets_its_own_random_stream_and_rank_0_keeps_the_one_process_one():
+    def draws(ctx):
+        torch.manual_seed(3)
+        ctx.seed_rank(3)
+        return torch.rand(4)
+
+    r0 = draws(DistContext(rank=0, world_size=2, backend="gloo"))
+    r1 = draws(DistContext(rank=1, world_size=2, backend="gloo"))
+    assert torch.equal(r0, draws(SINGLE))  # rank 0: the stream of a one-process run
+    assert not torch.equal(r0, r1)  # drop-path masks differ between ranks ...
+    assert torch.equal(r1, draws(DistContext(rank=1, world_size=2, backend="gloo")))  # ... reproducibly
+
+
 # ---------------------------------------------------------------------------------------------- torchrun runs
 def _torchrun(derivs, out, *extra, nproc=2):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
@@ -88,9 +113,9 @@ def ddp_run(tmp_path_factory):
     cfg = L.TrainConfig(model="spec2vol", preset="tiny", epochs=EPOCHS, batch_size=3, accumulation=2,
                         warmup_steps=2, seed=7, device="cpu")
     one = L.train_fold(runs, fold, cfg, tmp / "one", progress=False)
-    other_seed = L.train_fold(runs, fold, L.TrainConfig(**{**cfg.to_dict(), "seed": 8}), tmp / "seed8",
-                              progress=False)
-    out, err = proc.communicate(timeout=300)
+    L.train_fold(runs, fold, L.TrainConfig(**{**cfg.to_dict(), "seed": 8}), tmp / "seed8",
+                 progress=False)
+    out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, err[-3000:]
     return {"tmp": tmp, "derivs": derivs, "one": one, "one_w": _weights(tmp / "one" / "last.ckpt"),
             "seed8_w": _weights(tmp / "seed8" / "last.ckpt"), "two": tmp / "two" / "folds" / FOLD / "spec2vol",
@@ -149,20 +174,20 @@ def test_kill_of_a_rank_then_resume_gives_the_same_weights(ddp_run):
     out = tmp / "killed"
     fold_dir = out / "folds" / FOLD / "spec2vol"
     proc = _torchrun(derivs, out, "--save-every", "1")
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 900
     while not (fold_dir / "resume.ckpt").exists():  # the first optimiser step is saved
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.02)
     pid = _rank_pid(proc.pid, 1)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # rank 1 dies; torchrun stops rank 0 and fails
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
     assert not (fold_dir / "last.ckpt").exists()  # killed mid-training
     step = load_checkpoint(fold_dir / "resume.ckpt", fmt=RESUME_FORMAT)["global_step"]
     assert 1 <= step < 3 * EPOCHS
     proc = _torchrun(derivs, out, "--save-every", "1", "--resume")
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, err[-3000:]
     w = _weights(fold_dir / "last.ckpt")
     # the same processes resume exactly where they were: the weights of the uninterrupted 2-process run

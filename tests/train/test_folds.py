@@ -21,7 +21,7 @@ ARGS = ["--model", "spec2vol", "--preset", "tiny", "--baselines", "ridge", "--cv
 def _science(obj):
     """``obj`` without what depends on the run's machine and folder: durations and checkpoint paths."""
     if isinstance(obj, dict):
-        return {k: _science(v) for k, v in obj.items() if k not in ("seconds", "checkpoints")}
+        return {k: _science(v) for k, v in obj.items() if k != "checkpoints" and not k.endswith("seconds")}
     if isinstance(obj, list):
         return [_science(v) for v in obj]
     return obj
