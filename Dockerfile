@@ -32,12 +32,19 @@ RUN if ! command -v python3 >/dev/null 2>&1 || ! python3 -c "import venv, ensure
  && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md LICENSE /src/
+COPY docker /src/docker
 COPY spec2vol_bids /src/spec2vol_bids
 COPY napari_spec2vol /src/napari_spec2vol
+# Optional build inputs in docker/ (see docker/README.md; `make docker-test` fills them): a torch wheel in
+# docker/wheels/ is installed instead of downloading one (its dependencies still come from the index), and docker/certs/ca-certificates.crt is the CA bundle
+# pip trusts (a site's TLS proxy). They stay in the build stage: the image only receives /opt/venv.
 # torch first, from the index of the wanted build (CPU wheels are ~200 MB instead of several GB); then the
 # project itself from /src (a local path: DL3013 cannot apply) with its pinned validator.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+RUN if [ -f /src/docker/certs/ca-certificates.crt ]; then export PIP_CERT=/src/docker/certs/ca-certificates.crt; fi \
+ && if ls /src/docker/wheels/torch-"${TORCH_VERSION}"*.whl >/dev/null 2>&1; then \
+      pip install --no-cache-dir --find-links /src/docker/wheels "torch==${TORCH_VERSION}"; \
+    else pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"; fi \
  && if [ -n "${EXTRAS}" ]; then spec="/src[${EXTRAS}]"; else spec="/src"; fi \
  && pip install --no-cache-dir "${spec}" "bids-validator-deno==${BIDS_VALIDATOR_VERSION}" \
  && python -c "import spec2vol_bids, nipype, mne, bids, nibabel, h5py, torch; print(spec2vol_bids.__version__)"

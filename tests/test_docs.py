@@ -25,14 +25,18 @@ def test_docs_build_without_warnings(tmp_path):
     assert proc.returncode == 0, f"sphinx-build -W failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
     raw = {name: (out / f"{name}.html").read_text(encoding="utf-8")
-           for name in ("index", "quickstart", "usage", "outputs", "using_outputs", "workflows", "examples", "method",
-                          "napari", "realtime", "gpu", "faq", "benchmarks", "api", "changes")}
+           for name in ("index", "quickstart", "usage", "scanner", "outputs", "using_outputs", "workflows", "examples",
+                        "method", "models",
+                          "napari", "realtime", "gpu", "cluster", "faq", "benchmarks", "api", "changes")}
     # the pages' text (code blocks are split into highlighted spans), plus the raw HTML for links and images
     pages = {name: html.unescape(re.sub(r"<[^>]+>", "", page)) + page for name, page in raw.items()}
     # every page is in the toctree
     for name in pages:
         if name != "index":
             assert f'href="{name}.html"' in pages["index"], f"{name} is not in the index toctree"
+    # the models page shows the ablation, the production runs and the locality figure (issue 12)
+    for text in ("spec2vol-lowrank", "demeaned-mse", "oracle: true sources", "margin_over_ridge", "receptive_field.png"):
+        assert text in pages["models"], text
     # the CLI reference is generated from the real parsers
     for option in ("--participant-label", "--skip-bids-validation", "--model", "--volume-marker", "--device"):
         assert option in pages["usage"], option
@@ -73,4 +77,14 @@ def test_docs_build_without_warnings(tmp_path):
     for text in ("OMP_WAIT_POLICY", "R128", "exit code", "5 kHz"):
         assert text in pages["faq"], text
     assert "Machine:" in pages["benchmarks"]
+    # clusters: torchrun, folds, the SLURM examples, nipype plugins, Apptainer, the container test, the GPU check
+    for text in ("torchrun --standalone --nproc-per-node", "train collect MODEL_DIR", "participant_array.sbatch",
+                 "--use-plugin", "plugin: SLURM", "apptainer run --cleanenv", "apptainer/spec2vol-bids.def",
+                 "make docker-test", "--network none", "NOT RUN", "gpu_ddp_check.py", "not run yet"):
+        assert text in pages["cluster"], text
+    assert "spec2vol_bids train collect" in pages["usage"] and "bench_ddp" in pages["benchmarks"]
+    for path in ("examples/slurm/participant_array.sbatch", "examples/slurm/train_folds.sbatch",
+                 "examples/slurm/nipype_slurm.yml", "apptainer/spec2vol-bids.def", ".ci/docker-test",
+                 "benchmarks/gpu_ddp_check.py"):
+        assert (ROOT / path).is_file(), path
     assert "Docker" in pages["quickstart"] and "own BIDS data" in pages["quickstart"]

@@ -73,3 +73,40 @@ def test_use_outputs(tmp_path):
     assert "mne: <Power Spectrum" in out and "40 epochs" in out and "14 targets" in out
     assert "napari: sub-02_task-rest_desc-target_bold (40, 8, 64, 64), sub-02_task-rest_desc-spec2vol_bold " \
            "(14, 8, 64, 64)" in out
+
+
+def test_slurm_participant_array_tasks_run_locally(tiny_bids, tiny_derivatives, tmp_path):
+    """examples/slurm/participant_array.sbatch: two array tasks run by hand (as SLURM would start them), each its
+    participant in its own work directory, give the derivatives of one run over every participant; then the
+    group level reads them."""
+    import h5py
+    import nibabel as nib
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = dict(os.environ, NIPYPE_NO_ET="1", MPLBACKEND="Agg", OMP_WAIT_POLICY="PASSIVE", BIDS_DIR=str(tiny_bids),
+               OUT_DIR=str(out), WORK_ROOT=str(work), SPEC2VOL=f"{sys.executable} -m spec2vol_bids",
+               SPEC2VOL_ARGS="--skip-bids-validation -q")
+    script = EXAMPLES / "slurm" / "participant_array.sbatch"
+    for task in ("1", "0"):  # array tasks finish in any order
+        proc = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": task}, capture_output=True,
+                              text=True, timeout=300, cwd=EXAMPLES.parent)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert f"task {task}: sub-0{int(task) + 1}" in proc.stdout
+    assert sorted(p.name for p in work.iterdir()) == ["sub-01", "sub-02"]  # one work directory per task
+    assert sorted(p.name for p in out.glob("sub-*") if p.is_dir()) == ["sub-01", "sub-02"]
+    for sub in ("01", "02"):
+        name = f"sub-{sub}/eeg/sub-{sub}_task-rest_desc-stft_spectrogram.h5"
+        with h5py.File(out / name) as a, h5py.File(tiny_derivatives / name) as b:
+            np.testing.assert_array_equal(a["spectrogram"][()], b["spectrogram"][()])
+            np.testing.assert_array_equal(a["pairs/targets"][()], b["pairs/targets"][()])
+        name = f"sub-{sub}/func/sub-{sub}_task-rest_desc-target_bold.nii.gz"
+        np.testing.assert_array_equal(nib.load(out / name).get_fdata(), nib.load(tiny_derivatives / name).get_fdata())
+    # a task past the last participant stops with a usage error
+    proc = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": "9"}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 64 and "no participant at that index" in proc.stderr
+    # the group level, once every task has finished
+    proc = subprocess.run([sys.executable, "-m", "spec2vol_bids", str(tiny_bids), str(out), "group", "-w",
+                           str(work / "group"), "--skip-bids-validation", "-q"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]

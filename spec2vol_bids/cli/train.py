@@ -12,6 +12,15 @@ into MODEL_DIR::
     report.html                  tables, curves and example slices (predicted vs measured vs baseline)
     model.ckpt                   the model for ``spec2vol_bids BIDS_DIR OUT_DIR participant --model``
 
+Beyond one process:
+
+* ``torchrun --nproc-per-node N -m spec2vol_bids train ...`` (and ``--nnodes`` across machines) trains each model
+  with DistributedDataParallel (:mod:`spec2vol_bids.train.distributed`): ``--batch-size`` x ``--accumulation`` is
+  the global batch of an optimiser step whatever ``N`` is, each process computing ``--batch-size / N`` samples
+  of every micro-batch; rank 0 writes every file;
+* ``--fold K`` trains one fold only (a cluster array job per fold), and ``spec2vol_bids train collect
+  MODEL_DIR`` then writes the tables, the report and ``model.ckpt`` of the whole experiment.
+
 Heavy imports (torch, the data and training modules) happen inside :func:`run`, so ``--help`` is fast.
 """
 
@@ -35,12 +44,47 @@ SELECT_CHOICES = ("val", "test", "last")
 
 logger = logging.getLogger("spec2vol_bids.train")
 
+#: the first argument that selects the merge of ``--fold`` runs instead of training
+COLLECT = "collect"
 
-def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
-    """Command-line parser of ``spec2vol_bids train``."""
+
+class _TrainParser(argparse.ArgumentParser):
+    """``spec2vol_bids train DERIV_DIR MODEL_DIR ...`` or, with ``collect`` first, ``spec2vol_bids train collect
+    MODEL_DIR`` (a DERIV_DIR literally named ``collect`` is written ``./collect``)."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: D102
+        args = list(sys.argv[1:] if args is None else args)
+        if args and args[0] == COLLECT:
+            ns = build_collect_parser(f"{self.prog} {COLLECT}").parse_args(args[1:], namespace)
+            ns.command = COLLECT
+            return ns
+        ns = super().parse_args(args, namespace)
+        ns.command = "train"
+        return ns
+
+
+def build_collect_parser(prog: str = "spec2vol_bids train collect") -> argparse.ArgumentParser:
+    """Command-line parser of ``spec2vol_bids train collect``."""
     from .main import add_verbosity_options
 
     p = argparse.ArgumentParser(
+        prog=prog,
+        description="Merge the folds trained one at a time (`spec2vol_bids train DERIV_DIR MODEL_DIR --fold K`, "
+                    "e.g. one cluster array job per fold) into the tables, the report and model.ckpt that one "
+                    "run of every fold writes. Every fold must have finished, with the same arguments.",
+        epilog="Exit codes: 0 done, 66 a fold has not run or not finished, 65 the folds differ in settings or "
+               "data, 73 MODEL_DIR already holds a whole experiment.",
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="the MODEL_DIR of the --fold runs")
+    add_verbosity_options(p)
+    return p
+
+
+def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
+    """Command-line parser of ``spec2vol_bids train`` (``collect`` first: :func:`build_collect_parser`)."""
+    from .main import add_verbosity_options
+
+    p = _TrainParser(
         prog=prog,
         description="Train and cross-validate an EEG-to-fMRI model on the participant-level derivatives of "
                     "spec2vol-bids, next to the E2fNet / ridge / mean-volume baselines, with leak-free "
@@ -49,7 +93,10 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
                "warm-up, cosine restarts every 10 epochs, 50 epochs) with a leak-free protocol: EEG statistics "
                "from the training subjects only and checkpoint selection on a validation subject. "
                "`--normalization global-leaky --select-on test --schedule official` reproduces the official "
-               "code's protocol (labelled as such in every output).",
+               "code's protocol (labelled as such in every output). "
+               "Several processes: `torchrun --nproc-per-node N -m spec2vol_bids train ...` (DDP; the global "
+               "batch stays --batch-size x --accumulation). One fold per job: --fold K, then "
+               "`spec2vol_bids train collect MODEL_DIR`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("deriv_dir", metavar="DERIV_DIR", type=Path,
@@ -75,6 +122,10 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
     g.add_argument("--n-val", type=positive_int, default=1, help="validation subjects drawn per fold")
     g.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL",
                    help="use only these subjects")
+    g.add_argument("--fold", default=None, metavar="K",
+                   help="train only this fold (its index from 0, e.g. $SLURM_ARRAY_TASK_ID, or its name such as "
+                        "test-03); when every fold has run, `spec2vol_bids train collect MODEL_DIR` writes the "
+                        "tables, report and model.ckpt")
     g.add_argument("--select-on", choices=SELECT_CHOICES, default="val",
                    help="choose the best epoch on the validation subject (val), on the TEST subjects (test: the "
                         "paper's optimistic protocol, labelled in every output) or keep the last epoch")
@@ -90,8 +141,11 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
                         "including the test ones (global-leaky, the official code)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=positive_int, default=50)
-    g.add_argument("--batch-size", type=positive_int, default=16, help="micro-batch size")
-    g.add_argument("--accumulation", type=positive_int, default=2, help="micro-batches per optimiser step")
+    g.add_argument("--batch-size", type=positive_int, default=16,
+                   help="micro-batch size, summed over the processes under torchrun (each computes its share)")
+    g.add_argument("--accumulation", type=positive_int, default=2,
+                   help="micro-batches per optimiser step: the global batch is batch-size x accumulation samples "
+                        "for any number of processes")
     g.add_argument("--lr", type=positive_float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=1e-2)
     g.add_argument("--warmup-steps", type=nonnegative_int, default=50)
@@ -120,15 +174,34 @@ def build_parser(prog: str = "spec2vol_bids train") -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns 0 (errors are raised as :class:`~spec2vol_bids.errors.Spec2VolError`)."""
+    if getattr(args, "command", "train") == COLLECT:
+        return run_collect(args)
     import torch
 
-    from ..errors import CantCreateError, UsageError
-    from ..pipeline.training import Experiment
+    from ..train.distributed import init_distributed
     from .main import setup_logging
 
-    setup_logging(args.verbose, args.quiet)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    dist = init_distributed(args.device)  # one process unless started by torchrun
+    try:
+        # one voice: the other processes only report warnings and errors
+        setup_logging(args.verbose, args.quiet + (1 if dist.rank > 0 else 0))
+        if args.num_threads:
+            torch.set_num_threads(args.num_threads)
+        if dist.enabled:
+            logger.info("process %d of %d (%s)", dist.rank, dist.world_size, dist.backend)
+            if args.batch_size < dist.world_size:
+                logger.warning("--batch-size %d is smaller than the %d processes: some of them idle on every "
+                               "micro-batch (raise --batch-size, lower --accumulation)", args.batch_size,
+                               dist.world_size)
+        return _train(args, dist)
+    finally:
+        dist.shutdown()
+
+
+def _train(args: argparse.Namespace, dist) -> int:
+    from ..errors import CantCreateError, UsageError
+    from ..pipeline.training import Experiment
+
     model_dir: Path = args.model_dir
     if args.official_h5 is None and model_dir.resolve() == args.deriv_dir.resolve():
         raise UsageError("MODEL_DIR must differ from DERIV_DIR", hint="choose a new folder for MODEL_DIR")
@@ -140,8 +213,24 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown baseline(s) {', '.join(unknown)}",
                          hint=f"choose among {' '.join(MODEL_CHOICES)}")
-    exp = Experiment.from_args(args, baselines=baselines, argv=sys.argv)
+    exp = Experiment.from_args(args, baselines=baselines, argv=sys.argv, dist=dist)
     exp.run(progress=not args.no_progress)
+    if dist.is_main:
+        if exp.fold is None:
+            print(exp.summary_text())
+        else:
+            print(f"fold {exp.fold.name} finished ({len(exp.models)} model(s)) in {model_dir}; when every fold "
+                  f"has run: spec2vol_bids train collect {model_dir}")
+    return 0
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    """``spec2vol_bids train collect MODEL_DIR``: merge the ``--fold`` runs (:meth:`Experiment.collect`)."""
+    from ..pipeline.training import Experiment
+    from .main import setup_logging
+
+    setup_logging(args.verbose, args.quiet)
+    exp = Experiment.collect(args.model_dir, argv=sys.argv)
     print(exp.summary_text())
     return 0
 

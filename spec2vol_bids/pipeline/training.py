@@ -7,6 +7,17 @@ This is what ``spec2vol_bids train`` runs; it can also be used from Python::
                      cv="loso", baselines=["mean", "ridge"])
     exp.run()
 
+One fold at a time (a cluster array job per fold), then the tables of the whole experiment::
+
+    Experiment(deriv_dir, model_dir, cfg=cfg, cv="loso", fold=k).run()   # for every k, anywhere
+    Experiment.collect(model_dir)                                        # once every fold has run
+
+A fold run writes ``folds/<fold>/experiment.json`` (every setting of the experiment, its folds and data) next to
+its models' folders; :meth:`Experiment.collect` checks that every fold ran with the same settings and data and
+writes what one run of every fold writes (``config.toml``, the metrics tables, the report, ``model.ckpt``).
+
+Under ``torchrun`` (``dist``), every process runs the experiment and only rank 0 writes.
+
 Outputs (MODEL_DIR): see :mod:`spec2vol_bids.cli.train`.
 """
 
@@ -22,19 +33,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, NoInputError
+from ..errors import CantCreateError, DataError, NoInputError, UsageError
 from ..io.tables import read_tsv, write_tsv
 from ..train.data import discover_runs, load_official_h5
+from ..train.distributed import SINGLE, DistContext
 from ..train.loop import TrainConfig, train_fold
 from ..train.losses import LOSS_DEFINITIONS
-from ..train.splits import make_folds
+from ..train.splits import Fold, make_folds
 from ..utils import atomic_write, copy_atomic, require_path, versions, write_json
 
 logger = logging.getLogger("spec2vol_bids.train")
 
-__all__ = ["Experiment", "METRIC_COLUMNS", "read_noise_ceiling"]
+__all__ = ["Experiment", "METRIC_COLUMNS", "FOLD_RECORD", "read_noise_ceiling"]
 
 METRIC_COLUMNS = ("ssim", "psnr", "dyncorr", "loss")
+#: what a ``--fold`` run writes into its fold's folder for ``collect``
+FOLD_RECORD = "experiment.json"
+FOLD_FORMAT = "spec2vol-bids-fold"
 
 
 def read_noise_ceiling(path: str | Path) -> dict[str, dict[str, float]]:
@@ -84,13 +99,18 @@ class Experiment:
         A simulator ``noise_ceiling.tsv`` reported next to the results.
     resume : bool
         Continue an interrupted experiment.
+    fold : int or str, optional
+        Run only this fold (its index from 0, or its name such as ``test-03``); :meth:`collect` merges the folds.
+    dist : DistContext, optional
+        This process's place in a ``torchrun`` run (every process trains, rank 0 writes).
     """
 
     def __init__(self, deriv_dir, model_dir, *, cfg: TrainConfig, cv: str = "loso",
                  test_subjects: Sequence[str] | None = None, val_subjects: Sequence[str] | None = None,
                  n_val: int = 1, select_on: str = "val", baselines: Sequence[str] = ("mean", "ridge"),
                  official_h5: Sequence[str | Path] | None = None, participant_label: Sequence[str] | None = None,
-                 noise_ceiling: str | Path | None = None, resume: bool = False, argv: Sequence[str] | None = None):
+                 noise_ceiling: str | Path | None = None, resume: bool = False, argv: Sequence[str] | None = None,
+                 fold: int | str | None = None, dist: DistContext | None = None):
         if "e2fnet" in {cfg.model, *baselines}:  # before anything is read or written: one line saying what to do
             from ..utils import require_module
 
@@ -101,6 +121,8 @@ class Experiment:
         self.cv = cv
         self.resume = resume
         self.argv = list(argv or [])
+        self.dist = dist or SINGLE
+        self._summary: dict[str, Any] | None = None
         self.models = [cfg.model] + [b for b in dict.fromkeys(baselines) if b != cfg.model]
         if official_h5:
             self.runs = load_official_h5(official_h5)
@@ -119,9 +141,34 @@ class Experiment:
                                 select_on=select_on, seed=cfg.seed)
         self.noise_ceiling = read_noise_ceiling(noise_ceiling) if noise_ceiling else None
         self.results: list[dict[str, Any]] = []
+        self.fold = None if fold is None else self._select_fold(fold)
+        if self.fold is not None and self.fold_record_path(self.fold).exists() and not resume:
+            raise CantCreateError(f"fold {self.fold.name} already ran in {self.model_dir}",
+                                  hint="pass --resume to continue it, or choose a new MODEL_DIR")
+
+    def _select_fold(self, fold: int | str) -> Fold:
+        """The fold ``fold`` names: an index from 0 or a fold name (``test-03``)."""
+        names = [f.name for f in self.folds]
+        listing = ", ".join(f"{i}={n}" for i, n in enumerate(names))
+        text = str(fold).strip()
+        if text.lstrip("-").isdigit():
+            k = int(text)
+            if not 0 <= k < len(self.folds):
+                raise UsageError(f"--fold {k} does not exist: --cv {self.cv} gives {len(names)} fold(s)",
+                                 hint=f"choose an index from 0 to {len(names) - 1} or a name ({listing})")
+            return self.folds[k]
+        if text in names:
+            return self.folds[names.index(text)]
+        raise UsageError(f"--fold {text!r} is not a fold of this experiment",
+                         hint=f"choose an index from 0 to {len(names) - 1} or a name ({listing})")
+
+    def fold_record_path(self, fold: Fold) -> Path:
+        """``MODEL_DIR/folds/<fold>/experiment.json``, written by a ``--fold`` run."""
+        return self.model_dir / "folds" / fold.name / FOLD_RECORD
 
     @classmethod
-    def from_args(cls, args, *, baselines: Sequence[str], argv: Sequence[str] | None = None) -> Experiment:
+    def from_args(cls, args, *, baselines: Sequence[str], argv: Sequence[str] | None = None,
+                  dist: DistContext | None = None) -> Experiment:
         """Build from the parsed ``spec2vol_bids train`` arguments."""
         cfg = TrainConfig(model=args.model, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
                           accumulation=args.accumulation, lr=args.lr, weight_decay=args.weight_decay,
@@ -133,10 +180,12 @@ class Experiment:
                    test_subjects=args.test_subjects, val_subjects=args.val_subjects, n_val=args.n_val,
                    select_on=args.select_on, baselines=baselines, official_h5=args.official_h5,
                    participant_label=args.participant_label, noise_ceiling=args.noise_ceiling,
-                   resume=args.resume, argv=argv)
+                   resume=args.resume, argv=argv, fold=getattr(args, "fold", None), dist=dist)
 
     # ------------------------------------------------------------------------------------------------ running
     def data_summary(self) -> dict[str, Any]:
+        if self._summary is not None:
+            return self._summary
         ref = self.runs[0]
         return {
             "source": self.source,
@@ -163,6 +212,7 @@ class Experiment:
 
         doc = {
             "command": " ".join(self.argv),
+            **({"fold_commands": self.fold_commands} if getattr(self, "fold_commands", None) else {}),
             "seed": self.cfg.seed,
             "train": self.cfg.to_dict(),
             "protocol": {"cv": self.cv, "select_on": self.folds[0].select_on, "protocol": self.folds[0].protocol,
@@ -173,27 +223,44 @@ class Experiment:
         return atomic_write(self.model_dir / "config.toml", tomli_w.dumps(clean(doc)))
 
     def run(self, *, progress: bool = True) -> list[dict[str, Any]]:
-        """Train every model on every fold, then write the tables, the curves, the report and ``model.ckpt``."""
+        """Train every model on every fold (or on ``fold`` only), then write the tables, the curves, the report
+        and ``model.ckpt`` (a ``fold`` run writes its ``experiment.json`` instead: see :meth:`collect`)."""
         import datetime as _dt
 
         from tqdm.auto import tqdm
 
         started = _dt.datetime.now().astimezone()
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        self.write_config()
+        main = self.dist.is_main
+        progress = progress and main
+        self.dist.barrier()  # every process has made its checks before rank 0 writes anything
+        if main:
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            if self.fold is None:
+                self.write_config()
+            else:
+                write_json(self.fold_record_path(self.fold), self.fold_record())
         summary = self.data_summary()
-        jobs = [(f, m) for f in self.folds for m in self.models]
+        folds = self.folds if self.fold is None else [self.fold]
+        jobs = [(f, m) for f in folds for m in self.models]
         t0 = time.perf_counter()
         self.results = []
         for fold, name in tqdm(jobs, desc="folds x models", disable=not progress or len(jobs) < 2, unit="job"):
             cfg = replace(self.cfg, model=name)
             out = self.model_dir / "folds" / fold.name / name
             res = train_fold(self.runs, fold, cfg, out, resume=self.resume, progress=progress,
-                             data_summary={k: v for k, v in summary.items() if k != "runs"})
+                             data_summary={k: v for k, v in summary.items() if k != "runs"}, dist=self.dist)
             if self.noise_ceiling is not None:
                 res["noise_ceiling"] = self._ceiling_for(fold.test)
             self.results.append(res)
         self.seconds = time.perf_counter() - t0
+        if self.fold is not None or not main:
+            return self.results
+        self.finish(started)
+        return self.results
+
+    def finish(self, started=None) -> None:
+        """Write the tables, ``model.ckpt``, the curves and the report of :attr:`results` (every fold)."""
+        summary = self.data_summary()
         self.write_tables()
         self.write_model_ckpt()
         try:
@@ -202,14 +269,110 @@ class Experiment:
 
             inputs = {"DERIV_DIR": self.deriv_dir} if self.deriv_dir is not None else {}
             about = provenance(self.model_dir, argv=self.argv or None, started=started, inputs=inputs,
-                               device=self.cfg.device)
+                               device=self.cfg.device,
+                               extra={"processes": self.dist.world_size} if self.dist.enabled else None)
             training_report(self.model_dir, self.results, protocol=self.folds[0].protocol,
                             noise_ceiling=self._ceiling_for([s for f in self.folds for s in f.test]),
                             main_model=self.cfg.model, config=self.cfg.to_dict(), data=summary,
                             provenance=about)
         except ImportError as err:  # pragma: no cover - matplotlib is a main dependency
             logger.warning("no report: %s", err)
-        return self.results
+
+    # ------------------------------------------------------------------------------------------------ folds
+    def description(self) -> dict[str, Any]:
+        """What every fold of one experiment shares (compared by :meth:`collect`)."""
+        return {"config": self.cfg.to_dict(), "cv": self.cv, "models": list(self.models),
+                "folds": [f.to_dict() for f in self.folds], "source": self.source,
+                "deriv_dir": None if self.deriv_dir is None else str(self.deriv_dir),
+                "data": self.data_summary(), "noise_ceiling": self.noise_ceiling}
+
+    def fold_record(self) -> dict[str, Any]:
+        """The ``experiment.json`` of a ``--fold`` run."""
+        return {"format": FOLD_FORMAT, "fold": self.fold.name, "fold_index": self.folds.index(self.fold),
+                "command": " ".join(self.argv), "experiment": self.description(), "versions": versions()}
+
+    @classmethod
+    def collect(cls, model_dir: str | Path, *, argv: Sequence[str] | None = None) -> Experiment:
+        """Merge the ``--fold`` runs in ``model_dir`` into the experiment's tables, report and ``model.ckpt``.
+
+        Raises
+        ------
+        NoInputError
+            No fold record, or a fold (or one of its models) has not run or not finished.
+        DataError
+            The folds were run with different settings or data.
+        CantCreateError
+            ``model_dir`` already holds the outputs of a whole run (``config.toml``).
+        """
+        import json
+
+        from ..utils import require_path
+
+        model_dir = require_path(model_dir, "MODEL_DIR", folder=True,
+                                 hint="pass the MODEL_DIR of the `spec2vol_bids train ... --fold K` runs")
+        if (model_dir / "config.toml").exists():
+            raise CantCreateError(f"{model_dir} already holds the outputs of a whole experiment (config.toml)",
+                                  hint="collect only a MODEL_DIR whose folds were run with --fold")
+        records = {}
+        for path in sorted((model_dir / "folds").glob(f"*/{FOLD_RECORD}")):
+            try:
+                rec = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise DataError(f"{path} cannot be read ({err})", hint="run that fold again") from None
+            if not isinstance(rec, dict) or rec.get("format") != FOLD_FORMAT:
+                raise DataError(f"{path} is not a fold record of spec2vol-bids", hint="run that fold again")
+            records[rec["fold"]] = rec
+        if not records:
+            raise NoInputError(f"{model_dir} holds no fold run (folds/*/{FOLD_RECORD})",
+                               hint="run `spec2vol_bids train DERIV_DIR MODEL_DIR --fold K` for every fold first")
+        first = next(iter(records.values()))
+        desc = first["experiment"]
+        for name, rec in records.items():
+            if rec["experiment"] != desc:
+                differ = sorted(k for k in desc if rec["experiment"].get(k) != desc.get(k))
+                raise DataError(f"fold {name} was run with other settings or data than fold {first['fold']} "
+                                f"({', '.join(differ)} differ)",
+                                hint="run every fold with the same arguments except --fold")
+        exp = cls.__new__(cls)
+        exp.deriv_dir = Path(desc["deriv_dir"]) if desc["deriv_dir"] else None
+        exp.model_dir = model_dir
+        exp.cfg = TrainConfig(**desc["config"])
+        exp.cv = desc["cv"]
+        exp.resume = False
+        exp.argv = list(argv or [])
+        exp.dist = SINGLE
+        exp.models = list(desc["models"])
+        exp.runs = []
+        exp.source = desc["source"]
+        exp._summary = desc["data"]
+        exp.folds = [Fold(name=f["name"], train=tuple(f["train"]), val=tuple(f["val"]), test=tuple(f["test"]),
+                          select_on=f["select_on"]) for f in desc["folds"]]
+        exp.noise_ceiling = desc["noise_ceiling"]
+        exp.fold = None
+        exp.fold_commands = [records[f.name]["command"] for f in exp.folds if f.name in records]
+        missing = [i for i, f in enumerate(exp.folds) if f.name not in records]
+        if missing:
+            names = ", ".join(f"{i} ({exp.folds[i].name})" for i in missing)
+            raise NoInputError(f"{len(missing)} of {len(exp.folds)} folds have not run: {names}",
+                               hint=f"run `spec2vol_bids train ... --fold K` for K in {' '.join(map(str, missing))}, "
+                                    "then collect again")
+        exp.results = []
+        for fold in exp.folds:
+            for name in exp.models:
+                out = model_dir / "folds" / fold.name / name
+                if not (out / "history.json").is_file():
+                    raise NoInputError(f"fold {fold.name} has not finished training {name} ({out / 'history.json'} "
+                                       "is missing)", hint=f"run that fold again with --resume: {first['command']}")
+                res = json.loads((out / "history.json").read_text(encoding="utf-8"))
+                # the checkpoints where they are now (MODEL_DIR may have moved since the fold ran)
+                res["checkpoints"] = {k: str(out / Path(v).name) for k, v in res["checkpoints"].items()}
+                if exp.noise_ceiling is not None:
+                    res["noise_ceiling"] = exp._ceiling_for(fold.test)
+                exp.results.append(res)
+        exp.seconds = float(sum(r.get("seconds") or 0.0 for r in exp.results))
+        exp.write_config()
+        exp.finish()
+        return exp
 
     def _ceiling_for(self, subjects) -> dict[str, float] | None:
         if not self.noise_ceiling or not subjects:

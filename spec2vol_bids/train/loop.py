@@ -19,7 +19,10 @@ Differences from the official code, each for a reason:
   that predict a deviation from the training-mean volume get that volume before the first step;
 * resumable: ``resume.ckpt`` (model, optimiser, schedule, RNG state, data position, history) is written
   atomically at every epoch end and every ``save_every`` optimiser steps; ``resume=True`` continues from it to
-  the same final weights as an uninterrupted run (CPU, same seed).
+  the same final weights as an uninterrupted run (CPU, same seed);
+* data-parallel over processes (``torchrun``, ``dist``): the global micro-batches and optimiser steps are those
+  of one process, each process computes the gradient of its share of every micro-batch, DistributedDataParallel
+  all-reduces them, and only rank 0 writes files (:mod:`.distributed`).
 
 Closed-form baselines (``closed_form = True``: ridge, mean volume) are fitted once and evaluated the same way.
 """
@@ -43,6 +46,7 @@ from ..utils import resolve_device, seed_everything, versions, write_json
 from . import metrics as M
 from .checkpoint import RESUME_FORMAT, load_checkpoint, save_checkpoint
 from .data import PairDataset, compute_scaling, input_statistics, target_statistics
+from .distributed import SINGLE, DistContext, digest
 from .losses import SSIMMSELoss, demeaned_mse_loss
 from .schedule import LRSchedule
 from .splits import Fold
@@ -395,18 +399,25 @@ class CheckpointPolicy:
         The ``training`` entry of the checkpoints (updated by the caller as the loss and schedule are set up).
     fingerprint : dict, optional
         What must not change across a resume (settings, fold, number of training pairs).
+    dist : DistContext, optional
+        Only its rank 0 writes; every rank calls the methods (:meth:`save_resume` sums the epoch's loss over
+        the processes).
     """
 
-    def __init__(self, out_dir: Path, *, meta: dict, training_info: dict, fingerprint: dict | None = None):
+    def __init__(self, out_dir: Path, *, meta: dict, training_info: dict, fingerprint: dict | None = None,
+                 dist: DistContext = SINGLE):
         self.out_dir = Path(out_dir)
         self.meta = meta
         self.training_info = training_info
         self.fingerprint = fingerprint
+        self.dist = dist
         self.resume_path = self.out_dir / "resume.ckpt"
 
     def write_model(self, name: str, model, model_name: str, state: dict, kind: str, epoch: int | None,
                     results: dict) -> str:
-        """Write ``<name>`` (``last.ckpt`` / ``best.ckpt``) with ``state``; returns its path."""
+        """Write ``<name>`` (``last.ckpt`` / ``best.ckpt``) with ``state`` (rank 0); returns its path."""
+        if not self.dist.is_main:
+            return str(self.out_dir / name)
         payload = dict(self.meta)
         payload.update(
             model={"name": model_name, "kwargs": _model_kwargs(model)},
@@ -419,11 +430,16 @@ class CheckpointPolicy:
         return str(self.out_dir / name)
 
     def save_resume(self, model, optimizer, schedule, state: TrainState) -> None:
+        """Write ``resume.ckpt`` (rank 0; every rank calls it: the epoch's loss so far is summed over them)."""
+        loss_sum, loss_n = self.dist.all_reduce_sum([state.ep_loss_sum, state.ep_loss_n])
+        rng_states = self.dist.gather_objects(torch.get_rng_state())  # each rank's (drop-path masks)
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.resume_path, {
             "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(),
+            "schedule": schedule.state_dict(), "rng_state": torch.get_rng_state(), "rng_states": rng_states,
             "epoch": state.epoch, "mb_pos": state.mb_pos, "global_step": state.global_step,
-            "history": state.history, "ep_loss_sum": state.ep_loss_sum, "ep_loss_n": state.ep_loss_n,
+            "history": state.history, "ep_loss_sum": loss_sum, "ep_loss_n": int(loss_n),
             "best_epoch": state.best_epoch, "best_score": state.best_score, "best_state": state.best_state,
             "fingerprint": self.fingerprint,
         }, fmt=RESUME_FORMAT)
@@ -446,19 +462,29 @@ class CheckpointPolicy:
         model.load_state_dict(st["state_dict"])
         optimizer.load_state_dict(st["optimizer"])
         schedule.load_state_dict(st["schedule"])
-        torch.set_rng_state(st["rng_state"])
+        states = st.get("rng_states") or [st["rng_state"]]
+        if len(states) == self.dist.world_size:
+            torch.set_rng_state(states[self.dist.rank])
+        else:  # resumed with another number of processes: rank 0 continues, the others start new streams
+            torch.set_rng_state(st["rng_state"])
+            if self.dist.rank > 0:
+                self.dist.seed_rank(int(self.fingerprint["config"]["seed"]) + int(st["global_step"]))
+        # the saved loss sums are over every process: rank 0 carries them on, the others restart from 0
+        main = self.dist.is_main
         state = TrainState(epoch=int(st["epoch"]), mb_pos=int(st["mb_pos"]), global_step=int(st["global_step"]),
-                           history=list(st["history"]), ep_loss_sum=float(st["ep_loss_sum"]),
-                           ep_loss_n=int(st["ep_loss_n"]), best_epoch=st["best_epoch"],
+                           history=list(st["history"]), ep_loss_sum=float(st["ep_loss_sum"]) if main else 0.0,
+                           ep_loss_n=int(st["ep_loss_n"]) if main else 0, best_epoch=st["best_epoch"],
                            best_score=float(st["best_score"]), best_state=st["best_state"])
         logger.info("resuming fold %s at epoch %d, step %d", fold_name, state.epoch + 1, state.global_step)
         return state
 
     def save_examples(self, res: dict | None, res_last: dict | None = None) -> None:
-        _save_examples(self.out_dir, res, res_last)
+        if self.dist.is_main:
+            _save_examples(self.out_dir, res, res_last)
 
     def write_history(self, result: dict) -> None:
-        write_json(self.out_dir / "history.json", result)
+        if self.dist.is_main:
+            write_json(self.out_dir / "history.json", result)
 
 
 def _cpu_state(model) -> dict:
@@ -480,6 +506,7 @@ def train_fold(
     progress: bool = True,
     step_callback: Callable[[int], None] | None = None,
     data_summary: dict | None = None,
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train (or fit) ``cfg.model`` on ``fold`` and evaluate it; write checkpoints into ``out_dir``.
 
@@ -502,6 +529,10 @@ def train_fold(
         Continue from ``out_dir/resume.ckpt`` (refused when its settings differ from ``cfg``).
     step_callback : callable, optional
         Called with the global optimiser step after each step (and after ``resume.ckpt`` is written).
+    dist : DistContext, optional
+        This process's place in a data-parallel run (:func:`spec2vol_bids.train.distributed.init_distributed`);
+        every process calls ``train_fold`` with the same arguments, only rank 0 writes files, and every process
+        returns the same result.
 
     Returns
     -------
@@ -511,9 +542,12 @@ def train_fold(
         ``checkpoints``.
     """
     t0 = time.perf_counter()
+    dist = dist or SINGLE
+    progress = progress and dist.is_main
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(resolve_device(cfg.device))
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    device = dist.device(cfg.device) if dist.enabled else torch.device(resolve_device(cfg.device))
     data = fold_data(runs, fold, cfg.normalization)
 
     seed_everything(cfg.seed)
@@ -528,6 +562,10 @@ def train_fold(
             model.set_target_statistics(stats["mean_volume"], math.sqrt(stats["dynamic_variance"]))
             inputs = input_statistics(data.runs["train"], data.scaling)
             model.set_input_statistics(inputs["mean"], inputs["std"])
+    # every process computed the statistics from its own reading of the data: they must agree
+    if dist.enabled:
+        dist.check_same(digest(data.scaling, len(data.train), stats, dict(model.state_dict())), "training data")
+        dist.seed_rank(cfg.seed)  # the same weights everywhere; from here on each rank its own random stream
     training_info = {
         "fold": fold.to_dict(),
         "protocol": fold.protocol,
@@ -537,10 +575,11 @@ def train_fold(
         "data": data_summary or {},
         "runs": {k: [r.name for r in v] for k, v in data.runs.items()},
         "n_pairs": {"train": len(data.train), "val": len(data.val or []), "test": len(data.test or [])},
+        "distributed": dist.describe(),
     }
     result = {"fold": fold.name, "model": cfg.model, "protocol": fold.protocol}
     if getattr(model, "closed_form", False):
-        policy = CheckpointPolicy(out_dir, meta=data.checkpoint_meta(), training_info=training_info)
+        policy = CheckpointPolicy(out_dir, meta=data.checkpoint_meta(), training_info=training_info, dist=dist)
         result.update(_fit_closed_form(model, data, cfg, device, policy))
     else:
         criterion = _make_criterion(cfg, stats, data.train, device)
@@ -558,12 +597,14 @@ def train_fold(
         fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("num_workers", "save_every")},
                        "fold": fold.to_dict(), "n_train": len(data.train)}
         policy = CheckpointPolicy(out_dir, meta=data.checkpoint_meta(), training_info=training_info,
-                                  fingerprint=fingerprint)
+                                  fingerprint=fingerprint, dist=dist)
         state = (policy.load_resume(model, optimizer, schedule, fold.name) if resume else None) or TrainState()
+        net = dist.wrap(model, device)  # DistributedDataParallel over the processes (the model itself for one)
         model.train()
         while state.epoch < cfg.epochs:
             _train_epoch(model, optimizer, schedule, data.train, criterion, state, cfg, device, policy,
-                         label=f"{fold.name} {cfg.model}", progress=progress, step_callback=step_callback)
+                         label=f"{fold.name} {cfg.model}", progress=progress, step_callback=step_callback,
+                         net=net, dist=dist)
             _select(model, data, cfg, device, state, log_label=f"fold {fold.name} {cfg.model}")
             state.epoch += 1
             state.mb_pos = 0
@@ -595,25 +636,35 @@ def _fit_closed_form(model, data: FoldData, cfg: TrainConfig, device, policy: Ch
 
 def _train_epoch(model, optimizer, schedule, train: PairDataset, criterion, state: TrainState, cfg: TrainConfig,
                  device, policy: CheckpointPolicy, *, label: str, progress: bool,
-                 step_callback: Callable[[int], None] | None) -> None:
+                 step_callback: Callable[[int], None] | None, net=None, dist: DistContext = SINGLE) -> None:
     """One epoch of micro-batches from ``state.mb_pos`` on, in the epoch's seeded order, with gradient
-    accumulation, clipping on optimiser steps, the schedule, and ``resume.ckpt`` every ``save_every`` steps."""
+    accumulation, clipping on optimiser steps, the schedule, and ``resume.ckpt`` every ``save_every`` steps.
+
+    ``net`` is ``model`` wrapped for data-parallel training (:meth:`DistContext.wrap`); each process runs its
+    share of every global micro-batch (:meth:`DistContext.shard`), and the gradients are all-reduced on the last
+    micro-batch of each optimiser step only."""
     from tqdm.auto import tqdm
 
+    net = model if net is None else net
     n_train = len(train)
     order = epoch_order(n_train, cfg.seed, state.epoch)
     chunks = [order[s:s + cfg.batch_size] for s in range(0, n_train, cfg.batch_size)]
+    shards = [dist.shard(c) for c in chunks]  # this process's (items, loss factor) of each global micro-batch
     bar = tqdm(total=len(chunks), initial=state.mb_pos, desc=f"{label} epoch {state.epoch + 1}/{cfg.epochs}",
                disable=not progress, unit="batch", leave=False)
     t_ep = time.perf_counter()
-    batches = _train_batches(train, chunks[state.mb_pos:], cfg.num_workers)
+    batches = _train_batches(train, [items for items, _ in shards[state.mb_pos:]], cfg.num_workers)
     while state.mb_pos < len(chunks):
         x, y = next(batches)
-        pred = model(x.to(device))  # [b, D, X, Y]
-        loss = criterion(pred, y.to(device), torch.as_tensor(chunks[state.mb_pos]))
-        (loss / cfg.accumulation).backward()
-        state.ep_loss_sum += float(loss.detach()) * len(chunks[state.mb_pos])
-        state.ep_loss_n += len(chunks[state.mb_pos])
+        items, factor = shards[state.mb_pos]
+        steps_here = (state.mb_pos + 1) % cfg.accumulation == 0 or state.mb_pos + 1 == len(chunks)
+        with dist.no_sync(net, skip=not steps_here):  # all-reduce on the optimiser step's last micro-batch
+            pred = net(x.to(device))  # [b, D, X, Y]
+            loss = criterion(pred, y.to(device), torch.as_tensor(items))
+            ((loss if factor == 1.0 else loss * factor) / cfg.accumulation).backward()
+        n_real = len(items) if factor > 0 else 0
+        state.ep_loss_sum += float(loss.detach()) * n_real
+        state.ep_loss_n += n_real
         state.mb_pos += 1
         bar.update(1)
         if state.mb_pos % cfg.accumulation == 0 or state.mb_pos == len(chunks):
@@ -629,8 +680,11 @@ def _train_epoch(model, optimizer, schedule, train: PairDataset, criterion, stat
             if step_callback is not None:
                 step_callback(state.global_step)
     bar.close()
+    loss_sum, loss_n = dist.all_reduce_sum([state.ep_loss_sum, state.ep_loss_n])  # over the processes
+    # train_seconds: the optimisation of this epoch (of its resumed part) alone, what a throughput is made of
     state.history.append({"epoch": state.epoch + 1, "step": state.global_step, "lr": schedule.get_last_lr(),
-                          "train_loss": state.ep_loss_sum / max(1, state.ep_loss_n), "seconds": t_ep})
+                          "train_loss": loss_sum / max(1, loss_n), "seconds": t_ep,
+                          "train_seconds": time.perf_counter() - t_ep})
 
 
 def _select(model, data: FoldData, cfg: TrainConfig, device, state: TrainState, *, log_label: str) -> None:
