@@ -26,8 +26,8 @@ def test_docs_build_without_warnings(tmp_path):
 
     raw = {name: (out / f"{name}.html").read_text(encoding="utf-8")
            for name in ("index", "quickstart", "usage", "scanner", "outputs", "using_outputs", "workflows", "examples",
-                        "method", "models",
-                          "napari", "realtime", "gpu", "cluster", "faq", "benchmarks", "api", "changes")}
+                        "method", "models", "napari", "realtime", "gpu", "cluster", "faq", "benchmarks", "api",
+                        "changes")}
     # the pages' text (code blocks are split into highlighted spans), plus the raw HTML for links and images
     pages = {name: html.unescape(re.sub(r"<[^>]+>", "", page)) + page for name, page in raw.items()}
     # every page is in the toctree
