@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SUBJECTS, VOLUMES, EPOCHS = 6, 300, 2
+SUBJECTS, VOLUMES, EPOCHS = 6, 300, 1
 
 
 @pytest.fixture(scope="module")
