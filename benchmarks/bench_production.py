@@ -39,7 +39,8 @@ def _summary(model_dir: Path) -> dict:
 
 def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: str | Path | None = None,
          subjects: int | None = None, volumes: int | None = None, epochs: int | None = None, seeds=(0, 1, 2),
-         threads: int = 2, name: str = "production", keep: str | Path | None = None) -> dict:
+         threads: int = 2, name: str = "production", keep: str | Path | None = None,
+         simulation: str = "tiny") -> dict:
     from benchmarks.bench_train_quality import build_derivatives
     from spec2vol_bids.cli.main import main as cli
     from spec2vol_bids.pipeline.training import read_noise_ceiling
@@ -93,7 +94,8 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
     if ceiling:
         for r in rows + [summary]:
             r["pct_ceiling"] = 100 * r["dyncorr"] / ceiling
-    meta = {"quick": quick, "derivatives": derivatives.name, "subjects": len(labels), "volumes": volumes,
+    meta = {"quick": quick, "simulation": simulation, "derivatives": derivatives.name, "subjects": len(labels),
+            "volumes": volumes,
             "epochs": epochs, "seeds": list(seeds), "split": f"train {'+'.join(labels[:-2])}, validation {val}, "
             f"test {test}", "noise_ceiling_dyncorr": ceiling, "threads": threads,
             "min_margin_over_ridge": float(min(r["margin_over_ridge"] for r in rows))}
@@ -105,7 +107,8 @@ def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: st
         title="Benchmark: `spec2vol_bids train` with its defaults against ridge (the production path)",
         notes=f"`spec2vol_bids train DERIVS OUT --preset tiny --cv split --test-subjects {test} --val-subjects {val} "
               f"--epochs {epochs} --accumulation 1 --warmup-steps 20 --baselines ridge mean --seed S "
-              f"--num-threads {threads}` on the participant derivatives of the `tiny` simulation ({len(labels)} "
+              f"--num-threads {threads}` on the participant derivatives of the `{simulation}` simulation "
+              f"({len(labels)} "
               f"subjects x {volumes} volumes). Test-subject dynamic correlation of the epoch chosen on the "
               "validation subject; `pct_ceiling`: as a percentage of the simulator's noise ceiling for the test "
               "subject. `wall_seconds`: the whole command (target cache, training, ridge, mean, reports); "
@@ -128,6 +131,8 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--name", default="production")
     p.add_argument("--keep", help="keep each seed's model folder here")
+    p.add_argument("--simulation", default="tiny", help="the simulator preset of --derivatives (for the notes)")
     a = p.parse_args()
     print(main(a.quick, derivatives=a.derivatives, bids=a.bids, subjects=a.subjects, volumes=a.volumes,
-               epochs=a.epochs, seeds=a.seeds, threads=a.threads, name=a.name, keep=a.keep)["meta"])
+               epochs=a.epochs, seeds=a.seeds, threads=a.threads, name=a.name, keep=a.keep,
+               simulation=a.simulation)["meta"])
