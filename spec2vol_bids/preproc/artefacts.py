@@ -56,6 +56,7 @@ squared.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -210,7 +211,7 @@ def segment_geometry(length: int, period: float) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ streams
-class _EpochStream:
+class _EpochStream(ABC):
     """Shared machinery of the epoch-locked correctors: a sample buffer, features and sliding-window templates.
 
     Subclasses implement ``_reset()`` (an empty running sum), ``_features(first, segments)`` (one feature per
@@ -347,20 +348,25 @@ class _EpochStream:
         self.win = (lo, hi)
 
     # -- provided by subclasses
-    def _reset(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _reset(self):
+        ...
 
-    def _features(self, first, segments):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _features(self, first, segments):
+        ...
 
-    def _add(self, feature, sign):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _add(self, feature, sign):
+        ...
 
-    def _template(self, e):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _template(self, e):
+        ...
 
-    def _to_time(self, epochs, templates):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _to_time(self, epochs, templates):
+        ...
 
 
 class GradientAAS(_EpochStream):
