@@ -14,7 +14,6 @@ volumes, 1 epoch, 1 seed (results in ``benchmarks/results/quick/``).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import resource
 import shutil
@@ -28,13 +27,11 @@ from benchmarks.common import RESULTS_DIR, write_results
 
 
 def _summary(model_dir: Path) -> dict:
-    rows = list(csv.DictReader((model_dir / "metrics_summary.tsv").open(), delimiter="\t"))
-    out = {}
-    for r in rows:
-        if r["split"] == "test" and r["checkpoint"] == "best" or (r["model"] in ("ridge", "mean")
-                                                                   and r["split"] == "test"):
-            out.setdefault(r["model"], {k: float(r[f"{k}_mean"]) for k in ("dyncorr", "ssim", "psnr")})
-    return out
+    """Test-subject scores per model at the selected checkpoint (closed-form models: best = last)."""
+    from spec2vol_bids.io.tables import read_tsv
+
+    return {r["model"]: {k: float(r[f"{k}_mean"]) for k in ("dyncorr", "ssim", "psnr")}
+            for r in read_tsv(model_dir / "metrics_summary.tsv") if r["split"] == "test" and r["checkpoint"] == "best"}
 
 
 def main(quick: bool = False, *, derivatives: str | Path | None = None, bids: str | Path | None = None,
