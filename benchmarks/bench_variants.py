@@ -212,7 +212,6 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
                 continue
             if only_tables:
                 continue
-            closed = model in ("ridge", "mean")
             cfg = TrainConfig(model=model, preset="tiny", epochs=epochs, batch_size=16, accumulation=1,
                               warmup_steps=20, seed=seed, device=device, eval_batch_size=32, loss=loss,
                               model_kwargs=dict(kwargs))
@@ -220,13 +219,10 @@ def main(quick: bool = False, *, preset: str = "tiny", subjects: int | None = No
             res = train_fold(runs, fold, cfg, tmp / "models" / f"{model}-{loss}-{len(runs_out)}", progress=False)
             seconds = time.perf_counter() - t1
             best, last = res["results"]["best"]["test"], res["results"]["last"]["test"]
-            n_params = None
-            if not closed:
-                from spec2vol_bids.train.checkpoint import load_checkpoint
+            from spec2vol_bids.train.checkpoint import load_checkpoint
 
-                ck = load_checkpoint(res["checkpoints"]["last"])
-                n_params = int(sum(v.numel() for k, v in ck["state_dict"].items()
-                                   if k not in ("mean_volume", "deviation_scale")))
+            # trainable parameters only (the variants' input and target statistics are buffers)
+            n_params = sum(p.numel() for p in load_checkpoint(res["checkpoints"]["last"]).build_model().parameters())
             run = {"label": _label(model, loss, kwargs), "model": model, "loss": loss, "seed": seed, "device": device,
                    "selected_epoch": res["selected_epoch"], "dyncorr": best["dyncorr"], "ssim": best["ssim"],
                    "psnr": best["psnr"], "dyncorr_last": last["dyncorr"],
