@@ -44,6 +44,10 @@ def build_parser(prog: str = "spec2vol_bids realtime") -> argparse.ArgumentParse
     p.add_argument("--roi-mask", type=Path, default=None, metavar="NIFTI",
                    help="a mask or label image on the model grid: the outlet carries the mean of each label "
                         "instead of the whole volume")
+    p.add_argument("--napari", action="store_true",
+                   help="open a live napari view of the predictions (needs --out and the napari extra): the newest "
+                        "volume and the time courses, updated as volumes arrive; it runs in its own process and "
+                        "stays open after the session")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.add_argument("--connect-timeout", type=positive_float, default=10.0, metavar="S",
                    help="seconds to wait for the streams")
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from .main import setup_logging
 
     setup_logging(args.verbose, args.quiet)
+    if args.napari:
+        check_live_view(args)
     ckpt = load_checkpoint(args.model)
     out_file = None
     if args.out is not None:
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"the ROI mask is {tuple(roi.shape)}, the model predicts {tuple(ckpt['grid']['shape'])}",
                             hint="use a mask on the model grid (e.g. the run's desc-brain_mask of the BIDS-App)")
         roi = roi.reshape(roi.shape[:3])
+    viewer = start_live_view(out_file, roi_mask=args.roi_mask) if args.napari else None
     result = run_realtime(ckpt, stream=args.stream, marker_stream=args.marker_stream,
                           volume_marker=args.volume_marker, trigger_channel=args.trigger_channel,
                           out_file=out_file, outlet=None if args.outlet == "none" else args.outlet, roi_mask=roi,
@@ -90,7 +97,53 @@ def run(args: argparse.Namespace) -> int:
                           stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout,
                           max_volumes=args.max_volumes, duration=args.duration,
                           info={"ModelFile": str(args.model)})
+    if viewer is not None:
+        _report_live_view(viewer)
     summary = {k: result[k] for k in ("volumes", "latency_median_s", "latency_p99_s", "stopped_by")}
     summary["events"] = len(result["events"])
     print(json.dumps(summary))
     return 130 if result["stopped_by"] == "interrupt" else 0
+
+
+def check_live_view(args: argparse.Namespace) -> None:
+    """``--napari`` needs ``--out`` (the view follows that file) and napari with a Qt binding."""
+    import importlib.util
+
+    from ..errors import UsageError
+
+    if args.out is None:
+        raise UsageError("--napari shows the predictions written to --out, and no --out was given",
+                         hint="add --out DIR (the view follows DIR/<name>_desc-spec2vol_bold.nii)")
+    missing = [m for m in ("napari", "qtpy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--napari needs the optional package {missing[0]}",
+                         hint='install it with pip install "spec2vol-bids[napari]" pyqt6')
+
+
+def start_live_view(out_file: Path, *, roi_mask: Path | None = None):
+    """Start the live viewer (``python -m napari_spec2vol._live``) in its own process; returns the process.
+
+    A separate process: drawing never delays a prediction, and closing (or crashing) the window leaves the
+    session running.
+    """
+    import logging
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "napari_spec2vol._live", str(out_file), "--title",
+           f"spec2vol-bids realtime: {out_file.name}"]
+    if roi_mask is not None:
+        cmd += ["--roi-mask", str(roi_mask)]
+    logging.getLogger("spec2vol_bids.realtime").info("live view: %s", " ".join(cmd))
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+def _report_live_view(proc) -> None:
+    import logging
+
+    log = logging.getLogger("spec2vol_bids.realtime")
+    code = proc.poll()
+    if code is None:
+        log.info("the live view stays open until you close its window")
+    elif code != 0:
+        log.warning("the live view exited with code %s (its messages are above); the predictions are on disk", code)

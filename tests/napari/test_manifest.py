@@ -32,7 +32,7 @@ def test_manifest_contributions_resolve():
     patterns = contrib.readers[0].filename_patterns
     # BIDS EEG recordings only; .h5 and NIfTI are claimed by content (napari_get_reader checks them)
     assert {"*_eeg.vhdr", "*_eeg.edf", "*_eeg.bdf", "*_eeg.set", "*.h5", "*.nii", "*.nii.gz"} == set(patterns)
-    assert [w.display_name for w in contrib.widgets] == ["Spec2Vol prediction"]
+    assert [w.display_name for w in contrib.widgets] == ["Spec2Vol prediction", "Spec2Vol real-time view"]
     assert [s.key for s in contrib.sample_data] == ["tiny-simulated-run", "tiny-simulated-eeg"]
 
 
