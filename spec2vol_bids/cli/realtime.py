@@ -90,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
                             hint="use a mask on the model grid (e.g. the run's desc-brain_mask of the BIDS-App)")
         roi = roi.reshape(roi.shape[:3])
     viewer = start_live_view(out_file, roi_mask=args.roi_mask) if args.napari else None
-    result = run_realtime(ckpt, stream=args.stream, marker_stream=args.marker_stream,
-                          volume_marker=args.volume_marker, trigger_channel=args.trigger_channel,
-                          out_file=out_file, outlet=None if args.outlet == "none" else args.outlet, roi_mask=roi,
-                          repetition_time=args.tr, device=args.device, connect_timeout=args.connect_timeout,
-                          stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout,
-                          max_volumes=args.max_volumes, duration=args.duration,
-                          info={"ModelFile": str(args.model)})
+    try:
+        result = run_realtime(ckpt, stream=args.stream, marker_stream=args.marker_stream,
+                              volume_marker=args.volume_marker, trigger_channel=args.trigger_channel,
+                              out_file=out_file, outlet=None if args.outlet == "none" else args.outlet, roi_mask=roi,
+                              repetition_time=args.tr, device=args.device, connect_timeout=args.connect_timeout,
+                              stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout,
+                              max_volumes=args.max_volumes, duration=args.duration,
+                              info={"ModelFile": str(args.model)})
+    except BaseException:
+        if viewer is not None and not _has_volumes(out_file):  # nothing to show: do not leave an empty window
+            viewer.terminate()
+        raise
     if viewer is not None:
         _report_live_view(viewer)
     summary = {k: result[k] for k in ("volumes", "latency_median_s", "latency_p99_s", "stopped_by")}
@@ -136,6 +141,14 @@ def start_live_view(out_file: Path, *, roi_mask: Path | None = None):
         cmd += ["--roi-mask", str(roi_mask)]
     logging.getLogger("spec2vol_bids.realtime").info("live view: %s", " ".join(cmd))
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+def _has_volumes(out_file: Path) -> bool:
+    """Whether the prediction file holds a volume (more than its 352-byte header)."""
+    try:
+        return out_file.stat().st_size > 352
+    except OSError:
+        return False
 
 
 def _report_live_view(proc) -> None:
