@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _layers
+
 #: ``metadata["spec2vol_role"]`` of the live layer
 ROLE = "live"
 
@@ -279,14 +281,6 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         return {}
 
 
-def robust_limits(data: np.ndarray) -> tuple[float, float]:
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        return (0.0, 1.0)
-    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.5]))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
 try:  # the widget needs Qt; LiveSeries does not
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import (
@@ -421,7 +415,7 @@ class LiveViewWidget(QWidget):  # type: ignore[misc,valid-type]
         series = self.series
         data, change = series.data, series.change
         recent = data[-min(len(data), 5):]
-        lo, hi = robust_limits(recent)
+        lo, hi = _layers._limits(recent)
         bound = float(np.nanpercentile(np.abs(change), 99.5)) if np.isfinite(change).any() else 0.0
         bound = bound if bound > 0 else 1e-6
         if self._limits is not None:  # widen only: the contrast does not flicker from volume to volume
@@ -446,14 +440,12 @@ class LiveViewWidget(QWidget):  # type: ignore[misc,valid-type]
             }
             for layer in self.layers.values():
                 layer.mouse_double_click_callbacks.append(self._on_double_click)
-            from ._layers import viewer_camera, viewer_grid
-
-            grid = viewer_grid(self.viewer)
+            grid = _layers.viewer_grid(self.viewer)
             grid.enabled = True
             grid.shape = (1, 2)
             grid.stride = 1
             self.viewer.dims.ndisplay = 2
-            viewer_camera(self.viewer).orientation2d = ("up", "right")
+            _layers.viewer_camera(self.viewer).orientation2d = ("up", "right")
             nd = self.viewer.dims.ndim
             self.viewer.dims.set_point(nd - 3, float(series.translate[1] + series.scale[1] * (data.shape[1] // 2)))
             self.viewer.reset_view()

@@ -35,3 +35,20 @@ def napari_sample(_private_cache):
     stages = []
     paths = prepare_sample(settings=TEST_SAMPLE, report=stages.append)
     return SimpleNamespace(paths=paths, stages=stages)
+
+
+def dock_plugin_widget(make_napari_viewer, display_name: str):
+    """A viewer and the plugin's widget ``display_name`` docked the way napari docks it (from the manifest, with a
+    public-only proxy of the viewer), as a user opens it from the Plugins menu."""
+    from pathlib import Path
+
+    from npe2 import PluginManager, PluginManifest
+
+    import napari_spec2vol
+
+    pm = PluginManager.instance()
+    if "spec2vol-bids" not in pm._manifests:
+        pm.register(PluginManifest.from_file(Path(napari_spec2vol.__file__).with_name("napari.yaml")))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("spec2vol-bids", display_name)
+    return viewer, widget

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,17 +129,11 @@ def test_roi_time_courses_are_the_mean_of_each_label(tmp_path):
 
 
 def _live_widget(make_napari_viewer):
-    """The widget docked from the manifest, as a user opens it from the Plugins menu."""
-    from npe2 import PluginManager, PluginManifest
-
-    import napari_spec2vol
     from napari_spec2vol._live import LiveViewWidget
 
-    pm = PluginManager.instance()
-    if "spec2vol-bids" not in pm._manifests:
-        pm.register(PluginManifest.from_file(Path(napari_spec2vol.__file__).with_name("napari.yaml")))
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("spec2vol-bids", "Spec2Vol real-time view")
+    from .conftest import dock_plugin_widget
+
+    viewer, widget = dock_plugin_widget(make_napari_viewer, "Spec2Vol real-time view")
     assert isinstance(widget, LiveViewWidget)
     return viewer, widget
 

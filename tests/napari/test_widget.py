@@ -35,17 +35,11 @@ def errors(monkeypatch):
 
 
 def _widget(make_napari_viewer):
-    """The widget docked the way napari docks it: from the manifest, with a public-only proxy of the viewer."""
-    from npe2 import PluginManager, PluginManifest
-
-    import napari_spec2vol
     from napari_spec2vol._widget import Spec2VolWidget
 
-    pm = PluginManager.instance()
-    if "spec2vol-bids" not in pm._manifests:
-        pm.register(PluginManifest.from_file(Path(napari_spec2vol.__file__).with_name("napari.yaml")))
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("spec2vol-bids", "Spec2Vol prediction")
+    from .conftest import dock_plugin_widget
+
+    viewer, widget = dock_plugin_widget(make_napari_viewer, "Spec2Vol prediction")
     assert isinstance(widget, Spec2VolWidget)
     return viewer, widget
 
