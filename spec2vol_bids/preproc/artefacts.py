@@ -254,7 +254,8 @@ class _EpochStream(ABC):
         return start, start + self.seg_len
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces."""
+        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces (read-only
+        views of the stream's buffer)."""
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.n_channels:
             raise UsageError(f"expected a block of shape ({self.n_channels}, n), got {block.shape}")
@@ -320,7 +321,11 @@ class _EpochStream(ABC):
         step = max(1, PIECE_VALUES // self.n_channels)  # pieces of a few MB, however far the stream advanced
         while done_to > self.emitted:
             stop = min(done_to, self.emitted + step)
-            pieces.append((self.emitted, self.buf[:, self.emitted - self.buf0:stop - self.buf0].copy()))
+            # a read-only view: no copy (no sample before the next epoch to correct is changed again; the buffer
+            # still holds the margins of the segments to come, which a consumer writing into it would corrupt)
+            piece = self.buf[:, self.emitted - self.buf0:stop - self.buf0]
+            piece.flags.writeable = False
+            pieces.append((self.emitted, piece))
             self.emitted = stop
         keep = self.emitted
         if self.next_feat < n:
@@ -743,7 +748,7 @@ def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: in
     Yields
     ------
     first_sample, corrected : int, ndarray ``[C, n]``
-        Consecutive pieces covering ``[0, n_samples)`` in order.
+        Consecutive pieces covering ``[0, n_samples)`` in order (possibly read-only views: copy before changing).
     """
     def run(stage_i: int, pieces):
         if stage_i == len(stages):
