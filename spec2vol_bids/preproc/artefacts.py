@@ -214,8 +214,8 @@ def segment_geometry(length: int, period: float) -> tuple[int, int]:
 class _EpochStream(ABC):
     """Shared machinery of the epoch-locked correctors: a sample buffer, features and sliding-window templates.
 
-    Subclasses implement ``_features(first, segments)`` (one feature per epoch from consecutive epochs' padded
-    segments ``[E, C_picks, seg_len]``) and ``_templates(epochs)`` (the templates of consecutive epochs, each
+    Subclasses implement ``_features(first, stop)`` (one feature per epoch of consecutive epochs, e.g. from their
+    padded segments ``[E, C_picks, seg_len]``, :meth:`_segments`) and ``_templates(epochs)`` (the templates of consecutive epochs, each
     from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >= length]``, epoch ``e``'s
     first sample at index 0).
 
@@ -262,8 +262,8 @@ class _EpochStream(ABC):
         if self.received + block.shape[1] > self.n_samples:
             raise UsageError("more samples pushed than the recording has")
         # float32 samples (as recorded): half the memory; templates are computed in float64
-        self.buf = np.concatenate([self.buf, block.astype(np.float32)], axis=1) if self.buf.size \
-            else block.astype(np.float32)
+        block = block.astype(np.float32, copy=False)
+        self.buf = np.concatenate([self.buf, block], axis=1) if self.buf.size else block.copy()
         self.received += block.shape[1]
         return self._advance(final=self.received == self.n_samples)
 
@@ -273,17 +273,44 @@ class _EpochStream(ABC):
             raise UsageError(f"only {self.received} of {self.n_samples} samples were pushed")
         return self._advance(final=True)
 
-    def _segments(self, first: int, last: int) -> np.ndarray:
-        """Padded segments ``[last - first, C_picks, seg_len]`` (float64) of epochs ``first..last-1`` (zeros
-        outside the data)."""
-        out = np.zeros((last - first, self.picks.size, self.seg_len))
-        end = self.buf0 + self.buf.shape[1]
-        for i, j in enumerate(range(first, last)):
-            a, b = self._seg_bounds(j)
-            a0, b0 = max(a, self.buf0), min(b, end)
+    def _segments(self, first: int, last: int, dtype=np.float64) -> np.ndarray:
+        """Padded segments ``[last - first, C_picks, seg_len]`` of epochs ``first..last-1`` (zeros outside the
+        data), in ``dtype``."""
+        starts = self.layout.starts[first:last] - self.pad - self.buf0
+        width = self.buf.shape[1]
+        if starts.size and starts[0] >= 0 and starts[-1] + self.seg_len <= width:  # all inside: one gather
+            windows = np.lib.stride_tricks.sliding_window_view(self.buf, self.seg_len, axis=1)  # [C, n, seg_len]
+            if isinstance(self.rows, slice):
+                taken = windows[:, starts]  # [C, E, seg_len]
+            else:
+                taken = windows[self.rows[:, None], starts[None, :]]
+            return np.ascontiguousarray(taken.transpose(1, 0, 2), dtype=dtype)
+        out = np.zeros((last - first, self.picks.size, self.seg_len), dtype=dtype)
+        for i, a in enumerate(starts.tolist()):
+            a0, b0 = max(a, 0), min(a + self.seg_len, width)
             if b0 > a0:
-                out[i, :, a0 - a:b0 - a] = self.buf[self.rows, a0 - self.buf0:b0 - self.buf0]
+                out[i, :, a0 - a:b0 - a] = self.buf[self.rows, a0:b0]
         return out
+
+    def _subtract(self, epochs: Sequence[int], templates: np.ndarray) -> None:
+        """Subtract ``templates[i, :, :lengths[e]]`` from the buffer at epoch ``e = epochs[i]``'s samples (in place).
+
+        Epochs that follow each other without a gap are done in one operation per run of epochs of one length.
+        """
+        lay = self.layout
+        e = np.asarray(epochs, dtype=np.int64)
+        starts, lengths = lay.starts[e] - self.buf0, lay.lengths[e]
+        # runs of consecutive epochs of one length that tile the samples (start + length = next start)
+        breaks = np.flatnonzero((starts[1:] != starts[:-1] + lengths[:-1]) | (lengths[1:] != lengths[:-1])) + 1
+        bounds = np.concatenate([[0], breaks, [e.size]]).tolist()
+        for i, j in zip(bounds[:-1], bounds[1:]):
+            a, ln = int(starts[i]), int(lengths[i])
+            target = self.buf[self.rows, a:a + (j - i) * ln]  # a view when the rows are a slice
+            view = target.view()
+            view.shape = (target.shape[0], j - i, ln)  # never a copy (raises instead)
+            view -= templates[i:j, :, :ln].transpose(1, 0, 2)
+            if not isinstance(self.rows, slice):
+                self.buf[self.rows, a:a + (j - i) * ln] = target
 
     def _advance(self, *, final: bool) -> list[tuple[int, np.ndarray]]:
         lay = self.layout
@@ -296,7 +323,7 @@ class _EpochStream(ABC):
         batch = self._batch()
         for first in range(self.next_feat, last, batch):  # bounded temporaries: a few MB of epochs at a time
             stop = min(first + batch, last)
-            for i, feature in enumerate(self._features(first, self._segments(first, stop))):
+            for i, feature in enumerate(self._features(first, stop)):
                 self.features[first + i] = feature
         self.next_feat = max(self.next_feat, last)
         # 2. templates of every epoch whose whole window has features, subtracted in place
@@ -306,10 +333,7 @@ class _EpochStream(ABC):
         if stop > self.next_out and (final or stop == n or stop - self.next_out >= self.min_batch):
             for first in range(self.next_out, stop, max(batch, self.min_batch)):
                 ready = list(range(first, min(first + max(batch, self.min_batch), stop)))
-                templates = self._templates(ready)  # [E, C_picks, >= length]
-                for i, ep in enumerate(ready):
-                    a, ln = int(lay.starts[ep]) - self.buf0, int(lay.lengths[ep])
-                    self.buf[self.rows, a:a + ln] -= templates[i][:, :ln]
+                self._subtract(ready, self._templates(ready))  # templates [E, C_picks, >= length]
             self.next_out = stop
             floor = int(self.lo[stop - 1])  # features before the last window used are no longer needed
             for j in [j for j in self.features if j < floor]:
@@ -338,12 +362,19 @@ class _EpochStream(ABC):
 
     # -- provided by subclasses
     @abstractmethod
-    def _features(self, first, segments):
+    def _features(self, first, stop):
         ...
 
     @abstractmethod
     def _templates(self, epochs):
         ...
+
+
+def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[index]`` as a slice (a view) when ``index`` is a run of consecutive integers, else a copy."""
+    if index.size and index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1):
+        return x[int(index[0]):int(index[-1]) + 1]
+    return x[index]
 
 
 class GradientAAS(_EpochStream):
@@ -411,9 +442,10 @@ class GradientAAS(_EpochStream):
         offset = np.where(denom < 0, 0.5 * (y0 - y2) / safe, 0.0)
         return self.grid[best] + np.clip(offset, -1.0, 1.0) * SHIFT_STEP
 
-    def _features(self, first, segments):
+    def _features(self, first, stop):
         from scipy import fft as sp_fft
 
+        segments = self._segments(first, stop)
         spectra = sp_fft.rfft(segments, axis=-1)  # [E, C, F] complex128
         if self.reference is not None:
             return self._aligned(first, spectra)
@@ -445,12 +477,14 @@ class GradientAAS(_EpochStream):
         shape = self.features[int(e[0])][0].shape  # [C, F]
         # cumulative sums (float64, real and imaginary parts side by side) of the features base..top-1, row by row
         # (numpy's cumsum along the first axis of a 3-D array is several times slower)
-        sums = np.empty((top - base + 1, 2 * shape[0] * shape[1]))
+        stack = np.stack([self.features[j][0] for j in range(base, top)]).reshape(top - base, -1).view(np.float32)
+        sums = np.empty((top - base + 1, stack.shape[1]))
         sums[0] = 0.0
-        for i, j in enumerate(range(base, top)):
-            np.add(sums[i], self.features[j][0].reshape(-1).view(np.float32), out=sums[i + 1])
-        total = sums[hi - base] - sums[lo - base]
-        total -= np.stack([self.features[int(j)][0].reshape(-1).view(np.float32) for j in e])  # not the epoch itself
+        for i in range(top - base):
+            np.add(sums[i], stack[i], out=sums[i + 1])
+        total = _rows(sums, hi - base)
+        total -= _rows(sums, lo - base)
+        total -= _rows(stack, e - base)  # not the epoch itself
         total = total.view(np.complex128).reshape((e.size,) + shape)  # [E, C, F]
         count = np.maximum(hi - lo - 1, 1).astype(np.float64)
         delays = np.array([self.features[int(j)][1] for j in e])
@@ -536,7 +570,8 @@ class BCGSubtraction(_EpochStream):
         self.sum = np.zeros((self.picks.size, self.layout.length))
         self.count = np.zeros(self.layout.length)
 
-    def _features(self, first, segments):
+    def _features(self, first, stop):
+        segments = self._segments(first, stop)
         out = []
         for i, seg in enumerate(segments):
             ln = int(self.layout.lengths[first + i])
