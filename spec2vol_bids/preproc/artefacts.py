@@ -545,13 +545,25 @@ class BCGSubtraction(_EpochStream):
         self.sum = None
         self.count = None
         self.win = (0, 0)  # epochs currently in the running sum
+        self.saved: dict[int, np.ndarray] = {}  # samples as recorded of the corrected beats still in the sum
 
     def _templates(self, epochs):
         out = []
         for e in epochs:
             self._slide_to(e)
             out.append(self._template(e))
+            # the beat is corrected in the buffer after this batch; its samples as recorded are kept until it leaves
+            # the running sum (about n_neighbours / 2 beats later)
+            self.saved[e] = np.array(self._raw(e), dtype=np.float32)
         return np.stack(out)
+
+    def _raw(self, j: int) -> np.ndarray:
+        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32: kept after its correction, else read
+        from the buffer (not yet corrected)."""
+        if j in self.saved:
+            return self.saved[j]
+        a = int(self.layout.starts[j]) - self.buf0
+        return self.buf[self.rows, a:a + int(self.layout.lengths[j])]
 
     def _slide_to(self, e: int) -> None:
         """Move the running sum onto the window of epoch ``e`` (windows only move forwards)."""
@@ -561,9 +573,11 @@ class BCGSubtraction(_EpochStream):
             self._reset()
             wlo = whi = lo
         for j in range(whi, hi):
-            self._add(self.features[j], +1)
+            self._add(j, +1)
         for j in range(wlo, lo):
-            self._add(self.features[j], -1)
+            self._add(j, -1)
+        for j in [j for j in self.saved if j < lo]:  # no longer needed
+            del self.saved[j]
         self.win = (lo, hi)
 
     def _reset(self):
@@ -571,28 +585,36 @@ class BCGSubtraction(_EpochStream):
         self.count = np.zeros(self.layout.length)
 
     def _features(self, first, stop):
-        segments = self._segments(first, stop)
-        out = []
-        for i, seg in enumerate(segments):
-            ln = int(self.layout.lengths[first + i])
-            x = seg.astype(np.float32)
-            x[:, ln:] = 0.0
-            out.append((x, ln))
-        return out
+        # a beat's samples are read from the buffer when needed (no copy of the window of beats): the feature is
+        # its length
+        return [int(self.layout.lengths[j]) for j in range(first, stop)]
 
-    def _add(self, feature, sign):
-        x, ln = feature
-        self.sum += sign * x
+    def _add(self, j, sign):
+        x = self._raw(j)
+        ln = x.shape[1]
+        if sign > 0:
+            self.sum[:, :ln] += x
+        else:
+            self.sum[:, :ln] -= x
         self.count[:ln] += sign
 
+    def _padded(self, j: int) -> np.ndarray:
+        x = self._raw(j)
+        out = np.zeros((x.shape[0], self.layout.length), np.float32)
+        out[:, :x.shape[1]] = x
+        return out
+
     def _template(self, e):
-        x, ln = self.features[e]
+        x = self._raw(e)
+        ln = x.shape[1]
         if self.obs:
-            neigh = [self.features[j] for j in range(int(self.lo[e]), int(self.hi[e])) if j != e]
-            return self._obs_template(x, ln, neigh)
+            neigh = [(self._padded(j), int(self.layout.lengths[j])) for j in range(int(self.lo[e]), int(self.hi[e]))
+                     if j != e]
+            return self._obs_template(self._padded(e), ln, neigh)
         count = self.count.copy()
         count[:ln] -= 1
-        total = self.sum - x
+        total = self.sum.copy()
+        total[:, :ln] -= x
         return np.divide(total, count, out=np.zeros_like(total), where=count > 0.5)
 
     def _obs_template(self, x, ln, neigh):
