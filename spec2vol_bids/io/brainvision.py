@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Marker", "BrainVisionWriter", "read_block", "markers_from_annotations"]
+__all__ = ["Marker", "BrainVisionWriter", "read_block", "float32_data_file", "markers_from_annotations"]
 
 #: (type, description, 0-based sample) of one BrainVision marker, e.g. ``("Response", "R128", 1250)``
 Marker = tuple[str, str, int]
@@ -115,7 +115,7 @@ class BrainVisionWriter:
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != len(self.ch_names):
             raise ValueError(f"expected a block of shape ({len(self.ch_names)}, n), got {block.shape}")
-        self._fh.write(np.ascontiguousarray(block.T, dtype="<f4").tobytes())  # multiplexed: (n, C)
+        self._fh.write(np.ascontiguousarray(block.T, dtype="<f4").data)  # multiplexed: (n, C)
         self.n_written += block.shape[1]
 
     def close(self) -> None:
@@ -142,6 +142,38 @@ def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: i
     if data.size != count:
         raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
     return data.reshape(-1, int(n_channels)).T
+
+
+def float32_data_file(vhdr: str | os.PathLike) -> tuple[Path, int] | None:
+    """``(data file, number of channels)`` of a BrainVision recording laid out as :class:`BrainVisionWriter` writes
+    it (binary, multiplexed, IEEE float32, every channel at a resolution of 1 microvolt), which :func:`read_block`
+    reads; None for any other header (or a missing data file)."""
+    path = Path(vhdr)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    fields, channels = {}, []
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or line.startswith(";"):
+            continue
+        if key.startswith("Ch") and key[2:].isdigit():
+            channels.append(value.split(","))
+        else:
+            fields[key.strip()] = value.strip()
+    if (fields.get("DataFormat") != "BINARY" or fields.get("DataOrientation") != "MULTIPLEXED"
+            or fields.get("BinaryFormat") != "IEEE_FLOAT_32" or "DataFile" not in fields):
+        return None
+    try:
+        n_channels = int(fields.get("NumberOfChannels", ""))
+    except ValueError:
+        return None
+    if len(channels) != n_channels or any(len(c) < 4 or c[2].strip() not in ("1", "1.0") or
+                                          c[3].strip() not in ("µV", "uV") for c in channels):
+        return None
+    data = path.with_name(fields["DataFile"])
+    return (data, n_channels) if data.is_file() else None
 
 
 def markers_from_annotations(annotations: Sequence[tuple[float, str]], sfreq: float) -> list[Marker]:

@@ -222,7 +222,18 @@ def _meas_date(rec: EEGRecording) -> str:
     return date.strftime("%Y%m%d%H%M%S%f") if date is not None else "19700101000000000000"
 
 
-def _reader_uv(rec: EEGRecording, picks=None):
+def _reader_uv(rec: EEGRecording, picks=None, *, own_file: bool = False):
+    """``read(start, stop) -> [C, n]`` in microvolts. ``own_file``: the recording is likely one of the corrected
+    copies this module writes (float32 microvolts, multiplexed), read directly when its header says so (no MNE:
+    no float64 volts, no calibration pass); any other file is read with MNE."""
+    if own_file and rec.path.suffix.lower() == ".vhdr":
+        from ..io.brainvision import float32_data_file, read_block
+
+        found = float32_data_file(rec.path)
+        if found is not None and found[1] == len(rec.ch_names):
+            data, n_ch = found
+            rows = None if picks is None else np.asarray(picks, dtype=np.int64)
+            return lambda a, b: read_block(data, n_ch, a, b) if rows is None else read_block(data, n_ch, a, b)[rows]
     read = rec.segment_reader(range(len(rec.ch_names)) if picks is None else picks)
     return lambda a, b: read(a, b) * 1e6  # volts -> microvolts
 
@@ -260,6 +271,12 @@ def _qc_fmax(cfg: PreprocConfig, sfreq: float, repetition_time: float, lowpass: 
     if lowpass:
         top = min(top, 0.9 * lowpass)
     return top
+
+
+def _spectrum_top(fmax: float, f0: float) -> float:
+    """Highest frequency of the QC's Welch spectra: the harmonics up to ``fmax`` and the bins between them (up to
+    one artefact period above the last harmonic), with a margin; the bins above are not computed."""
+    return float(fmax) + 2.0 * float(f0)
 
 
 def _nperseg(period: float, sfreq: float) -> int:
@@ -412,8 +429,10 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     nperseg = _nperseg(layout.period, sfreq)
     ecg_i = ecg_channel(rec, cfg)
     qc_picks = _picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i])  # the ECG is no EEG
-    before = A.WelchPSD(qc_picks.size, sfreq, nperseg) if c.qc else None
-    after = A.WelchPSD(qc_picks.size, sfreq, nperseg) if c.qc else None
+    fmax = _qc_fmax(cfg, sfreq, float(repetition_time), cutoff)
+    top = _spectrum_top(fmax, f0)
+    before = A.WelchPSD(qc_picks.size, sfreq, nperseg, fmax=top) if c.qc else None
+    after = A.WelchPSD(qc_picks.size, sfreq, nperseg, fmax=top) if c.qc else None
     ecg_parts: list[np.ndarray] = []
     update, close = _progress(progress, "gradient correction", n)
     out_file = Path(out_file)
@@ -421,8 +440,8 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     try:
         with _corrected_file(rec, out_file) as writer:
             for _, block in A.correct_stream(_reader_uv(rec), n, stages, block=_block(rec, 4 * layout.length),
-                                             observers=observers, progress=update):
-                writer.write(block.astype(np.float32))
+                                             observers=observers, progress=update, dtype=np.float32):
+                writer.write(block)
                 if after is not None:
                     after.push(block[qc_picks])
                 if ecg_i is not None:
@@ -436,7 +455,6 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
                       "TriggerGaps": layout.gaps, "EpochLength": round(layout.period / sfreq, 6),
                       "SubSampleDelayRange": [round(float(delays.min()), 3), round(float(delays.max()), 3)]}
     if c.qc:
-        fmax = _qc_fmax(cfg, sfreq, float(repetition_time), cutoff)
         qc["Gradient"].update(_harmonics_qc(before.result(), after.result(), f0, fmax), HarmonicsMax=round(fmax, 3))
     qc["Settings"] = {"Method": "AAS", "Neighbours": c.gradient_neighbours, "SubSampleAlignment": c.align,
                       "OBSComponents": c.obs_components, "LowPass": cutoff}
@@ -553,9 +571,10 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
     observers = [_finite_check(rec)] + ([lambda a, x: before(a, x[picks])] if before is not None else [])
     try:
         with _corrected_file(rec, out_file) as writer:
-            for start, block in A.correct_stream(_reader_uv(rec), n, [bcg], block=_block(rec, 2 * bcg.layout.length),
-                                                 observers=observers, progress=update):
-                writer.write(block.astype(np.float32))
+            for start, block in A.correct_stream(_reader_uv(rec, own_file=True), n, [bcg],
+                                                 block=_block(rec, 2 * bcg.layout.length), observers=observers,
+                                                 progress=update, dtype=np.float32):
+                writer.write(block)
                 if after is not None:
                     after(start, block[picks])
     finally:
@@ -597,7 +616,8 @@ def artefact_qc(eeg_file: str | os.PathLike, *, qc_file: str | os.PathLike, n_vo
         period, kind = float(repetition_time) * sfreq, "volume (TR)"
     ecg_i = ecg_channel(rec, cfg)
     picks = _picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i])
-    psd = A.WelchPSD(picks.size, sfreq, _nperseg(period, sfreq))
+    fmax = _qc_fmax(cfg, sfreq, float(repetition_time), None)
+    psd = A.WelchPSD(picks.size, sfreq, _nperseg(period, sfreq), fmax=_spectrum_top(fmax, sfreq / period))
     ecg_parts = []
     update, close = _progress(progress, "artefact QC", rec.n_samples)
     step = _block(rec)
@@ -606,14 +626,13 @@ def artefact_qc(eeg_file: str | os.PathLike, *, qc_file: str | os.PathLike, n_vo
         for a in range(0, rec.n_samples, step):
             b = min(a + step, rec.n_samples)
             data = read(a, b)  # NaN samples make NaN numbers here; the spectrogram step refuses them
-            psd.push(data[picks])
+            psd.push(data[picks].astype(np.float32))
             if ecg_i is not None:
                 ecg_parts.append(data[ecg_i].astype(np.float32))
             if update is not None:
                 update(b, rec.n_samples)
     finally:
         close()
-    fmax = _qc_fmax(cfg, sfreq, float(repetition_time), None)
     qc: dict[str, Any] = {"Step": "qc", "Channels": [rec.ch_names[i] for i in picks]}
     qc["Gradient"] = {"Triggers": kind, "TriggerMarker": trig.marker if trig is not None else None,
                       **_harmonics_qc(psd.result(), None, sfreq / period, fmax), "HarmonicsMax": round(fmax, 3)}

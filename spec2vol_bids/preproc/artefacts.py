@@ -96,7 +96,7 @@ LONG_EPOCH = 1024
 LONG_PAD = 64
 #: step (samples) of the coarse grid of delays searched by the sub-sample alignment
 SHIFT_STEP = 0.05
-#: corrected samples are handed back in pieces of at most this many values (4 MB of float64)
+#: corrected samples are handed back in pieces of at most this many values (2 MB of float32)
 PIECE_VALUES = 1 << 19
 #: fewest epochs of one channel the local optimal basis set is computed from
 OBS_MIN_EPOCHS = 64
@@ -214,11 +214,10 @@ def segment_geometry(length: int, period: float) -> tuple[int, int]:
 class _EpochStream(ABC):
     """Shared machinery of the epoch-locked correctors: a sample buffer, features and sliding-window templates.
 
-    Subclasses implement ``_reset()`` (an empty running sum), ``_features(first, segments)`` (one feature per
-    epoch from consecutive epochs' padded segments ``[E, C, seg_len]``), ``_add(feature, sign)`` (the running
-    window sum), ``_template(e)`` (the template of epoch ``e`` from the running sum of its window) and
-    ``_to_time(epochs, templates)`` (templates ``[E, C_picks, length]`` in samples, epoch ``e``'s first sample
-    at index 0).
+    Subclasses implement ``_features(first, stop)`` (one feature per epoch of consecutive epochs, e.g. from their
+    padded segments ``[E, C_picks, seg_len]``, :meth:`_segments`) and ``_templates(epochs)`` (the templates of consecutive epochs, each
+    from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >= length]``, epoch ``e``'s
+    first sample at index 0).
 
     Memory: the buffer holds the samples from the first epoch not yet corrected (or the first padded segment
     not yet transformed) to the end of the last block pushed, i.e. about ``n_neighbours / 2`` epochs plus one
@@ -243,26 +242,28 @@ class _EpochStream(ABC):
         self.next_out = 0  # first epoch not yet corrected
         self.emitted = 0  # samples handed back so far
         self.features: dict[int, object] = {}
-        self.win = (0, 0)  # epochs currently in the running sum
+        # the corrected channels: a slice when they are all of them (in-place subtraction without a copy)
+        self.rows = slice(None) if np.array_equal(self.picks, np.arange(self.n_channels)) else self.picks
 
     def _batch(self) -> int:
-        """Epochs transformed or corrected together: about 2 MB of float64 samples (at least 1)."""
-        return max(1, (1 << 18) // (self.n_channels * self.seg_len))
+        """Epochs transformed or corrected together: about 4 MB of float64 samples (at least 1)."""
+        return max(1, (1 << 19) // (self.picks.size * self.seg_len))
 
     def _seg_bounds(self, j: int) -> tuple[int, int]:
         start = int(self.layout.starts[j]) - self.pad
         return start, start + self.seg_len
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces."""
+        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces (read-only
+        views of the stream's buffer)."""
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.n_channels:
             raise UsageError(f"expected a block of shape ({self.n_channels}, n), got {block.shape}")
         if self.received + block.shape[1] > self.n_samples:
             raise UsageError("more samples pushed than the recording has")
         # float32 samples (as recorded): half the memory; templates are computed in float64
-        self.buf = np.concatenate([self.buf, block.astype(np.float32)], axis=1) if self.buf.size \
-            else block.astype(np.float32)
+        block = block.astype(np.float32, copy=False)
+        self.buf = np.concatenate([self.buf, block], axis=1) if self.buf.size else block.copy()
         self.received += block.shape[1]
         return self._advance(final=self.received == self.n_samples)
 
@@ -272,16 +273,44 @@ class _EpochStream(ABC):
             raise UsageError(f"only {self.received} of {self.n_samples} samples were pushed")
         return self._advance(final=True)
 
-    def _segments(self, first: int, last: int) -> np.ndarray:
-        """Padded segments ``[last - first, C, seg_len]`` of epochs ``first..last-1`` (zeros outside the data)."""
-        out = np.zeros((last - first, self.n_channels, self.seg_len))
-        end = self.buf0 + self.buf.shape[1]
-        for i, j in enumerate(range(first, last)):
-            a, b = self._seg_bounds(j)
-            a0, b0 = max(a, self.buf0), min(b, end)
+    def _segments(self, first: int, last: int, dtype=np.float64) -> np.ndarray:
+        """Padded segments ``[last - first, C_picks, seg_len]`` of epochs ``first..last-1`` (zeros outside the
+        data), in ``dtype``."""
+        starts = self.layout.starts[first:last] - self.pad - self.buf0
+        width = self.buf.shape[1]
+        if starts.size and starts[0] >= 0 and starts[-1] + self.seg_len <= width:  # all inside: one gather
+            windows = np.lib.stride_tricks.sliding_window_view(self.buf, self.seg_len, axis=1)  # [C, n, seg_len]
+            if isinstance(self.rows, slice):
+                taken = windows[:, starts]  # [C, E, seg_len]
+            else:
+                taken = windows[self.rows[:, None], starts[None, :]]
+            return np.ascontiguousarray(taken.transpose(1, 0, 2), dtype=dtype)
+        out = np.zeros((last - first, self.picks.size, self.seg_len), dtype=dtype)
+        for i, a in enumerate(starts.tolist()):
+            a0, b0 = max(a, 0), min(a + self.seg_len, width)
             if b0 > a0:
-                out[i, :, a0 - a:b0 - a] = self.buf[:, a0 - self.buf0:b0 - self.buf0]
+                out[i, :, a0 - a:b0 - a] = self.buf[self.rows, a0:b0]
         return out
+
+    def _subtract(self, epochs: Sequence[int], templates: np.ndarray) -> None:
+        """Subtract ``templates[i, :, :lengths[e]]`` from the buffer at epoch ``e = epochs[i]``'s samples (in place).
+
+        Epochs that follow each other without a gap are done in one operation per run of epochs of one length.
+        """
+        lay = self.layout
+        e = np.asarray(epochs, dtype=np.int64)
+        starts, lengths = lay.starts[e] - self.buf0, lay.lengths[e]
+        # runs of consecutive epochs of one length that tile the samples (start + length = next start)
+        breaks = np.flatnonzero((starts[1:] != starts[:-1] + lengths[:-1]) | (lengths[1:] != lengths[:-1])) + 1
+        bounds = np.concatenate([[0], breaks, [e.size]]).tolist()
+        for i, j in zip(bounds[:-1], bounds[1:]):
+            a, ln = int(starts[i]), int(lengths[i])
+            target = self.buf[self.rows, a:a + (j - i) * ln]  # a view when the rows are a slice
+            view = target.view()
+            view.shape = (target.shape[0], j - i, ln)  # never a copy (raises instead)
+            view -= templates[i:j, :, :ln].transpose(1, 0, 2)
+            if not isinstance(self.rows, slice):
+                self.buf[self.rows, a:a + (j - i) * ln] = target
 
     def _advance(self, *, final: bool) -> list[tuple[int, np.ndarray]]:
         lay = self.layout
@@ -294,7 +323,7 @@ class _EpochStream(ABC):
         batch = self._batch()
         for first in range(self.next_feat, last, batch):  # bounded temporaries: a few MB of epochs at a time
             stop = min(first + batch, last)
-            for i, feature in enumerate(self._features(first, self._segments(first, stop))):
+            for i, feature in enumerate(self._features(first, stop)):
                 self.features[first + i] = feature
         self.next_feat = max(self.next_feat, last)
         # 2. templates of every epoch whose whole window has features, subtracted in place
@@ -304,16 +333,9 @@ class _EpochStream(ABC):
         if stop > self.next_out and (final or stop == n or stop - self.next_out >= self.min_batch):
             for first in range(self.next_out, stop, max(batch, self.min_batch)):
                 ready = list(range(first, min(first + max(batch, self.min_batch), stop)))
-                spectra = []
-                for e in ready:
-                    self._slide_to(e)
-                    spectra.append(self._template(e))
-                templates = self._to_time(ready, spectra)  # [E, C_picks, >= length]
-                for i, ep in enumerate(ready):
-                    a, ln = int(lay.starts[ep]) - self.buf0, int(lay.lengths[ep])
-                    self.buf[self.picks, a:a + ln] -= templates[i][:, :ln]
+                self._subtract(ready, self._templates(ready))  # templates [E, C_picks, >= length]
             self.next_out = stop
-            floor = self.win[0]  # features before the current window are no longer needed
+            floor = int(self.lo[stop - 1])  # features before the last window used are no longer needed
             for j in [j for j in self.features if j < floor]:
                 del self.features[j]
         # 3. hand back everything before the next epoch to correct; keep what pending segments still need
@@ -323,7 +345,11 @@ class _EpochStream(ABC):
         step = max(1, PIECE_VALUES // self.n_channels)  # pieces of a few MB, however far the stream advanced
         while done_to > self.emitted:
             stop = min(done_to, self.emitted + step)
-            pieces.append((self.emitted, self.buf[:, self.emitted - self.buf0:stop - self.buf0].astype(np.float64)))
+            # a read-only view: no copy (no sample before the next epoch to correct is changed again; the buffer
+            # still holds the margins of the segments to come, which a consumer writing into it would corrupt)
+            piece = self.buf[:, self.emitted - self.buf0:stop - self.buf0]
+            piece.flags.writeable = False
+            pieces.append((self.emitted, piece))
             self.emitted = stop
         keep = self.emitted
         if self.next_feat < n:
@@ -334,39 +360,21 @@ class _EpochStream(ABC):
             self.buf0 = keep
         return pieces
 
-    def _slide_to(self, e: int) -> None:
-        """Move the running sum onto the window of epoch ``e`` (windows only move forwards)."""
-        lo, hi = int(self.lo[e]), int(self.hi[e])
-        wlo, whi = self.win
-        if whi <= lo or whi == wlo:  # nothing in common (first epoch): start again
-            self._reset()
-            wlo = whi = lo
-        for j in range(whi, hi):
-            self._add(self.features[j], +1)
-        for j in range(wlo, lo):
-            self._add(self.features[j], -1)
-        self.win = (lo, hi)
-
     # -- provided by subclasses
     @abstractmethod
-    def _reset(self):
+    def _features(self, first, stop):
         ...
 
     @abstractmethod
-    def _features(self, first, segments):
+    def _templates(self, epochs):
         ...
 
-    @abstractmethod
-    def _add(self, feature, sign):
-        ...
 
-    @abstractmethod
-    def _template(self, e):
-        ...
-
-    @abstractmethod
-    def _to_time(self, epochs, templates):
-        ...
+def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[index]`` as a slice (a view) when ``index`` is a run of consecutive integers, else a copy."""
+    if index.size and index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1):
+        return x[int(index[0]):int(index[-1]) + 1]
+    return x[index]
 
 
 class GradientAAS(_EpochStream):
@@ -415,10 +423,6 @@ class GradientAAS(_EpochStream):
         self.delays: dict[int, float] = {}
         self.grid = np.arange(-self.max_shift, self.max_shift + SHIFT_STEP / 2, SHIFT_STEP)
         self.grid_phase = np.exp(2j * np.pi * np.outer(self.grid, self.k) / self.seg_len)  # [n_grid, F]
-        self.sum = None
-
-    def _reset(self):
-        self.sum = np.zeros((self.picks.size, self.k.size), dtype=np.complex128)
 
     def _phase(self, delays: np.ndarray) -> np.ndarray:
         """``exp(2 pi i k d / n)`` of every delay: ``[len(d), F]``."""
@@ -438,8 +442,11 @@ class GradientAAS(_EpochStream):
         offset = np.where(denom < 0, 0.5 * (y0 - y2) / safe, 0.0)
         return self.grid[best] + np.clip(offset, -1.0, 1.0) * SHIFT_STEP
 
-    def _features(self, first, segments):
-        spectra = np.fft.rfft(segments[:, self.picks, :], axis=-1)  # [E, C, F] complex128
+    def _features(self, first, stop):
+        from scipy import fft as sp_fft
+
+        segments = self._segments(first, stop)
+        spectra = sp_fft.rfft(segments, axis=-1)  # [E, C, F] complex128
         if self.reference is not None:
             return self._aligned(first, spectra)
         self.pending.extend((first + i, s) for i, s in enumerate(spectra))
@@ -461,22 +468,39 @@ class GradientAAS(_EpochStream):
         aligned = (spectra * self._phase(d)[:, None, :]).astype(np.complex64)
         return [(a, float(x)) for a, x in zip(aligned, d)]
 
-    def _add(self, feature, sign):
-        self.sum += sign * feature[0]
-
-    def _template(self, e):
-        count = max(int(self.hi[e] - self.lo[e]) - 1, 1)
-        spectrum, delay = self.features[e]
-        return (self.sum - spectrum) / count * (np.exp(-2j * np.pi * self.k * delay / self.seg_len) * self.keep)
+    def _templates(self, epochs):
+        """The mean of the aligned neighbours of every epoch (window sums from a cumulative sum over the
+        batch's windows, the epoch itself left out), moved onto the epoch, in samples."""
+        e = np.asarray(epochs, dtype=np.int64)
+        lo, hi = self.lo[e], self.hi[e]
+        base, top = int(lo.min()), int(hi.max())
+        shape = self.features[int(e[0])][0].shape  # [C, F]
+        # cumulative sums (float64, real and imaginary parts side by side) of the features base..top-1, row by row
+        # (numpy's cumsum along the first axis of a 3-D array is several times slower)
+        stack = np.stack([self.features[j][0] for j in range(base, top)]).reshape(top - base, -1).view(np.float32)
+        sums = np.empty((top - base + 1, stack.shape[1]))
+        sums[0] = 0.0
+        for i in range(top - base):
+            np.add(sums[i], stack[i], out=sums[i + 1])
+        total = _rows(sums, hi - base)
+        total -= _rows(sums, lo - base)
+        total -= _rows(stack, e - base)  # not the epoch itself
+        total = total.view(np.complex128).reshape((e.size,) + shape)  # [E, C, F]
+        count = np.maximum(hi - lo - 1, 1).astype(np.float64)
+        delays = np.array([self.features[int(j)][1] for j in e])
+        total *= (self._phase(-delays) * self.keep / count[:, None])[:, None, :]
+        return self._to_time(epochs, total)
 
     def _to_time(self, epochs, templates):
-        out = np.fft.irfft(np.stack(templates), n=self.seg_len, axis=-1)[..., self.pad:self.pad + self.layout.length]
+        from scipy import fft as sp_fft
+
+        out = sp_fft.irfft(templates, n=self.seg_len, axis=-1)[..., self.pad:self.pad + self.layout.length]
         if self.obs and len(epochs) >= max(OBS_MIN_EPOCHS, 4 * self.obs):
             lay = self.layout
             resid = np.zeros_like(out)  # AAS residual of every epoch [E, C, length]
             for i, e in enumerate(epochs):
                 a = int(lay.starts[e]) - self.buf0
-                seg = self.buf[self.picks, a:a + lay.length]
+                seg = self.buf[self.rows, a:a + lay.length]
                 resid[i, :, :seg.shape[1]] = seg - out[i, :, :seg.shape[1]]
             for c in range(resid.shape[1]):
                 out[:, c, :] += obs_fit(resid[:, c, :], self.obs)
@@ -520,37 +544,78 @@ class BCGSubtraction(_EpochStream):
         self.obs = int(obs_components)
         self.sum = None
         self.count = None
+        self.win = (0, 0)  # epochs currently in the running sum
+        self.saved: dict[int, np.ndarray] = {}  # samples as recorded of the corrected beats still in the sum
+
+    def _templates(self, epochs):
+        out = []
+        for e in epochs:
+            self._slide_to(e)
+            out.append(self._template(e))
+            # the beat is corrected in the buffer after this batch; its samples as recorded are kept until it leaves
+            # the running sum (about n_neighbours / 2 beats later)
+            self.saved[e] = np.array(self._raw(e), dtype=np.float32)
+        return np.stack(out)
+
+    def _raw(self, j: int) -> np.ndarray:
+        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32: kept after its correction, else read
+        from the buffer (not yet corrected)."""
+        if j in self.saved:
+            return self.saved[j]
+        a = int(self.layout.starts[j]) - self.buf0
+        return self.buf[self.rows, a:a + int(self.layout.lengths[j])]
+
+    def _slide_to(self, e: int) -> None:
+        """Move the running sum onto the window of epoch ``e`` (windows only move forwards)."""
+        lo, hi = int(self.lo[e]), int(self.hi[e])
+        wlo, whi = self.win
+        if whi <= lo or whi == wlo:  # nothing in common (first epoch): start again
+            self._reset()
+            wlo = whi = lo
+        for j in range(whi, hi):
+            self._add(j, +1)
+        for j in range(wlo, lo):
+            self._add(j, -1)
+        for j in [j for j in self.saved if j < lo]:  # no longer needed
+            del self.saved[j]
+        self.win = (lo, hi)
 
     def _reset(self):
         self.sum = np.zeros((self.picks.size, self.layout.length))
         self.count = np.zeros(self.layout.length)
 
-    def _features(self, first, segments):
-        out = []
-        for i, seg in enumerate(segments):
-            ln = int(self.layout.lengths[first + i])
-            x = seg[self.picks].astype(np.float32)
-            x[:, ln:] = 0.0
-            out.append((x, ln))
-        return out
+    def _features(self, first, stop):
+        # a beat's samples are read from the buffer when needed (no copy of the window of beats): the feature is
+        # its length
+        return [int(self.layout.lengths[j]) for j in range(first, stop)]
 
-    def _add(self, feature, sign):
-        x, ln = feature
-        self.sum += sign * x
+    def _add(self, j, sign):
+        x = self._raw(j)
+        ln = x.shape[1]
+        if sign > 0:
+            self.sum[:, :ln] += x
+        else:
+            self.sum[:, :ln] -= x
         self.count[:ln] += sign
 
+    def _padded(self, j: int) -> np.ndarray:
+        x = self._raw(j)
+        out = np.zeros((x.shape[0], self.layout.length), np.float32)
+        out[:, :x.shape[1]] = x
+        return out
+
     def _template(self, e):
-        x, ln = self.features[e]
+        x = self._raw(e)
+        ln = x.shape[1]
         if self.obs:
-            neigh = [self.features[j] for j in range(int(self.lo[e]), int(self.hi[e])) if j != e]
-            return self._obs_template(x, ln, neigh)
+            neigh = [(self._padded(j), int(self.layout.lengths[j])) for j in range(int(self.lo[e]), int(self.hi[e]))
+                     if j != e]
+            return self._obs_template(self._padded(e), ln, neigh)
         count = self.count.copy()
         count[:ln] -= 1
-        total = self.sum - x
+        total = self.sum.copy()
+        total[:, :ln] -= x
         return np.divide(total, count, out=np.zeros_like(total), where=count > 0.5)
-
-    def _to_time(self, epochs, templates):
-        return np.stack(templates)
 
     def _obs_template(self, x, ln, neigh):
         """Least-squares fit of the neighbours' mean and first principal components to the beat, per channel.
@@ -642,7 +707,9 @@ def lowpass_filter(sfreq: float, cutoff: float, *, transition: float | None = No
 class FIRFilter:
     """Zero-phase application of a linear-phase FIR to a stream of blocks ``[C, n]`` (delay compensated).
 
-    The output has exactly the samples of the input; the ends are extended with the first and last sample.
+    The output has exactly the samples of the input; the ends are extended with the first and last sample. The
+    convolution is an FFT overlap-save (segments of ``nfft`` samples, a power of two of at least 6 x the taps),
+    in the precision of the blocks pushed (float32 blocks: single-precision transforms; anything else: float64).
     """
 
     def __init__(self, taps: np.ndarray, n_channels: int, n_samples: int):
@@ -655,26 +722,57 @@ class FIRFilter:
         self.out_next = 0  # next output sample
         self.received = 0
         self.n_channels = int(n_channels)
+        self.nfft = max(256, 1 << int(math.ceil(math.log2(6 * self.h.size))))
+        self._spectra: dict = {}  # the taps' transform per dtype
+
+    def _spectrum(self, dtype) -> np.ndarray:
+        if dtype not in self._spectra:
+            from scipy import fft as sp_fft
+
+            self._spectra[dtype] = sp_fft.rfft(self.h.astype(dtype), self.nfft)
+        return self._spectra[dtype]
+
+    def _convolve(self, x: np.ndarray) -> np.ndarray:
+        """``x[C, n]`` convolved with the taps, the ``n - taps + 1`` samples of full overlap ('valid')."""
+        from scipy import fft as sp_fft
+
+        m = self.h.size
+        n_out = x.shape[1] - m + 1
+        step = self.nfft - m + 1  # outputs per segment
+        n_seg = -(-n_out // step)
+        need = (n_seg - 1) * step + self.nfft
+        if need > x.shape[1]:
+            x = np.concatenate([x, np.zeros((x.shape[0], need - x.shape[1]), x.dtype)], axis=1)
+        spectrum = self._spectrum(x.dtype)
+        out = np.empty((x.shape[0], n_seg * step), x.dtype)
+        group = max(1, (1 << 20) // (self.nfft * max(x.shape[0], 1)))  # a few MB of segments at a time
+        segments = np.lib.stride_tricks.sliding_window_view(x, self.nfft, axis=1)[:, ::step]  # [C, n_seg, nfft]
+        for s in range(0, n_seg, group):
+            seg = sp_fft.rfft(segments[:, s:s + group], axis=-1)
+            seg *= spectrum
+            y = sp_fft.irfft(seg, self.nfft, axis=-1)[..., m - 1:]  # [C, k, step]
+            out[:, s * step:(s + y.shape[1]) * step] = y.reshape(x.shape[0], -1)
+        return out[:, :n_out]
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        from scipy.signal import oaconvolve
-
-        block = np.asarray(block, dtype=np.float64)
+        block = np.asarray(block)
+        if block.dtype != np.float32:
+            block = block.astype(np.float64, copy=False)
         if self.hist is None:
             if block.shape[1] == 0:
                 return block
             left = np.repeat(block[:, :1], self.delay, axis=1)
             self.hist = np.concatenate([left, block], axis=1)
         else:
-            self.hist = np.concatenate([self.hist, block], axis=1)
+            self.hist = np.concatenate([self.hist, block.astype(self.hist.dtype, copy=False)], axis=1)
         self.received += block.shape[1]
         if self.received == self.n_samples:
             right = np.repeat(self.hist[:, -1:], self.delay, axis=1)
             self.hist = np.concatenate([self.hist, right], axis=1)
         n_out = self.hist.shape[1] - 2 * self.delay
         if n_out <= 0:
-            return np.empty((self.n_channels, 0))
-        out = oaconvolve(self.hist, self.h[None, :], mode="valid", axes=1)  # [C, n_out]
+            return np.empty((self.n_channels, 0), self.hist.dtype)
+        out = self._convolve(self.hist)  # [C, n_out]
         self.hist = self.hist[:, n_out:]
         self.out_next += n_out
         return out
@@ -682,7 +780,7 @@ class FIRFilter:
 
 def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: int, stages: Sequence,
                    *, block: int = 1 << 16, observers: Sequence[Callable[[int, np.ndarray], None]] = (),
-                   progress=None) -> Iterator[tuple[int, np.ndarray]]:
+                   progress=None, dtype=np.float64) -> Iterator[tuple[int, np.ndarray]]:
     """Read a recording block by block and run it through correction stages; yield ``(first_sample, block)``.
 
     Parameters
@@ -700,11 +798,14 @@ def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: in
         Called as ``observer(first_sample, raw_block)`` with every block read (e.g. the QC before correction).
     progress : callable, optional
         ``progress(done_samples, n_samples)`` after every block read.
+    dtype : numpy dtype
+        The samples read are converted to it (float32: half the memory traffic; the correctors keep their
+        buffers in float32 and transform epochs in float64 either way).
 
     Yields
     ------
     first_sample, corrected : int, ndarray ``[C, n]``
-        Consecutive pieces covering ``[0, n_samples)`` in order.
+        Consecutive pieces covering ``[0, n_samples)`` in order (possibly read-only views: copy before changing).
     """
     def run(stage_i: int, pieces):
         if stage_i == len(stages):
@@ -717,7 +818,7 @@ def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: in
 
     for a in range(0, int(n_samples), int(block)):
         b = min(a + int(block), int(n_samples))
-        data = np.asarray(read_segment(a, b), dtype=np.float64)
+        data = np.asarray(read_segment(a, b), dtype=dtype)
         for obs in observers:
             obs(a, data)
         yield from _renumber(run(0, [(a, data)]))
@@ -735,37 +836,68 @@ def _renumber(pieces):
 class WelchPSD:
     """Welch power spectral density of a stream of blocks ``[C, n]`` (Hann window, 50 % overlap, one-sided).
 
+    Each segment's mean is removed (``detrend="constant"``); the segments are transformed in the precision of the
+    blocks pushed (float32 blocks: single-precision transforms, float64 sums), and only the bins up to ``fmax``
+    are kept when it is given.
+
     Parameters
     ----------
     n_channels : int
     sfreq : float
     nperseg : int
         Samples per segment (the frequency resolution is ``sfreq / nperseg``).
+    fmax : float, optional
+        Highest frequency (Hz) kept in the result (default: the Nyquist frequency).
     """
 
-    def __init__(self, n_channels: int, sfreq: float, nperseg: int):
+    def __init__(self, n_channels: int, sfreq: float, nperseg: int, *, fmax: float | None = None):
         self.sfreq, self.nperseg = float(sfreq), int(nperseg)
         self.step = max(1, self.nperseg // 2)
         self.window = np.hanning(self.nperseg + 1)[:-1]  # periodic Hann
         self.scale = 1.0 / (self.sfreq * np.sum(self.window ** 2))
-        self.total = np.zeros((int(n_channels), self.nperseg // 2 + 1))
+        n_bins = self.nperseg // 2 + 1
+        if fmax is not None:
+            n_bins = min(n_bins, int(math.floor(float(fmax) * self.nperseg / self.sfreq)) + 1)
+        self.n_bins = max(n_bins, 1)
+        # removing a segment's mean m changes its windowed transform by -m * W[k], W the window's transform
+        w_spec = np.fft.rfft(self.window)
+        self.w_bins = np.flatnonzero(np.abs(w_spec[:self.n_bins]) > 1e-9 * np.abs(w_spec[0]))
+        self.w_spec = w_spec[self.w_bins]
+        self.total = np.zeros((int(n_channels), self.n_bins))
         self.count = 0
-        self.buf = np.empty((int(n_channels), 0))
+        self.buf: np.ndarray | None = None
 
     def push(self, block: np.ndarray) -> None:
-        self.buf = np.concatenate([self.buf, np.asarray(block, dtype=np.float64)], axis=1)
+        from scipy import fft as sp_fft
+
+        block = np.asarray(block)
+        if block.dtype != np.float32:
+            block = block.astype(np.float64, copy=False)
+        self.buf = block if self.buf is None or not self.buf.shape[1] else np.concatenate(
+            [self.buf, block.astype(self.buf.dtype, copy=False)], axis=1)
         n_seg = (self.buf.shape[1] - self.nperseg) // self.step + 1 if self.buf.shape[1] >= self.nperseg else 0
         if n_seg <= 0:
             return
-        group = max(1, (1 << 19) // (self.nperseg * self.total.shape[0]))  # about 4 MB of samples at a time
+        n_c = self.total.shape[0]
+        window = self.window.astype(self.buf.dtype)
+        segments = np.lib.stride_tricks.sliding_window_view(self.buf, self.nperseg, axis=1)[:, ::self.step][:, :n_seg]
+        if self.w_bins.size:  # segment sums from half-segment sums (nperseg is 2 steps, or 2 steps + 1)
+            half = self.buf[:, :(n_seg + 1) * self.step].reshape(n_c, n_seg + 1, self.step).sum(-1, dtype=np.float64)
+            means = half[:, :-1] + half[:, 1:]
+            if self.nperseg > 2 * self.step:
+                means += self.buf[:, (np.arange(n_seg) + 2) * self.step]
+            means /= self.nperseg
+        group = max(1, (1 << 21) // (self.nperseg * n_c))  # a few MB of samples at a time
         for s in range(0, n_seg, group):
-            idx = (np.arange(s, min(s + group, n_seg)) * self.step)[:, None] + np.arange(self.nperseg)[None, :]
-            seg = self.buf[:, idx]  # [C, k, nperseg]
-            seg = seg - seg.mean(axis=-1, keepdims=True)
-            spec = np.abs(np.fft.rfft(seg * self.window, axis=-1)) ** 2
-            self.total += spec.sum(axis=1)
-            self.count += idx.shape[0]
-        self.buf = self.buf[:, n_seg * self.step:]
+            seg = segments[:, s:s + group]  # [C, k, nperseg] (a view)
+            spec = sp_fft.rfft(seg * window, axis=-1)[..., :self.n_bins]
+            if self.w_bins.size:
+                spec[..., self.w_bins] -= (means[:, s:s + group, None] * self.w_spec).astype(spec.dtype)
+            power = np.square(spec.real)
+            power += np.square(spec.imag)
+            self.total += power.sum(axis=1, dtype=np.float64)
+            self.count += seg.shape[1]
+        self.buf = self.buf[:, n_seg * self.step:].copy()
 
     def __call__(self, start: int, block: np.ndarray) -> None:  # as an observer of correct_stream
         self.push(block)
@@ -773,8 +905,11 @@ class WelchPSD:
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``freqs [F]`` (Hz) and ``psd [C, F]`` (unit^2 / Hz); zeros when no segment was complete."""
         psd = self.total * self.scale / max(self.count, 1)
-        psd[:, 1:-1] *= 2.0
-        return np.fft.rfftfreq(self.nperseg, 1.0 / self.sfreq), psd
+        last = self.nperseg // 2  # the Nyquist bin (even nperseg) is not doubled
+        psd[:, 1:] *= 2.0
+        if self.nperseg % 2 == 0 and self.n_bins > last:
+            psd[:, last] /= 2.0
+        return np.fft.rfftfreq(self.nperseg, 1.0 / self.sfreq)[:self.n_bins], psd
 
 
 def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
@@ -864,23 +999,24 @@ class LockedAverage:
         self.buf0 = 0
 
     def __call__(self, start: int, block: np.ndarray) -> None:
-        block = np.asarray(block, dtype=np.float64)
+        block = np.asarray(block)
+        if block.dtype != np.float32:
+            block = block.astype(np.float64, copy=False)
         if not self.buf.size:
             self.buf0 = start
-        self.buf = np.concatenate([self.buf, block], axis=1)
+            self.buf = block
+        else:
+            self.buf = np.concatenate([self.buf, block.astype(self.buf.dtype, copy=False)], axis=1)
         end = self.buf0 + self.buf.shape[1]
-        take = []
         while self.next < self.events.size and self.events[self.next] + self.post <= end:
-            take.append(int(self.events[self.next]))
-            self.next += 1
-        group = max(1, PIECE_VALUES // (self.sum.shape[0] * self.length))  # a few MB of epochs at a time
-        for g in range(0, len(take), group):
-            idx = (np.asarray(take[g:g + group]) - self.pre - self.buf0)[:, None] + np.arange(self.length)[None, :]
-            ep = self.buf[:, idx]  # [C, k, L]
+            a = int(self.events[self.next]) - self.pre - self.buf0
+            ep = self.buf[:, a:a + self.length].astype(np.float64)  # [C, L] (a copy)
             ep -= ep.mean(axis=-1, keepdims=True)
-            self.sum += ep.sum(axis=1)
-            self.sumsq += (ep * ep).sum(axis=1)
-            self.n += idx.shape[0]
+            self.sum += ep
+            ep *= ep
+            self.sumsq += ep
+            self.n += 1
+            self.next += 1
         keep = end - self.length
         if self.next < self.events.size:
             keep = min(keep, int(self.events[self.next]) - self.pre)
