@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,15 @@ def ecg_channel(rec: EEGRecording, cfg: PreprocConfig) -> int | None:
     return found[0] if found else None
 
 
+def gradient_neighbours(c, epoch_seconds: float) -> int:
+    """Epochs averaged into each gradient template: at least ``c.gradient_neighbours`` and enough to span
+    ``c.gradient_span`` seconds of epochs of ``epoch_seconds`` (see :class:`~spec2vol_bids.config.CorrectionConfig`)."""
+    span = float(c.gradient_span)
+    if span <= 0 or epoch_seconds <= 0:
+        return int(c.gradient_neighbours)
+    return max(int(c.gradient_neighbours), math.ceil(span / float(epoch_seconds) - 1e-9))
+
+
 def _picks(rec: EEGRecording, types: Sequence[str], exclude: Sequence[int] = ()) -> np.ndarray:
     return np.array([i for i, t in enumerate(rec.ch_types) if t in types and i not in exclude], dtype=np.int64)
 
@@ -186,12 +196,68 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
             if b > a:
                 refined.append(a + int(np.argmax(sign * band[a:b])))
         peaks = np.unique(np.asarray(refined, dtype=np.int64))
+        peaks = search_back(peaks, sign * band, sfreq)
     if peaks.size < 3:
         raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
     rate = 60.0 * float(sfreq) / float(np.median(np.diff(peaks)))
     if not 30.0 <= rate <= 200.0:
         raise DataError(f"the R peaks found on {label} give a heart rate of {rate:.0f} beats per minute",
                         hint=hint)
+    return peaks
+
+
+#: an R-R interval longer than this many median intervals holds a missed beat (Pan & Tompkins 1985: 1.66)
+SEARCH_BACK_RR = 1.66
+#: a missed beat is accepted at a peak of at least this fraction of the median R amplitude (Pan & Tompkins: the
+#: lower of their two thresholds, half the signal threshold)
+SEARCH_BACK_AMPLITUDE = 0.5
+
+
+def search_back(peaks: np.ndarray, band: np.ndarray, sfreq: float) -> np.ndarray:
+    """Add the beats a QRS detector missed, by the search-back of Pan & Tompkins (1985).
+
+    Every R-R interval longer than :data:`SEARCH_BACK_RR` median intervals (and the stretches before the first
+    and after the last peak) is searched for the largest peak of ``band`` (the band-passed ECG with the QRS
+    pointing up) at least 0.3 median intervals from its neighbours (a refractory period); it is a beat when it
+    reaches :data:`SEARCH_BACK_AMPLITUDE` of the median R amplitude. Repeated until no interval changes (an
+    interval may hide several beats).
+
+    Parameters
+    ----------
+    peaks : ndarray of int
+        R-peak samples found, sorted.
+    band : ndarray
+        The band-passed ECG, QRS positive.
+    sfreq : float
+
+    Returns
+    -------
+    ndarray of int
+        The peaks with the recovered beats, sorted.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if peaks.size < 3:
+        return peaks
+    rr = float(np.median(np.diff(peaks)))
+    level = SEARCH_BACK_AMPLITUDE * float(np.median(band[peaks]))
+    if not level > 0:
+        return peaks
+    guard = int(round(0.3 * rr))
+    for _ in range(peaks.size + 2):
+        bounds = np.concatenate([[-rr], peaks, [band.size - 1 + rr]])  # virtual beats one interval outside
+        found = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b - a <= SEARCH_BACK_RR * rr:
+                continue
+            lo, hi = int(max(0, a + guard)), int(min(band.size, b - guard + 1))
+            if hi - lo < 1:
+                continue
+            i = lo + int(np.argmax(band[lo:hi]))
+            if band[i] >= level:
+                found.append(i)
+        if not found:
+            break
+        peaks = np.unique(np.concatenate([peaks, found]))
     return peaks
 
 
@@ -419,7 +485,8 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     layout = A.epoch_layout(trig.samples, rec.n_samples, what=f"{trig.kind} triggers")
     picks = _picks(rec, ELECTRODE_TYPES)
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
-    aas = A.GradientAAS(layout, n, n_ch, n_neighbours=c.gradient_neighbours, align=c.align, max_shift=c.max_shift,
+    neighbours = gradient_neighbours(c, layout.period / sfreq)
+    aas = A.GradientAAS(layout, n, n_ch, n_neighbours=neighbours, align=c.align, max_shift=c.max_shift,
                         obs_components=c.obs_components, picks=picks)
     stages: list = [aas]
     cutoff = _lowpass(cfg, sfreq)
@@ -456,7 +523,7 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
                       "SubSampleDelayRange": [round(float(delays.min()), 3), round(float(delays.max()), 3)]}
     if c.qc:
         qc["Gradient"].update(_harmonics_qc(before.result(), after.result(), f0, fmax), HarmonicsMax=round(fmax, 3))
-    qc["Settings"] = {"Method": "AAS", "Neighbours": c.gradient_neighbours, "SubSampleAlignment": c.align,
+    qc["Settings"] = {"Method": "AAS", "Neighbours": neighbours, "SubSampleAlignment": c.align,
                       "OBSComponents": c.obs_components, "LowPass": cutoff}
     paths = {"out_file": out_file, "qc_file": Path(qc_file)}
     if ecg_i is not None:
@@ -562,7 +629,8 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
     picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
     bcg = A.BCGSubtraction(r, n, n_ch, sfreq, picks=picks, n_neighbours=c.bcg_neighbours,
-                           obs_components=c.bcg_obs_components)
+                           obs_components=c.bcg_obs_components,
+                           template_rank=None if c.bcg_template_rank == "auto" else int(c.bcg_template_rank))
     pre, post = int(round(CARDIAC_PRE * sfreq)), int(round(CARDIAC_POST * sfreq))
     before = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
     after = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
@@ -588,7 +656,10 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
                              HeartRate=round(60.0 * sfreq / float(np.median(np.diff(r))), 1))
     qc["Settings"] = {"Method": "OBS" if c.bcg_obs_components else "sliding average",
                       "Neighbours": c.bcg_neighbours, "OBSComponents": c.bcg_obs_components,
-                      "EpochStart": round(-bcg.pre_samples / sfreq, 4)}
+                      "EpochStart": round(-bcg.pre_samples / sfreq, 4), "TemplateRank": c.bcg_template_rank}
+    if bcg.ranks:  # the ranks the templates kept (auto: chosen per beat)
+        qc["Settings"]["TemplateRanks"] = {"Median": float(np.median(bcg.ranks)), "Min": int(min(bcg.ranks)),
+                                           "Max": int(max(bcg.ranks))}
     write_json(qc_file, qc)
     LOGGER.info("%s: pulse artefact removed at %d R peaks (%.0f beats per minute)", rec.path.name, r.size,
                 60.0 * sfreq / float(np.median(np.diff(r))))

@@ -78,6 +78,19 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "basis sets},\n  author = {Niazy, Rami K. and Beckmann, Christian F. and Iannetti, Gian Domenico and Brady, "
         "J. Michael and Smith, Stephen M.},\n  journal = {NeuroImage},\n  volume = {28},\n  number = {3},\n"
         "  pages = {720--737},\n  year = {2005},\n  doi = {10.1016/j.neuroimage.2005.06.067}\n}"),
+    "pan1985qrs": (
+        "Pan J., Tompkins W.J. (1985). A real-time QRS detection algorithm. IEEE Transactions on Biomedical "
+        "Engineering BME-32(3), 230-236. doi:10.1109/TBME.1985.325532",
+        "@article{pan1985qrs,\n  title = {A real-time {QRS} detection algorithm},\n  author = {Pan, Jiapu and "
+        "Tompkins, Willis J.},\n  journal = {IEEE Transactions on Biomedical Engineering},\n  volume = {BME-32},\n"
+        "  number = {3},\n  pages = {230--236},\n  year = {1985},\n  doi = {10.1109/TBME.1985.325532}\n}"),
+    "schimmel1967plusminus": (
+        "Schimmel H. (1967). The (+/-) reference: accuracy of estimated mean components in average response "
+        "studies. Science 157(3784), 92-94. doi:10.1126/science.157.3784.92",
+        "@article{schimmel1967plusminus,\n  title = {The ($\\pm$) reference: accuracy of estimated mean components "
+        "in average response studies},\n  author = {Schimmel, Herbert},\n  journal = {Science},\n"
+        "  volume = {157},\n  number = {3784},\n  pages = {92--94},\n  year = {1967},\n"
+        "  doi = {10.1126/science.157.3784.92}\n}"),
     "gramfort2013mne": (
         "Gramfort A. et al. (2013). MEG and EEG data analysis with MNE-Python. Frontiers in Neuroscience 7, 267. "
         "doi:10.3389/fnins.2013.00267",
@@ -329,8 +342,9 @@ def _correction_text(c, cite=lambda *keys: "") -> str:
             "volume": "at the scanner's volume triggers"}[c.triggers]
     text = (f"The MR gradient artefact was removed by average artefact subtraction"
             f"{ref('Allen et al., 2000', 'allen2000gradient')}: the EEG was cut into epochs {trig}, and from every "
-            f"epoch the mean of its {c.gradient_neighbours} nearest epochs (half before, half after, the epoch itself "
-            "excluded) was subtracted")
+            f"epoch the mean of its {c.gradient_neighbours} nearest epochs"
+            + (f" (more when these spanned less than {c.gradient_span:g} s)" if c.gradient_span else "")
+            + " (half before, half after, the epoch itself excluded) was subtracted")
     if c.align:
         text += (f", after sub-sample alignment of the epochs (delays of up to {c.max_shift:g} samples, estimated "
                  "from the cross-spectrum with a reference epoch and applied as Fourier phase shifts to the "
@@ -344,13 +358,22 @@ def _correction_text(c, cite=lambda *keys: "") -> str:
         text += f" The data were then low-pass filtered at {c.lowpass:g} Hz (zero-phase linear-phase FIR)."
     if c.bcg:
         ecg = f"the {c.ecg_channel} channel" if c.ecg_channel else "the ECG channel"
-        how = (f"the mean and the first {c.bcg_obs_components} principal components of its "
-               f"{c.bcg_neighbours} nearest heartbeats were fitted to each heartbeat (optimal basis set)"
-               if c.bcg_obs_components else
-               f"the mean of its {c.bcg_neighbours} nearest heartbeats was subtracted from each heartbeat")
+        if c.bcg_obs_components:
+            how = (f"the mean and the first {c.bcg_obs_components} principal components of its "
+                   f"{c.bcg_neighbours} nearest heartbeats were fitted to each heartbeat (optimal basis set)")
+        else:
+            how = f"the mean of its {c.bcg_neighbours} nearest heartbeats was subtracted from each heartbeat"
+            if c.bcg_template_rank == "auto":
+                how += (", keeping of that mean (channels x lags) the singular components above the largest "
+                        "singular value of the same heartbeats averaged with alternating signs, the +/- average"
+                        f"{ref('Schimmel, 1967', 'schimmel1967plusminus')}")
+            elif c.bcg_template_rank:
+                how += f", keeping its first {c.bcg_template_rank} singular components (channels x lags)"
         text += (f" The pulse (ballistocardiogram) artefact was then removed{ref('Allen et al., 1998', 'allen1998pulse')}"
-                 f": R peaks were detected on {ecg} with MNE-Python's QRS detector{cite('gramfort2013mne')}, the "
-                 "EEG was cut into heartbeat epochs starting a quarter of the median R-R interval before each R "
+                 f": R peaks were detected on {ecg} with MNE-Python's QRS detector{cite('gramfort2013mne')}, "
+                 "missed beats were searched for in R-R intervals longer than 1.66 median intervals"
+                 f"{ref('Pan and Tompkins, 1985', 'pan1985qrs')}, the "
+                 "EEG was cut into heartbeat epochs starting a tenth of the median R-R interval before each R "
                  f"peak, and {how}.")
     return text
 

@@ -623,6 +623,12 @@ class _Simulation:
                                "0.20, 0.30 and 0.45 s with beat-to-beat amplitude and latency variation",
                 "RPeaks": [float(b) for b in gen.beats],
                 "PeakAmplitude": {ch: float(v) for ch, v in zip(self.eeg_names, pulse.peak_uv)},
+                # the clean EEG keeps the cardiac field (the ECG the electrodes pick up, in and out of the
+                # scanner); a correction locked to the R peaks removes it with the pulse artefact
+                "CardiacField": {"Description": "clean EEG channel = brain signal + weight x the ECG channel's "
+                                                "clean trace (without its white noise)",
+                                 "Weights": {ch: float(v) for ch, v in
+                                             zip(self.eeg_names, gen.cardiac_field_weights)}},
                 "Units": "uV"}
         clean = None
         with contextlib.ExitStack() as stack:

@@ -319,6 +319,8 @@ class EEGRun:
 
     BACKGROUND_UV = 12.0
     WHITE_UV = 1.0
+    #: the cardiac field on the EEG (ECG picked up by the electrodes), per uV of line-noise amplitude and of ECG
+    CARDIAC_FIELD = 0.002
 
     def __init__(self, preset: Preset, ch_names: list[str], timing: RunTiming, power: SourcePower,
                  patterns: np.ndarray, seed: int, keys: tuple[int, ...]):
@@ -354,6 +356,11 @@ class EEGRun:
         self.n_src = n_src
 
     # ------------------------------------------------------------------ deterministic components
+    @property
+    def cardiac_field_weights(self) -> np.ndarray:
+        """Weight of the ECG in each EEG channel (the clean EEG carries ``weight x ECG``: the cardiac field)."""
+        return self.CARDIAC_FIELD * self.line_amp
+
     def _ecg_beats(self, rng: np.random.Generator) -> np.ndarray:
         duration = self.timing.n_samples / self.preset.sfreq
         rr_mean = 60.0 / rng.uniform(60.0, 75.0)
@@ -440,7 +447,7 @@ class EEGRun:
                 rows.append(self._gradient(s)[None, :])
             if self.preset.ecg:
                 ecg = self._ecg(t)
-                weights.append(0.002 * self.line_amp[:, None])  # a faint cardiac trace on the EEG
+                weights.append(self.cardiac_field_weights[:, None])  # a faint cardiac trace on the EEG
                 rows.append(ecg[None, :])
             x += np.hstack(weights) @ np.vstack(rows)
             if self.preset.ecg:

@@ -22,6 +22,7 @@ from spec2vol_bids.pipeline import artefacts as PA
 from spec2vol_bids.pipeline.steps import compute_spectrogram, inspect_run
 from spec2vol_bids.preproc.artefacts import FIRFilter, WelchPSD, harmonic_power, lowpass_filter
 from spec2vol_bids.simulate import get_preset, simulate_dataset
+from spec2vol_bids.simulate.truth import without_cardiac_field
 
 pytestmark = pytest.mark.slow  # simulated datasets: the full suite only
 
@@ -31,6 +32,7 @@ PRESET = get_preset("tiny").replace(n_subjects=1, n_volumes=N_VOL, n_eeg=8, grid
 STEM = "sub-01_task-rest"
 RAW = f"sub-01/eeg/{STEM}_eeg.vhdr"
 CLEAN = f"derivatives/simulation/sub-01/eeg/{STEM}_desc-clean_eeg.vhdr"
+PARAMS = f"derivatives/simulation/sub-01/func/{STEM}_desc-simulation_params.json"
 #: the figures of the last run, printed at the end of the module (pytest -s) for the record
 FIGURES: dict[str, float] = {}
 
@@ -143,12 +145,20 @@ def test_gradient_and_pulse_correction_against_the_clean_eeg(datasets, tmp_path)
     clean = _spectrogram(files["clean"], tmp_path / "s_clean", files)
     both = _spectrogram(files["eeg"], tmp_path / "s_both", files, data_file=b["out_file"])
     gradient_only = _spectrogram(files["eeg"], tmp_path / "s_grad", files, data_file=g["out_file"])
+    brain = _spectrogram(files["eeg"], tmp_path / "s_brain", files,
+                         data_file=without_cardiac_field(datasets["both"] / CLEAN, datasets["both"] / PARAMS,
+                                                         tmp_path / "brain"))
     FIGURES["gradient+bcg: spectrogram correlation, corrected"] = _corr(both, clean)
+    FIGURES["gradient+bcg: spectrogram correlation, corrected vs clean without the cardiac field"] = _corr(both, brain)
     FIGURES["gradient+bcg: spectrogram correlation, gradient corrected only"] = _corr(gradient_only, clean)
-    # Measured 0.93-0.95 over five seeds: below the 0.95 of the gradient alone. The sliding template of 30
-    # heartbeats carries 1/30 of the neighbouring beats' EEG power (and the BCG varies from beat to beat), which
-    # stays in the corrected EEG at the frequencies where the spectrogram is largest (below 10 Hz).
-    assert FIGURES["gradient+bcg: spectrogram correlation, corrected"] >= 0.92
+    # The correction removes everything locked to the R peaks: the pulse artefact and the cardiac field that the
+    # simulator's clean EEG keeps (the ECG the electrodes pick up), so it is measured against the clean EEG
+    # without it (the issue's 0.95). Measured on this run (seed 0): 0.962 against it, 0.951 against the clean EEG
+    # with the field; seeds 0-3 give 0.953-0.963 and 0.940-0.953 (experiments/bcg_residual.py, 8 channels). What
+    # is left: the beat-to-beat variation of the simulated pulse artefact (5 % amplitude, 2 ms latency per
+    # component), which no template follows, and the neighbours' EEG in the template.
+    assert FIGURES["gradient+bcg: spectrogram correlation, corrected vs clean without the cardiac field"] >= 0.95
+    assert FIGURES["gradient+bcg: spectrogram correlation, corrected"] >= 0.94
     assert FIGURES["gradient+bcg: spectrogram correlation, gradient corrected only"] < 0.7
     card = json.loads(b["qc_file"].read_text())["Cardiac"]
     params = json.loads((datasets["both"] / "derivatives/simulation/sub-01/func"

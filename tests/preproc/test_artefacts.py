@@ -197,6 +197,41 @@ def test_bcg_optimal_basis_set():
     np.testing.assert_allclose(obs[3], x[3], rtol=1e-6)
 
 
+def test_bcg_template_rank_keeps_the_artefact_and_drops_the_neighbours_eeg():
+    """A rank-2 pulse artefact (two head movements: two scalp maps x two waveforms) on 8 channels of white EEG:
+    the auto rank finds 2 components, and the low-rank template leaves less behind than the plain average, which
+    carries 1/sqrt(30) of the neighbours' EEG; rank 1 drops half the artefact."""
+    rng = np.random.default_rng(3)
+    n, n_ch = 120_000, 8
+    beats = np.cumsum(rng.uniform(800, 1050, 200)).astype(int)
+    beats = beats[beats < n - 1500]
+    t = np.arange(n)
+    waves = np.zeros((2, n))
+    for b in beats:
+        d = t[b:b + 900] - b
+        waves[0, b:b + 900] += np.exp(-0.5 * ((d - 250) / 40.0) ** 2)
+        waves[1, b:b + 900] += np.exp(-0.5 * ((d - 420) / 70.0) ** 2)
+    art = rng.uniform(-80, 80, (n_ch, 2)) @ waves
+    eeg = rng.standard_normal((n_ch, n)) * 10
+    x = eeg + art
+    span = slice(beats[20], beats[-20])
+
+    def left(rank):
+        stream = A.BCGSubtraction(beats, n, n_ch, FS, picks=np.arange(n_ch), n_neighbours=30, template_rank=rank)
+        out = run([stream], x)
+        return float(np.sqrt(np.mean((out - eeg)[:, span] ** 2))), stream.ranks
+
+    auto, ranks = left(None)
+    whole, none = left(0)
+    one, _ = left(1)
+    assert np.median(ranks) == 2 and min(ranks) >= 2 and not none
+    # the plain average leaves ~10 / sqrt(30) = 1.8 uV of the neighbours' EEG; 2 of 8 channel dimensions of it
+    # stay in the low-rank template
+    assert whole == pytest.approx(10 / np.sqrt(30), rel=0.15)
+    assert auto < 0.7 * whole
+    assert one > 3 * whole
+
+
 def test_fir_filter_is_zero_phase_and_streams():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5000))
