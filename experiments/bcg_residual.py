@@ -7,8 +7,10 @@ per 2 s TR: slice harmonics at 10, 20, 30 Hz; 40 volumes), for seeds 0-3 (``--ch
 * ``gradient``: the gradient artefact alone, corrected with templates of 30 slice epochs (3 s) and with the span
   default of 6 s (60 epochs): EEG at the slice harmonics is coherent over neighbouring epochs and enters a short
   template, which then notches it out of the EEG.
-* ``gradient+pulse``: both artefacts, corrected with the previous defaults (30 gradient epochs, the whole
-  30-beat pulse average), with the 6 s gradient span, with the auto template rank too (the defaults), and with
+* ``gradient+pulse``: both artefacts, corrected as the previous release did (30 gradient epochs; MNE's R peaks
+  without the search-back; beat epochs from a quarter of the R-R interval before the R peak; the whole 30-beat
+  average), with today's R peaks and epochs but the previous templates, with the 6 s gradient span, with the
+  auto template rank too (the defaults), and with
   other pulse corrections: a fixed rank 3, 15 or 60 beats, the optimal basis set (mean + 3 principal components
   fitted to each beat) and a per-beat least-squares scale of the template (not an option of the package, patched
   in). Each against the clean EEG and against the clean EEG without its cardiac field (the ECG the electrodes
@@ -42,7 +44,9 @@ N_VOL, TR, FS = 40, 2.0, 1000.0
 STEM = "sub-01_task-rest"
 PREVIOUS = {"gradient_span": 0, "bcg_template_rank": 0}
 VARIANTS = {
-    "previous defaults (30 gradient epochs, whole pulse average)": PREVIOUS,
+    "previous release (30 gradient epochs, MNE's R peaks, epochs from RR/4, whole average)":
+        {**PREVIOUS, "_previous_beats": True},
+    "30 gradient epochs, whole pulse average": PREVIOUS,
     "gradient span 6 s, whole pulse average": {"bcg_template_rank": 0},
     "gradient span 6 s, auto template rank (defaults)": {},
     "template rank 3": {"bcg_template_rank": 3},
@@ -120,6 +124,20 @@ def _no_search_back():
 
 
 @contextlib.contextmanager
+def _previous_beats():
+    """R peaks without the search-back and beat epochs from a quarter of the R-R interval, as before."""
+    from spec2vol_bids.preproc import artefacts as A
+
+    old = A.BCG_PRE_FRACTION
+    A.BCG_PRE_FRACTION = 0.25
+    try:
+        with _no_search_back():
+            yield
+    finally:
+        A.BCG_PRE_FRACTION = old
+
+
+@contextlib.contextmanager
 def _steady_pulse():
     """The simulator's pulse artefact without its beat-to-beat variation and drift (the same draws otherwise)."""
     from spec2vol_bids.simulate import signals as S
@@ -179,10 +197,12 @@ class _Run:
 
         change = dict(change)
         scale = change.pop("_scale", False)
+        previous = change.pop("_previous_beats", False)
         g = self.gradient("gradient+bcg", change.get("gradient_span", 6.0))
         cfg = PreprocConfig().replace(correction={"method": "gradient+bcg", **change})
         w = self.work / f"b_{tag}"
-        with _per_beat_scale() if scale else contextlib.nullcontext():
+        with _per_beat_scale() if scale else contextlib.nullcontext(), \
+                _previous_beats() if previous else contextlib.nullcontext():
             b = PA.correct_bcg(g["out_file"], out_file=w / f"{STEM}_eeg.vhdr", qc_file=w / "qc.json",
                                ecg_file=g["ecg_file"], config=cfg, channels_tsv=self.files["channels"])
         settings = json.loads(Path(b["qc_file"]).read_text())["Settings"]

@@ -145,11 +145,17 @@ def ecg_channel(rec: EEGRecording, cfg: PreprocConfig) -> int | None:
     return found[0] if found else None
 
 
+#: the gradient template's span (``gradient_span``) applies when the trigger frequency is below this (Hz): its
+#: harmonics then fall where the EEG has its power, which a short template notches out
+SPAN_BELOW_HZ = 40.0
+
+
 def gradient_neighbours(c, epoch_seconds: float) -> int:
-    """Epochs averaged into each gradient template: at least ``c.gradient_neighbours`` and enough to span
-    ``c.gradient_span`` seconds of epochs of ``epoch_seconds`` (see :class:`~spec2vol_bids.config.CorrectionConfig`)."""
+    """Epochs averaged into each gradient template: at least ``c.gradient_neighbours`` and, when the trigger
+    frequency is below :data:`SPAN_BELOW_HZ`, enough to span ``c.gradient_span`` seconds of epochs of
+    ``epoch_seconds`` (see :class:`~spec2vol_bids.config.CorrectionConfig`)."""
     span = float(c.gradient_span)
-    if span <= 0 or epoch_seconds <= 0:
+    if span <= 0 or epoch_seconds <= 0 or 1.0 / epoch_seconds >= SPAN_BELOW_HZ:
         return int(c.gradient_neighbours)
     return max(int(c.gradient_neighbours), math.ceil(span / float(epoch_seconds) - 1e-9))
 
