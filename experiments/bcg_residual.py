@@ -8,12 +8,11 @@ per 2 s TR: slice harmonics at 10, 20, 30 Hz; 40 volumes), for seeds 0-3 (``--ch
   default of 6 s (60 epochs): EEG at the slice harmonics is coherent over neighbouring epochs and enters a short
   template, which then notches it out of the EEG.
 * ``gradient+pulse``: both artefacts, corrected as the previous release did (30 gradient epochs; MNE's R peaks
-  without the search-back; beat epochs from a quarter of the R-R interval before the R peak; the whole 30-beat
-  average), with today's R peaks and epochs but the previous templates, with the 6 s gradient span, with the
-  auto template rank too (the defaults), and with
-  other pulse corrections: a fixed rank 3, 15 or 60 beats, the optimal basis set (mean + 3 principal components
-  fitted to each beat) and a per-beat least-squares scale of the template (not an option of the package, patched
-  in). Each against the clean EEG and against the clean EEG without its cardiac field (the ECG the electrodes
+  without the search-back; beat epochs from a quarter of the R-R interval before the R peak), with today's R
+  peaks and epochs but 30 gradient epochs, with the defaults (a 6 s gradient span, the whole 30-beat pulse
+  average), and with other pulse templates: the auto or a fixed rank 3 (``bcg_template_rank``), 15 or 60 beats,
+  the optimal basis set (mean + 3 principal components fitted to each beat) and a per-beat least-squares scale of
+  the template (not an option of the package, patched in). Each against the clean EEG and against the clean EEG without its cardiac field (the ECG the electrodes
   pick up, which any correction locked to the R peaks removes with the pulse artefact:
   :func:`spec2vol_bids.simulate.truth.without_cardiac_field`).
 * ``r-peaks``: beats found within 5 ms of the simulated R peaks, by MNE's QRS detector alone and with the
@@ -42,18 +41,17 @@ from experiments import RESULTS_DIR
 
 N_VOL, TR, FS = 40, 2.0, 1000.0
 STEM = "sub-01_task-rest"
-PREVIOUS = {"gradient_span": 0, "bcg_template_rank": 0}
 VARIANTS = {
-    "previous release (30 gradient epochs, MNE's R peaks, epochs from RR/4, whole average)":
-        {**PREVIOUS, "_previous_beats": True},
-    "30 gradient epochs, whole pulse average": PREVIOUS,
-    "gradient span 6 s, whole pulse average": {"bcg_template_rank": 0},
-    "gradient span 6 s, auto template rank (defaults)": {},
+    "previous release (30 gradient epochs, MNE's R peaks, epochs from RR/4)":
+        {"gradient_span": 0, "_previous_beats": True},
+    "30 gradient epochs": {"gradient_span": 0},
+    "defaults (gradient span 6 s, whole pulse average)": {},
+    "auto template rank": {"bcg_template_rank": "auto"},
     "template rank 3": {"bcg_template_rank": 3},
     "average of 15 beats": {"bcg_neighbours": 15},
     "average of 60 beats": {"bcg_neighbours": 60},
-    "optimal basis set (3 components)": {"bcg_obs_components": 3, "bcg_template_rank": 0},
-    "per-beat scale of the average": {"bcg_template_rank": 0, "_scale": True},
+    "optimal basis set (3 components)": {"bcg_obs_components": 3},
+    "per-beat scale of the average": {"_scale": True},
 }
 
 

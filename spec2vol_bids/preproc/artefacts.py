@@ -44,9 +44,10 @@ Pulse artefact (BCG)
 
     The mean of ``n`` beats also carries ``1/sqrt(n)`` of their EEG, which the subtraction adds to every beat.
     The artefact itself, made by a few head movements, lives in a few spatio-temporal components (channels x
-    lags); the template keeps those above the noise floor given by the +/- average of the same beats (alternating
-    signs cancel the artefact and leave the EEG at the level it has in the mean: Schimmel 1967). On simulated data
-    this takes the spectrogram correlation with the clean EEG from 0.946 to 0.951 (``experiments/bcg_residual.py``).
+    lags); optionally (``template_rank``) the template keeps only those above the noise floor given by the +/-
+    average of the same beats (alternating signs cancel the artefact and leave the EEG at the level it has in the
+    mean: Schimmel 1967). On simulated data this gained 0.001-0.004 of spectrogram correlation with the clean EEG
+    without its cardiac field, which it leaves partly in the EEG (``experiments/bcg_residual.py``).
 
 QC
     :class:`WelchPSD` accumulates a Welch power spectrum over the stream; :func:`harmonic_power` sums it at the
@@ -544,13 +545,13 @@ class BCGSubtraction(_EpochStream):
     template_rank : int or None
         With the sliding average: keep this many spatio-temporal components of each template (SVD over channels x
         lags, over the lags every beat of the window has); ``None`` (auto) keeps those above the noise floor of
-        the window's +/- average (:meth:`_low_rank`); 0 keeps the whole average. :attr:`ranks` lists the ranks
-        used.
+        the window's +/- average (:meth:`_low_rank`); 0 (default) keeps the whole average. :attr:`ranks` lists
+        the ranks used.
     """
 
     def __init__(self, r_peaks, n_samples: int, n_channels: int, sfreq: float, *, picks,
                  n_neighbours: int = 20, pre: float | None = None, obs_components: int = 0,
-                 template_rank: int | None = None):
+                 template_rank: int | None = 0):
         r = np.unique(np.asarray(r_peaks, dtype=np.int64))
         if r.size < 3:
             raise DataError(f"{r.size} R peaks; the pulse-artefact correction needs at least 3",
