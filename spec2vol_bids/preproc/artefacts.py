@@ -607,7 +607,7 @@ class BCGSubtraction(_EpochStream):
 
     def _reset(self):
         self.sum = np.zeros((self.picks.size, self.layout.length))
-        self.alt = np.zeros((self.picks.size, self.layout.length))
+        self.alt = np.zeros((self.picks.size, self.layout.length)) if self.rank is None else None
         self.count = np.zeros(self.layout.length)
 
     def _features(self, first, stop):
@@ -622,10 +622,11 @@ class BCGSubtraction(_EpochStream):
             self.sum[:, :ln] += x
         else:
             self.sum[:, :ln] -= x
-        if sign * _parity(j) > 0:
-            self.alt[:, :ln] += x
-        else:
-            self.alt[:, :ln] -= x
+        if self.rank is None:  # the +/- sum is the auto rank's noise floor
+            if sign * _parity(j) > 0:
+                self.alt[:, :ln] += x
+            else:
+                self.alt[:, :ln] -= x
         self.count[:ln] += sign
 
     def _padded(self, j: int) -> np.ndarray:
