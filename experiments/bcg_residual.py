@@ -114,7 +114,7 @@ def _no_search_back():
     from spec2vol_bids.pipeline import artefacts as PA
 
     orig = PA.search_back
-    PA.search_back = lambda peaks, band, sfreq: peaks
+    PA.search_back = lambda peaks, band: peaks
     try:
         yield
     finally:

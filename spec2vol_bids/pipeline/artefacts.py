@@ -202,7 +202,7 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
             if b > a:
                 refined.append(a + int(np.argmax(sign * band[a:b])))
         peaks = np.unique(np.asarray(refined, dtype=np.int64))
-        peaks = search_back(peaks, sign * band, sfreq)
+        peaks = search_back(peaks, sign * band)
     if peaks.size < 3:
         raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
     rate = 60.0 * float(sfreq) / float(np.median(np.diff(peaks)))
@@ -219,7 +219,7 @@ SEARCH_BACK_RR = 1.66
 SEARCH_BACK_AMPLITUDE = 0.5
 
 
-def search_back(peaks: np.ndarray, band: np.ndarray, sfreq: float) -> np.ndarray:
+def search_back(peaks: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Add the beats a QRS detector missed, by the search-back of Pan & Tompkins (1985).
 
     Every R-R interval longer than :data:`SEARCH_BACK_RR` median intervals (and the stretches before the first
@@ -233,8 +233,7 @@ def search_back(peaks: np.ndarray, band: np.ndarray, sfreq: float) -> np.ndarray
     peaks : ndarray of int
         R-peak samples found, sorted.
     band : ndarray
-        The band-passed ECG, QRS positive.
-    sfreq : float
+        The band-passed ECG, QRS positive (intervals are in its samples).
 
     Returns
     -------

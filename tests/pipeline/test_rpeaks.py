@@ -6,8 +6,6 @@ import numpy as np
 
 from spec2vol_bids.pipeline.artefacts import SEARCH_BACK_AMPLITUDE, search_back
 
-FS = 1000.0
-
 
 def _band(beats, n, amplitudes=None, seed=0):
     """A band-passed ECG with the QRS up: a 10 ms bump per beat, on noise at 3 % of the R amplitude."""
@@ -25,7 +23,7 @@ def test_missed_beats_are_recovered_in_the_middle_and_at_the_ends():
     n = int(beats[-1] + 600)
     band = _band(beats, n, amplitudes=rng.uniform(0.7, 1.3, beats.size))
     found = np.delete(beats, [0, 17, 30, 31, 59])  # missed: the first, one, two in a row, the last
-    got = search_back(found, band, FS)
+    got = search_back(found, band)
     assert got.size == beats.size
     assert np.abs(got - beats).max() <= 2  # the bump's top on noise: within 2 ms
 
@@ -36,4 +34,4 @@ def test_a_real_pause_and_small_bumps_add_nothing():
     band = _band(beats, n)
     t = np.arange(n)
     band += 0.9 * SEARCH_BACK_AMPLITUDE * np.exp(-0.5 * ((t - 20900) / 10.0) ** 2)  # a wave below the level
-    np.testing.assert_array_equal(search_back(beats, band, FS), beats)
+    np.testing.assert_array_equal(search_back(beats, band), beats)
