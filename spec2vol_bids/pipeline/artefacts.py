@@ -168,8 +168,10 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
     """R-peak samples of an ECG trace (gradient artefact removed), with MNE's QRS detector.
 
     The trace is resampled to at most 500 Hz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz with
-    a 2 s FIR, adaptive threshold), and each peak is then moved to the extremum, with the QRS polarity, of the
-    5-35 Hz band-passed trace within 30 ms at the full rate.
+    a 2 s FIR, adaptive threshold); beats it missed are searched for in the 5-35 Hz band-passed trace at that rate
+    (:func:`search_back`); then each peak is moved to the extremum, with the QRS polarity, of the 5-35 Hz
+    band-passed trace within 30 ms at the full rate, filtered chunk by chunk (the full-rate trace is never copied
+    whole: a 20-minute ECG at 5 kHz is 48 MB in float64).
 
     Raises
     ------
@@ -177,12 +179,13 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
         Fewer than 3 beats, or a heart rate outside 30-200 beats per minute: the channel is not a usable ECG.
     """
     import mne
-    from scipy.signal import butter, resample_poly, sosfiltfilt
+    from scipy.signal import resample_poly, sosfiltfilt
 
-    x = np.asarray(ecg, dtype=np.float64).ravel()
+    x = np.asarray(ecg).ravel()
     q = max(1, int(sfreq // 500))
-    low = resample_poly(x, 1, q) if q > 1 else x
-    info = mne.create_info(["ECG"], float(sfreq) / q, ["ecg"])
+    low = np.asarray(resample_poly(x, 1, q) if q > 1 else x, dtype=np.float64)
+    low_sfreq = float(sfreq) / q
+    info = mne.create_info(["ECG"], low_sfreq, ["ecg"])
     raw = mne.io.RawArray(low[None, :] * 1e-6, info, verbose="error")
     hint = (f"Check the ECG channel ({option_name('correction.ecg_channel')}), or correct only the gradient "
             "artefact (--eeg-correction gradient)")
@@ -190,19 +193,12 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
         events, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", filter_length="2s", verbose="error")
     except Exception as err:  # MNE raises on flat or very short traces
         raise DataError(f"no R peaks could be found on {label} ({type(err).__name__}: {err})", hint=hint) from None
-    peaks = np.asarray(events[:, 0], dtype=np.int64) * q
-    sos = butter(3, [5.0, min(35.0, 0.45 * sfreq)], btype="bandpass", fs=float(sfreq), output="sos")
-    band = sosfiltfilt(sos, x)
+    peaks = np.clip(np.asarray(events[:, 0], dtype=np.int64), 0, low.size - 1)  # samples at low_sfreq
     if peaks.size:
-        sign = 1.0 if np.median(band[np.clip(peaks, 0, x.size - 1)]) >= 0 else -1.0
-        w = int(round(0.03 * sfreq))
-        refined = []
-        for p in peaks:
-            a, b = max(0, p - w), min(x.size, p + w + 1)
-            if b > a:
-                refined.append(a + int(np.argmax(sign * band[a:b])))
-        peaks = np.unique(np.asarray(refined, dtype=np.int64))
-        peaks = search_back(peaks, sign * band)
+        band = sosfiltfilt(_qrs_band(low_sfreq), low)
+        sign = 1.0 if np.median(band[peaks]) >= 0 else -1.0
+        peaks = search_back(np.unique(peaks), sign * band)
+        peaks = _refine_peaks(x, peaks * q, sfreq, sign, half_width=max(int(round(0.03 * sfreq)), q))
     if peaks.size < 3:
         raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
     rate = 60.0 * float(sfreq) / float(np.median(np.diff(peaks)))
@@ -210,6 +206,38 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
         raise DataError(f"the R peaks found on {label} give a heart rate of {rate:.0f} beats per minute",
                         hint=hint)
     return peaks
+
+
+def _qrs_band(sfreq: float):
+    """The 5-35 Hz band-pass (3rd-order Butterworth, second-order sections) of the QRS complex."""
+    from scipy.signal import butter
+
+    return butter(3, [5.0, min(35.0, 0.45 * float(sfreq))], btype="bandpass", fs=float(sfreq), output="sos")
+
+
+def _refine_peaks(x: np.ndarray, peaks: np.ndarray, sfreq: float, sign: float, *, half_width: int,
+                  chunk_seconds: float = 60.0, margin_seconds: float = 2.0) -> np.ndarray:
+    """Move every peak to the extremum (``sign``) of the band-passed trace within ``half_width`` samples.
+
+    The trace is band-passed (zero phase) in chunks with ``margin_seconds`` on each side, where the filter's
+    transients die out, so the result is that of filtering the whole trace.
+    """
+    from scipy.signal import sosfiltfilt
+
+    sos = _qrs_band(sfreq)
+    n, chunk, margin = x.size, int(chunk_seconds * sfreq), int(margin_seconds * sfreq)
+    out = []
+    peaks = np.sort(np.asarray(peaks, dtype=np.int64))
+    for start in range(0, n, chunk):
+        mine = peaks[(peaks >= start) & (peaks < start + chunk)]
+        if not mine.size:
+            continue
+        a, b = max(0, start - margin - half_width), min(n, start + chunk + margin + half_width)
+        band = sosfiltfilt(sos, np.asarray(x[a:b], dtype=np.float64))
+        for p in mine:
+            lo, hi = max(0, p - half_width), min(n, p + half_width + 1)
+            out.append(lo + int(np.argmax(sign * band[lo - a:hi - a])))
+    return np.unique(np.asarray(out, dtype=np.int64))
 
 
 #: an R-R interval longer than this many median intervals holds a missed beat (Pan & Tompkins 1985: 1.66)
