@@ -441,6 +441,11 @@ class BOLDConfig(_Section):
         _choice(s, "scaling", self.scaling, BOLD_SCALINGS)
 
 
+#: ``CorrectionConfig.gradient_span`` applies when the trigger frequency is below this (Hz): its harmonics then
+#: fall where the EEG has its power, which a short template notches out
+GRADIENT_SPAN_BELOW_HZ = 40.0
+
+
 @dataclass(frozen=True)
 class CorrectionConfig(_Section):
     """Correction of the artefacts of EEG recorded inside the MR scanner, and the QC that measures them.

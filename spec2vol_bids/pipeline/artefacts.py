@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..bids.eeg import EEGRecording, VolumeOnsets, events_tsv_onsets, marker_onsets, volume_onsets
-from ..config import PreprocConfig, option_name
+from ..config import GRADIENT_SPAN_BELOW_HZ, PreprocConfig, option_name
 from ..errors import DataError
 from ..io.brainvision import BrainVisionWriter, markers_from_annotations
 from ..preproc import artefacts as A
@@ -145,17 +145,12 @@ def ecg_channel(rec: EEGRecording, cfg: PreprocConfig) -> int | None:
     return found[0] if found else None
 
 
-#: the gradient template's span (``gradient_span``) applies when the trigger frequency is below this (Hz): its
-#: harmonics then fall where the EEG has its power, which a short template notches out
-SPAN_BELOW_HZ = 40.0
-
-
 def gradient_neighbours(c, epoch_seconds: float) -> int:
     """Epochs averaged into each gradient template: at least ``c.gradient_neighbours`` and, when the trigger
-    frequency is below :data:`SPAN_BELOW_HZ`, enough to span ``c.gradient_span`` seconds of epochs of
+    frequency is below :data:`~spec2vol_bids.config.GRADIENT_SPAN_BELOW_HZ`, enough to span ``c.gradient_span`` seconds of epochs of
     ``epoch_seconds`` (see :class:`~spec2vol_bids.config.CorrectionConfig`)."""
     span = float(c.gradient_span)
-    if span <= 0 or epoch_seconds <= 0 or 1.0 / epoch_seconds >= SPAN_BELOW_HZ:
+    if span <= 0 or epoch_seconds <= 0 or 1.0 / epoch_seconds >= GRADIENT_SPAN_BELOW_HZ:
         return int(c.gradient_neighbours)
     return max(int(c.gradient_neighbours), math.ceil(span / float(epoch_seconds) - 1e-9))
 

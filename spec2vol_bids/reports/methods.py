@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .._version import __version__
+from ..config import GRADIENT_SPAN_BELOW_HZ
 
 __all__ = ["PAPER_CITATION", "REFERENCES", "methods_text", "methods_html", "boilerplate_markdown", "bibtex",
            "write_boilerplate"]
@@ -342,9 +343,12 @@ def _correction_text(c, cite=lambda *keys: "") -> str:
             "volume": "at the scanner's volume triggers"}[c.triggers]
     text = (f"The MR gradient artefact was removed by average artefact subtraction"
             f"{ref('Allen et al., 2000', 'allen2000gradient')}: the EEG was cut into epochs {trig}, and from every "
-            f"epoch the mean of its {c.gradient_neighbours} nearest epochs"
-            + (f" (more when these spanned less than {c.gradient_span:g} s)" if c.gradient_span else "")
-            + " (half before, half after, the epoch itself excluded) was subtracted")
+            f"epoch the mean of its {c.gradient_neighbours} nearest epochs (half before, half after, the epoch itself "
+            "excluded"
+            + (f"; with triggers below {GRADIENT_SPAN_BELOW_HZ:g} Hz, as many as span {c.gradient_span:g} s when "
+               "these spanned less"
+               if c.gradient_span else "")
+            + ") was subtracted")
     if c.align:
         text += (f", after sub-sample alignment of the epochs (delays of up to {c.max_shift:g} samples, estimated "
                  "from the cross-spectrum with a reference epoch and applied as Fourier phase shifts to the "
