@@ -17,7 +17,6 @@ disk) or after the fact.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _layers
+from . import _layers, _reader
 
 #: ``metadata["spec2vol_role"]`` of the live layer
 ROLE = "live"
@@ -77,7 +76,6 @@ class LiveSeries:
         self.repetition_time = 1.0
         self.scale: list[float] = [1.0, 1.0, 1.0, 1.0]
         self.translate: list[float] = [0.0, 0.0, 0.0, 0.0]
-        self._ornt = None
         self._masks: list[np.ndarray] = []
         self.status = f"waiting for {self.path.name}"
 
@@ -154,10 +152,10 @@ class LiveSeries:
             return 0
         if n_file < self._read:
             self.reset()
+        sidecar = _reader._sidecar(self.path)
         if self._identity is None:
             self._identity = identity
-            self._setup(img)
-        sidecar = _read_sidecar(self.path)
+            self._setup(img, sidecar)
         indices = sidecar.get("VolumeIndices") if sidecar else None
         available = n_file if indices is None else min(n_file, len(indices))
         latencies = (sidecar.get("Realtime") or {}).get("LatencySeconds") or [] if sidecar else []
@@ -168,50 +166,43 @@ class LiveSeries:
             block = np.asarray(img.dataobj, dtype=np.float32)[..., None]
         else:
             block = np.asarray(img.dataobj[..., self._read:available], dtype=np.float32)
+        vols, _ = self._napari(block, img.affine)
         before = self._slots
-        for j in range(block.shape[3]):
+        for j, vol in enumerate(vols):
             k = self._read + j
             index = int(indices[k]) if indices is not None else k
             latency = float(latencies[k]) if k < len(latencies) else None
-            self._push(block[..., j], index, latency)
+            self._push(vol, index, latency)
         self._read = available
         self._status(available)
         return self._slots - before
 
-    def _setup(self, img) -> None:
-        import nibabel as nib
-
-        affine = img.affine
-        self._ornt = nib.orientations.io_orientation(affine)
-        canon = affine @ nib.orientations.inv_ornt_aff(self._ornt, img.shape[:3])
-        zooms = nib.affines.voxel_sizes(canon)
-        origin = canon[:3, 3]
+    def _setup(self, img, sidecar: dict[str, Any]) -> None:
         tr = float(img.header.get_zooms()[3]) if len(img.shape) == 4 else 0.0
-        sidecar = _read_sidecar(self.path)
         if sidecar.get("RepetitionTime"):
             tr = float(sidecar["RepetitionTime"])
         self.repetition_time = tr if tr > 0 else 1.0
-        self.scale = [self.repetition_time, float(zooms[2]), float(zooms[1]), float(zooms[0])]
-        self.translate = [0.0, float(origin[2]), float(origin[1]), float(origin[0])]
+        _, info = self._napari(np.zeros((*img.shape[:3], 1), np.float32), img.affine)
+        self.scale, self.translate = list(info["scale"]), list(info["translate"])
         if self.roi_mask is not None:
             if self.roi_mask.shape != tuple(img.shape[:3]):
                 raise ValueError(f"the ROI mask is {self.roi_mask.shape}, the predictions are {tuple(img.shape[:3])}")
             labels = [int(v) for v in np.unique(self.roi_mask) if v > 0]
-            canon_mask = self._napari(self.roi_mask)
+            canon_mask, _ = _reader.image_to_napari(nib_image(self.roi_mask.astype(np.int32), img.affine),
+                                                    kind="mask", name=self.path.name)
             self._masks = [canon_mask == v for v in labels]
             self.labels = [f"label {v}" for v in labels]
         else:
             self._masks = []
             self.labels = ["mean of the volume"]
 
-    def _napari(self, volume: np.ndarray) -> np.ndarray:
-        """File voxel order (x, y, z) -> napari's (z, y, x) of the closest canonical (RAS) orientation."""
-        import nibabel as nib
+    def _napari(self, block: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Volumes ``(X, Y, Z, k)`` of the file -> ``(k, z, y, x)`` and their geometry, as the plugin's reader
+        shows the finished file (:func:`napari_spec2vol._reader.image_to_napari`)."""
+        return _reader.image_to_napari(nib_image(block, affine), sidecar={"RepetitionTime": self.repetition_time},
+                                       name=self.path.name)
 
-        return np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt).transpose(2, 1, 0))
-
-    def _push(self, volume: np.ndarray, index: int, latency: float | None) -> None:
-        vol = self._napari(volume).astype(np.float32, copy=False)
+    def _push(self, vol: np.ndarray, index: int, latency: float | None) -> None:
         if not self.indices:
             self.translate[0] = index * self.repetition_time
         else:
@@ -271,14 +262,11 @@ class LiveSeries:
         self.status = f"{self._read} volumes (last: BOLD volume {self.indices[-1]}{lat}{gap})"
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    side = path.with_name(path.name[: -len(".nii")] + ".json") if path.name.endswith(".nii") else None
-    if side is None or not side.is_file():
-        return {}
-    try:
-        return json.loads(side.read_text())
-    except (OSError, ValueError):  # being replaced (atomically) right now: the next poll reads it
-        return {}
+def nib_image(data: np.ndarray, affine: np.ndarray):
+    """An in-memory NIfTI-1 image."""
+    import nibabel as nib
+
+    return nib.Nifti1Image(data, np.asarray(affine, dtype=float))
 
 
 try:  # the widget needs Qt; LiveSeries does not
