@@ -144,9 +144,11 @@ def start_live_view(out_file: Path, *, roi_mask: Path | None = None):
 
 
 def _has_volumes(out_file: Path) -> bool:
-    """Whether the prediction file holds a volume (more than its 352-byte header)."""
+    """Whether the prediction file holds a volume (more than its header)."""
+    from ..io.nifti import IncrementalNifti
+
     try:
-        return out_file.stat().st_size > 352
+        return out_file.stat().st_size > IncrementalNifti.HEADER_BYTES
     except OSError:
         return False
 

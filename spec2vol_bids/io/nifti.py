@@ -87,6 +87,8 @@ class IncrementalNifti:
     ...     out.append(volume, sidecar={"VolumeIndices": [26]})
     """
 
+    #: bytes before the first voxel: the 348-byte NIfTI-1 header and the empty extension flag
+    HEADER_BYTES = 352
     #: byte offset of ``dim[4]`` (int16) in a NIfTI-1 header: ``sizeof_hdr`` (4) + 36 bytes + ``dim[0..3]``
     _DIM4_OFFSET = 40 + 4 * 2
 
@@ -109,9 +111,9 @@ class IncrementalNifti:
         img.header.set_zooms((*zooms[:3], float(repetition_time or 1.0)))
         img.header.set_xyzt_units(xyz="mm", t="sec")
         hdr = img.header
-        hdr["vox_offset"] = 352
+        hdr["vox_offset"] = self.HEADER_BYTES
         hdr["dim"][4] = 0  # no volume yet: readers see an empty series until the first append
-        raw = hdr.binaryblock + b"\x00" * 4  # 348-byte header + the empty extension flag = 352 bytes
+        raw = hdr.binaryblock + b"\x00" * 4  # 348-byte header + the empty extension flag
         with atomic_path(self.path) as tmp:
             Path(tmp).write_bytes(raw)
         self._fh = open(self.path, "r+b")  # noqa: SIM115 - closed in close()
@@ -123,7 +125,7 @@ class IncrementalNifti:
         if vol.shape != self.shape:
             raise ValueError(f"volume shape {vol.shape} differs from the image's {self.shape}")
         fh = self._fh
-        fh.seek(352 + self.n_volumes * vol.nbytes)
+        fh.seek(self.HEADER_BYTES + self.n_volumes * vol.nbytes)
         fh.write(np.asfortranarray(vol).tobytes(order="F"))  # NIfTI stores x fastest
         fh.flush()
         os.fsync(fh.fileno())
