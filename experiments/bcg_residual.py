@@ -111,14 +111,14 @@ def _per_beat_scale():
 
 @contextlib.contextmanager
 def _no_search_back():
-    from spec2vol_bids.pipeline import artefacts as PA
+    from spec2vol_bids.preproc import artefacts as A
 
-    orig = PA.search_back
-    PA.search_back = lambda peaks, band: peaks
+    orig = A.search_back
+    A.search_back = lambda peaks, band: peaks
     try:
         yield
     finally:
-        PA.search_back = orig
+        A.search_back = orig
 
 
 @contextlib.contextmanager

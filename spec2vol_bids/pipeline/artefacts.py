@@ -164,7 +164,7 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
 
     The trace is resampled to at most 500 Hz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz with
     a 2 s FIR, adaptive threshold); beats it missed are searched for in the 5-35 Hz band-passed trace at that rate
-    (:func:`search_back`); then each peak is moved to the extremum, with the QRS polarity, of the 5-35 Hz
+    (:func:`~spec2vol_bids.preproc.artefacts.search_back`); then each peak is moved to the extremum, with the QRS polarity, of the 5-35 Hz
     band-passed trace within 30 ms at the full rate, filtered chunk by chunk (the full-rate trace is never copied
     whole: a 20-minute ECG at 5 kHz is 48 MB in float64).
 
@@ -192,7 +192,7 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
     if peaks.size:
         band = sosfiltfilt(_qrs_band(low_sfreq), low)
         sign = 1.0 if np.median(band[peaks]) >= 0 else -1.0
-        peaks = search_back(np.unique(peaks), sign * band)
+        peaks = A.search_back(np.unique(peaks), sign * band)
         peaks = _refine_peaks(x, peaks * q, sfreq, sign, half_width=max(int(round(0.03 * sfreq)), q))
     if peaks.size < 3:
         raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
@@ -233,60 +233,6 @@ def _refine_peaks(x: np.ndarray, peaks: np.ndarray, sfreq: float, sign: float, *
             lo, hi = max(0, p - half_width), min(n, p + half_width + 1)
             out.append(lo + int(np.argmax(sign * band[lo - a:hi - a])))
     return np.unique(np.asarray(out, dtype=np.int64))
-
-
-#: an R-R interval longer than this many median intervals holds a missed beat (Pan & Tompkins 1985: 1.66)
-SEARCH_BACK_RR = 1.66
-#: a missed beat is accepted at a peak of at least this fraction of the median R amplitude (Pan & Tompkins: the
-#: lower of their two thresholds, half the signal threshold)
-SEARCH_BACK_AMPLITUDE = 0.5
-
-
-def search_back(peaks: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Add the beats a QRS detector missed, by the search-back of Pan & Tompkins (1985).
-
-    Every R-R interval longer than :data:`SEARCH_BACK_RR` median intervals (and the stretches before the first
-    and after the last peak) is searched for the largest peak of ``band`` (the band-passed ECG with the QRS
-    pointing up) at least 0.3 median intervals from its neighbours (a refractory period); it is a beat when it
-    reaches :data:`SEARCH_BACK_AMPLITUDE` of the median R amplitude. Repeated until no interval changes (an
-    interval may hide several beats).
-
-    Parameters
-    ----------
-    peaks : ndarray of int
-        R-peak samples found, sorted.
-    band : ndarray
-        The band-passed ECG, QRS positive (intervals are in its samples).
-
-    Returns
-    -------
-    ndarray of int
-        The peaks with the recovered beats, sorted.
-    """
-    peaks = np.asarray(peaks, dtype=np.int64)
-    if peaks.size < 3:
-        return peaks
-    rr = float(np.median(np.diff(peaks)))
-    level = SEARCH_BACK_AMPLITUDE * float(np.median(band[peaks]))
-    if not level > 0:
-        return peaks
-    guard = int(round(0.3 * rr))
-    for _ in range(peaks.size + 2):
-        bounds = np.concatenate([[-rr], peaks, [band.size - 1 + rr]])  # virtual beats one interval outside
-        found = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            if b - a <= SEARCH_BACK_RR * rr:
-                continue
-            lo, hi = int(max(0, a + guard)), int(min(band.size, b - guard + 1))
-            if hi - lo < 1:
-                continue
-            i = lo + int(np.argmax(band[lo:hi]))
-            if band[i] >= level:
-                found.append(i)
-        if not found:
-            break
-        peaks = np.unique(np.concatenate([peaks, found]))
-    return peaks
 
 
 def check_correctable(rec: EEGRecording, cfg: PreprocConfig, onsets: VolumeOnsets, *,

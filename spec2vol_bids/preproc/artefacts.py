@@ -36,11 +36,11 @@ Gradient artefact: average artefact subtraction (AAS, Allen et al. 2000)
     compensated) removes what is left above the EEG band.
 
 Pulse artefact (BCG)
-    R peaks found on the ECG (outside this module: :mod:`spec2vol_bids.pipeline.artefacts`) define beat epochs
-    that tile the recording: beat ``k`` runs from ``pre`` seconds before its R peak to ``pre`` before the next
-    one. The template of a beat is the mean, lag by lag from the start of the epoch, of its ``n_neighbours``
-    nearest beats (itself excluded) over the lags they cover (R-R intervals vary), and is subtracted from the
-    EEG channels (the ECG channel itself is left as it is).
+    R peaks found on the ECG (by MNE, outside this module: :mod:`spec2vol_bids.pipeline.artefacts`; the beats it
+    missed are recovered here by :func:`search_back`) define beat epochs that tile the recording: beat ``k`` runs
+    from ``pre`` seconds before its R peak to ``pre`` before the next one. The template of a beat is the mean, lag
+    by lag from the start of the epoch, of its ``n_neighbours`` nearest beats (itself excluded) over the lags they
+    cover (R-R intervals vary), and is subtracted from the EEG channels (the ECG channel itself is left as it is).
 
     The mean of ``n`` beats also carries ``1/sqrt(n)`` of their EEG, which the subtraction adds to every beat.
     The artefact itself, made by a few head movements, lives in a few spatio-temporal components (channels x
@@ -82,6 +82,7 @@ __all__ = [
     "lowpass_filter",
     "correct_stream",
     "obs_fit",
+    "search_back",
     "WelchPSD",
     "harmonic_power",
     "LockedAverage",
@@ -112,6 +113,11 @@ OBS_MIN_EPOCHS = 64
 #: by 0.1-0.7 s (a quarter of the interval cut its tail at 75-80 beats per minute: 0.90 instead of 0.94 spectrogram
 #: correlation on such a simulated run, ``experiments/bcg_residual.py``)
 BCG_PRE_FRACTION = 0.1
+#: an R-R interval longer than this many median intervals holds a missed beat (Pan & Tompkins 1985: 1.66)
+SEARCH_BACK_RR = 1.66
+#: a missed beat is accepted at a peak of at least this fraction of the median R amplitude (Pan & Tompkins: the
+#: lower of their two thresholds, half the signal threshold)
+SEARCH_BACK_AMPLITUDE = 0.5
 #: fewest neighbouring beats from which the auto rank of a pulse template is chosen (else the whole average)
 AUTO_RANK_MIN_BEATS = 8
 #: harmonics of the artefact frequency closer than this (Hz) to a multiple of a mains frequency are not used by
@@ -700,6 +706,53 @@ class BCGSubtraction(_EpochStream):
         basis = np.concatenate([mean, _principal_axes(stack - mean, self.obs)], axis=1)  # [C, 1 + K, L]
         out[:, :common] = _fit(basis, x[:, :common].astype(np.float64))
         return out
+
+
+def search_back(peaks: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Add the beats a QRS detector missed, by the search-back of Pan & Tompkins (1985).
+
+    Every R-R interval longer than :data:`SEARCH_BACK_RR` median intervals (and the stretches before the first
+    and after the last peak) is searched for the largest peak of ``band`` (the band-passed ECG with the QRS
+    pointing up) at least 0.3 median intervals from its neighbours (a refractory period); it is a beat when it
+    reaches :data:`SEARCH_BACK_AMPLITUDE` of the median R amplitude. Repeated until no interval changes (an
+    interval may hide several beats).
+
+    Parameters
+    ----------
+    peaks : ndarray of int
+        R-peak samples found, sorted.
+    band : ndarray
+        The band-passed ECG, QRS positive (intervals are in its samples).
+
+    Returns
+    -------
+    ndarray of int
+        The peaks with the recovered beats, sorted.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if peaks.size < 3:
+        return peaks
+    rr = float(np.median(np.diff(peaks)))
+    level = SEARCH_BACK_AMPLITUDE * float(np.median(band[peaks]))
+    if not level > 0:
+        return peaks
+    guard = int(round(0.3 * rr))
+    for _ in range(peaks.size + 2):
+        bounds = np.concatenate([[-rr], peaks, [band.size - 1 + rr]])  # virtual beats one interval outside
+        found = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b - a <= SEARCH_BACK_RR * rr:
+                continue
+            lo, hi = int(max(0, a + guard)), int(min(band.size, b - guard + 1))
+            if hi - lo < 1:
+                continue
+            i = lo + int(np.argmax(band[lo:hi]))
+            if band[i] >= level:
+                found.append(i)
+        if not found:
+            break
+        peaks = np.unique(np.concatenate([peaks, found]))
+    return peaks
 
 
 def _parity(j: int) -> int:

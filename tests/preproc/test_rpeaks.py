@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spec2vol_bids.pipeline.artefacts import SEARCH_BACK_AMPLITUDE, search_back
+from spec2vol_bids.preproc.artefacts import SEARCH_BACK_AMPLITUDE, search_back
 
 
 def _band(beats, n, amplitudes=None, seed=0):
