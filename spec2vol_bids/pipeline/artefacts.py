@@ -278,6 +278,76 @@ def _reader_uv(rec: EEGRecording, picks=None, *, own_file: bool = False):
     return lambda a, b: read(a, b) * 1e6  # volts -> microvolts
 
 
+def _release_memory() -> None:
+    """Hand the memory freed by a step back to the operating system: the garbage with reference cycles (MNE's
+    recording objects) is collected, then glibc's ``malloc_trim`` returns the free heap (nothing elsewhere).
+
+    A step frees hundreds of blocks of a few MB, which the C allocator otherwise keeps for the process: the next
+    step (or node of the same nipype worker) would start about 100 MB higher on a 64-channel run.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _step(func):
+    """A step of this module: the memory it freed goes back to the system when it ends (:func:`_release_memory`)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _release_memory()
+
+    return wrapper
+
+
+class _Background:
+    """One worker thread running calls in the order they were submitted (writing the corrected file, the QC's
+    spectra and averages), so that they overlap the correction on a second core: NumPy's array operations and
+    SciPy's transforms release the GIL. With one core it costs nothing but the hand-over.
+
+    At most ``max_pending`` calls wait at once (they hold their blocks: memory stays bounded); an exception of the
+    worker is raised in the caller, at a later :meth:`submit` or when the ``with`` block ends.
+    """
+
+    def __init__(self, max_pending: int = 4):
+        self.max_pending = int(max_pending)
+
+    def __enter__(self) -> _Background:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec2vol-artefacts")
+        self.pending: deque = deque()
+        return self
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while self.pending and (len(self.pending) > self.max_pending or self.pending[0].done()):
+            self.pending.popleft().result()  # raises the worker's exception here
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is None:
+                while self.pending:
+                    self.pending.popleft().result()
+            else:  # the caller failed: what is queued is dropped (its output is discarded anyway)
+                for future in self.pending:
+                    future.cancel()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def _block(rec: EEGRecording, minimum: int = 0) -> int:
     return max(int(minimum), BLOCK_VALUES // max(len(rec.ch_names), 1), 1024)
 
@@ -394,7 +464,8 @@ def _read_channel(rec: EEGRecording, index: int) -> np.ndarray:
 
 
 def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None, progress=None) -> A.LockedAverage:
-    """Heartbeat-locked average of ``picks`` over a recording (or over one of our BrainVision files at ``path``)."""
+    """Heartbeat-locked average of ``picks`` over a recording (or over one of our BrainVision files at ``path``,
+    with ``rec``'s channels and samples)."""
     pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
     avg = A.LockedAverage(r_peaks, len(picks), pre, post)
     step = _block(rec)
@@ -410,6 +481,7 @@ def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None, progress=None)
 
 
 # ------------------------------------------------------------------------------------------------ steps
+@_step
 def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_file: str | os.PathLike,
                      n_volumes: int, repetition_time: float, config=None,
                      channels_tsv: str | os.PathLike | None = None, events_tsv: str | os.PathLike | None = None,
@@ -462,10 +534,8 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     neighbours = gradient_neighbours(c, layout.period / sfreq)
     aas = A.GradientAAS(layout, n, n_ch, n_neighbours=neighbours, align=c.align, max_shift=c.max_shift,
                         obs_components=c.obs_components, picks=picks)
-    stages: list = [aas]
     cutoff = _lowpass(cfg, sfreq)
-    if cutoff is not None:
-        stages.append(A.FIRFilter(A.lowpass_filter(sfreq, cutoff), n_ch, n))
+    lowpass = A.FIRFilter(A.lowpass_filter(sfreq, cutoff), n_ch, n) if cutoff is not None else None
     f0 = sfreq / layout.period
     nperseg = _nperseg(layout.period, sfreq)
     ecg_i = ecg_channel(rec, cfg)
@@ -477,16 +547,25 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     ecg_parts: list[np.ndarray] = []
     update, close = _progress(progress, "gradient correction", n)
     out_file = Path(out_file)
-    observers = [_finite_check(rec)] + ([lambda a, x: before.push(x[qc_picks])] if before is not None else [])
+
+    def finish(block, writer):  # in the worker, block after block: low-pass, write, QC after, ECG
+        if lowpass is not None:
+            block = lowpass.push(block)
+        if block.shape[1]:
+            writer.write(block)
+            if after is not None:
+                after.push(block[qc_picks])
+            if ecg_i is not None:
+                ecg_parts.append(block[ecg_i].astype(np.float32))
+
     try:
-        with _corrected_file(rec, out_file) as writer:
-            for _, block in A.correct_stream(_reader_uv(rec), n, stages, block=_block(rec, 4 * layout.length),
+        with _corrected_file(rec, out_file) as writer, _Background() as bg:
+            observers = [_finite_check(rec)]
+            if before is not None:
+                observers.append(lambda a, x: bg.submit(lambda: before.push(x[qc_picks])))
+            for _, block in A.correct_stream(_reader_uv(rec), n, [aas], block=_block(rec, 4 * layout.length),
                                              observers=observers, progress=update, dtype=np.float32):
-                writer.write(block)
-                if after is not None:
-                    after.push(block[qc_picks])
-                if ecg_i is not None:
-                    ecg_parts.append(block[ecg_i].astype(np.float32))
+                bg.submit(finish, block, writer)
     finally:
         close()
     qc: dict[str, Any] = {"Step": "gradient", "Channels": [rec.ch_names[i] for i in qc_picks],
@@ -529,6 +608,7 @@ def _corrected_file(rec: EEGRecording, out_file: Path) -> Iterator[BrainVisionWr
         try:
             with BrainVisionWriter(tmp_vhdr, rec.ch_names, rec.sfreq, markers, meas_date=_meas_date(rec),
                                    software=SOFTWARE) as writer:
+                del markers  # written: tens of thousands of tuples with slice triggers
                 yield writer
             _move_brainvision(tmp_vhdr, out_file)
         finally:
@@ -546,7 +626,8 @@ def _cardiac_after_gradient(rec, ecg, ecg_i, out_file, cfg) -> dict[str, Any]:
     except DataError as err:
         LOGGER.warning("%s: the cardiac QC was skipped: %s", rec.path.name, err.one_line())
         return {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks], "Skipped": err.one_line()}
-    avg = _locked_pass(EEGRecording(out_file), picks, r, path=Path(out_file).with_suffix(".eeg"))
+    # the corrected file has the recording's channels and samples: read directly (no second MNE open)
+    avg = _locked_pass(rec, picks, r, path=Path(out_file).with_suffix(".eeg"))
     return {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks], **_cardiac_qc(r, rec.sfreq, avg)}
 
 
@@ -562,6 +643,7 @@ def _move_brainvision(tmp_vhdr: Path, out_vhdr: Path) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
+@_step
 def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_file: str | os.PathLike,
                 config=None, channels_tsv: str | os.PathLike | None = None,
                 ecg_file: str | os.PathLike | None = None, progress=False) -> dict[str, Path]:
@@ -600,6 +682,7 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
         raise DataError(f"the ECG trace {ecg_file} has {ecg.shape[-1]} samples, the recording {rec.n_samples}",
                         hint="Rerun the gradient correction of this run (delete its working directory)")
     r = detect_r_peaks(ecg, rec.sfreq, label=f"the ECG channel {name} of {rec.path.name}")
+    del ecg  # 10 MB for 20 minutes at 5 kHz: not needed any more
     picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
     bcg = A.BCGSubtraction(r, n, n_ch, sfreq, picks=picks, n_neighbours=c.bcg_neighbours,
@@ -610,15 +693,21 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
     after = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
     update, close = _progress(progress, "pulse-artefact correction", n)
     out_file = Path(out_file)
-    observers = [_finite_check(rec)] + ([lambda a, x: before(a, x[picks])] if before is not None else [])
+
+    def finish(start, block, writer):  # in the worker, block after block: write, QC after
+        writer.write(block)
+        if after is not None:
+            after(start, block[picks])
+
     try:
-        with _corrected_file(rec, out_file) as writer:
+        with _corrected_file(rec, out_file) as writer, _Background() as bg:
+            observers = [_finite_check(rec)]
+            if before is not None:
+                observers.append(lambda a, x: bg.submit(lambda: before(a, x[picks])))
             for start, block in A.correct_stream(_reader_uv(rec, own_file=True), n, [bcg],
                                                  block=_block(rec, 2 * bcg.layout.length), observers=observers,
                                                  progress=update, dtype=np.float32):
-                writer.write(block)
-                if after is not None:
-                    after(start, block[picks])
+                bg.submit(finish, start, block, writer)
     finally:
         close()
     qc: dict[str, Any] = {"Step": "bcg", "Channels": [rec.ch_names[i] for i in picks]}
@@ -640,6 +729,7 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
     return {"out_file": out_file, "qc_file": Path(qc_file)}
 
 
+@_step
 def artefact_qc(eeg_file: str | os.PathLike, *, qc_file: str | os.PathLike, n_volumes: int,
                 repetition_time: float, config=None, channels_tsv: str | os.PathLike | None = None,
                 events_tsv: str | os.PathLike | None = None, progress=False) -> Path:

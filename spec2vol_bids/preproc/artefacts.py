@@ -231,6 +231,59 @@ def segment_geometry(length: int, period: float) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ streams
+class SampleBuffer:
+    """The recent samples ``[C, n]`` of a stream: appended at the end, dropped at the front.
+
+    They live in one preallocated array: an append copies only the new block (concatenating would copy what is
+    kept every time), and what is kept moves to the front when the space at the end runs out. When the array must
+    grow, it is made large enough for what is kept and the block, and a third as much again (at least one more
+    block); it never shrinks (a smaller copy would briefly need both). ``reserve`` sizes it from the start, so
+    that a stream that knows how many samples it will keep never grows it (growing briefly holds two arrays).
+
+    Attributes
+    ----------
+    start : int
+        Stream sample of ``data[:, 0]``.
+    """
+
+    def __init__(self, n_channels: int, dtype=np.float32, *, reserve: int = 0):
+        self.store = np.empty((int(n_channels), 0), dtype=dtype)
+        self.reserve = int(reserve)
+        self.a = self.b = 0  # data = store[:, a:b]
+        self.start = 0
+
+    @property
+    def data(self) -> np.ndarray:
+        """The samples kept (a view: valid until the next :meth:`append`)."""
+        return self.store[:, self.a:self.b]
+
+    @property
+    def end(self) -> int:
+        """Stream sample one past the last one appended."""
+        return self.start + self.b - self.a
+
+    def append(self, block: np.ndarray) -> None:
+        n, kept = block.shape[1], self.b - self.a
+        if self.b + n > self.store.shape[1]:
+            need = kept + n
+            if need > self.store.shape[1]:  # grow
+                size = max(need + max(n, need // 3), self.reserve + 2 * n)
+                store = np.empty((self.store.shape[0], size), self.store.dtype)
+                store[:, :kept] = self.data
+                self.store = store
+            else:  # move what is kept to the front (numpy copies overlapping ranges correctly)
+                self.store[:, :kept] = self.data
+            self.a, self.b = 0, kept
+        self.store[:, self.b:self.b + n] = block
+        self.b += n
+
+    def drop_before(self, sample: int) -> None:
+        """Forget the samples before stream sample ``sample``."""
+        cut = min(max(int(sample) - self.start, 0), self.b - self.a)
+        self.a += cut
+        self.start += cut
+
+
 class _EpochStream(ABC):
     """Shared machinery of the epoch-locked correctors: a sample buffer, features and sliding-window templates.
 
@@ -255,8 +308,10 @@ class _EpochStream(ABC):
         self.picks = np.arange(n_channels) if picks is None else np.asarray(picks, dtype=np.int64)
         self.pad, self.seg_len = int(pad), int(seg_len)
         self.lo, self.hi = window_bounds(layout.n_epochs, n_neighbours)
-        self.buf = np.empty((self.n_channels, 0), dtype=np.float32)
-        self.buf0 = 0  # sample index of buf[:, 0]
+        # float32 samples, as recorded: half the memory. The most the buffer holds: a window of epochs, to the end of
+        # the padded segment of its last epoch (and a block or two more, which it adds when it first grows)
+        span = layout.starts[self.hi - 1] + self.seg_len - layout.starts[self.lo] if layout.n_epochs else np.zeros(1)
+        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=int(span.max()))
         self.received = 0
         self.next_feat = 0  # first epoch without a feature
         self.next_out = 0  # first epoch not yet corrected
@@ -264,6 +319,16 @@ class _EpochStream(ABC):
         self.features: dict[int, object] = {}
         # the corrected channels: a slice when they are all of them (in-place subtraction without a copy)
         self.rows = slice(None) if np.array_equal(self.picks, np.arange(self.n_channels)) else self.picks
+
+    @property
+    def buf(self) -> np.ndarray:
+        """The samples kept ``[C, n]`` (corrected in place)."""
+        return self.samples.data
+
+    @property
+    def buf0(self) -> int:
+        """Sample index of ``buf[:, 0]``."""
+        return self.samples.start
 
     def _batch(self) -> int:
         """Epochs transformed or corrected together: about 4 MB of float64 samples (at least 1)."""
@@ -274,16 +339,14 @@ class _EpochStream(ABC):
         return start, start + self.seg_len
 
     def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces (read-only
-        views of the stream's buffer)."""
+        """Feed the next ``block[C, n]`` of the recording; returns corrected ``(first_sample, block)`` pieces (new
+        float32 arrays)."""
         block = np.asarray(block)
         if block.ndim != 2 or block.shape[0] != self.n_channels:
             raise UsageError(f"expected a block of shape ({self.n_channels}, n), got {block.shape}")
         if self.received + block.shape[1] > self.n_samples:
             raise UsageError("more samples pushed than the recording has")
-        # float32 samples (as recorded): half the memory; templates are computed in float64
-        block = block.astype(np.float32, copy=False)
-        self.buf = np.concatenate([self.buf, block], axis=1) if self.buf.size else block.copy()
+        self.samples.append(block)
         self.received += block.shape[1]
         return self._advance(final=self.received == self.n_samples)
 
@@ -365,20 +428,21 @@ class _EpochStream(ABC):
         step = max(1, PIECE_VALUES // self.n_channels)  # pieces of a few MB, however far the stream advanced
         while done_to > self.emitted:
             stop = min(done_to, self.emitted + step)
-            # a read-only view: no copy (no sample before the next epoch to correct is changed again; the buffer
-            # still holds the margins of the segments to come, which a consumer writing into it would corrupt)
-            piece = self.buf[:, self.emitted - self.buf0:stop - self.buf0]
-            piece.flags.writeable = False
-            pieces.append((self.emitted, piece))
+            pieces.append((self.emitted, self._piece(self.emitted, stop)))
             self.emitted = stop
-        keep = self.emitted
+        keep = min(self.emitted, self._kept_from())
         if self.next_feat < n:
             keep = min(keep, self._seg_bounds(self.next_feat)[0])
-        keep = max(keep, self.buf0)
-        if keep > self.buf0:
-            self.buf = self.buf[:, keep - self.buf0:]
-            self.buf0 = keep
+        self.samples.drop_before(keep)
         return pieces
+
+    def _piece(self, a: int, b: int) -> np.ndarray:
+        """The corrected samples ``a:b`` handed back (a copy: the buffer's space is used again)."""
+        return self.buf[:, a - self.buf0:b - self.buf0].copy()
+
+    def _kept_from(self) -> int:
+        """First sample the stream still needs besides the epochs not yet corrected (none here)."""
+        return self.n_samples
 
     # -- provided by subclasses
     @abstractmethod
@@ -439,7 +503,9 @@ class GradientAAS(_EpochStream):
         self.keep = self.k >= 0.5 * seg_len / layout.period
         self.reference: np.ndarray | None = None
         self.n_ref = min(int(n_neighbours) + 1, layout.n_epochs)
-        self.pending: list[tuple[int, np.ndarray]] = []  # (epoch, spectrum) waiting for the reference
+        self.pending: list[np.ndarray] = []  # spectra of the first epochs, waiting for the reference
+        self.sum: np.ndarray | None = None  # of the aligned spectra of the window self.win (double precision)
+        self.win = (0, 0)
         self.delays: dict[int, float] = {}
         self.grid = np.arange(-self.max_shift, self.max_shift + SHIFT_STEP / 2, SHIFT_STEP)
         self.grid_phase = np.exp(2j * np.pi * np.outer(self.grid, self.k) / self.seg_len)  # [n_grid, F]
@@ -465,51 +531,54 @@ class GradientAAS(_EpochStream):
     def _features(self, first, stop):
         from scipy import fft as sp_fft
 
-        segments = self._segments(first, stop)
-        spectra = sp_fft.rfft(segments, axis=-1)  # [E, C, F] complex128
-        if self.reference is not None:
-            return self._aligned(first, spectra)
-        self.pending.extend((first + i, s) for i, s in enumerate(spectra))
-        if len(self.pending) < self.n_ref and first + len(segments) < self.layout.n_epochs:
-            return [None] * len(segments)
-        epochs = [e for e, _ in self.pending]
-        stack = np.stack([s for _, s in self.pending])
-        self.pending = []
-        self.reference = stack[: self.n_ref].mean(axis=0)
-        out = self._aligned(epochs[0], stack)
-        for e, feature in zip(epochs[: len(epochs) - len(segments)], out):
-            self.features[e] = feature  # epochs handed in before the reference existed
-        return out[len(epochs) - len(segments):]
-
-    def _aligned(self, first, spectra):
+        # single precision (as recorded): the artefact's few mV are kept to about 1e-4 uV, at half the cost of
+        # double-precision transforms
+        spectra = sp_fft.rfft(self._segments(first, stop, dtype=np.float32), axis=-1)  # [E, C, F] complex64
+        if self.reference is None:
+            self.pending.append(spectra)
+            waiting = sum(len(s) for s in self.pending)
+            if waiting < self.n_ref and first + len(spectra) < self.layout.n_epochs:
+                return []
+            spectra = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending = []
+            self.reference = spectra[: self.n_ref].astype(np.complex128).mean(axis=0)
+        start = stop - len(spectra)  # the epochs that waited for the reference come first
         d = self._delays(spectra)
-        for i, x in enumerate(d):
-            self.delays[first + i] = float(x)
-        aligned = (spectra * self._phase(d)[:, None, :]).astype(np.complex64)
-        return [(a, float(x)) for a, x in zip(aligned, d)]
+        self.delays.update(zip(range(start, stop), d.tolist()))
+        spectra *= self._phase(d).astype(np.complex64)[:, None, :]  # aligned onto the reference
+        rows = list(spectra.reshape(len(spectra), -1))  # one row [C * F] per epoch
+        for j in range(start, first):
+            self.features[j] = rows[j - start]
+        return rows[first - start:]
+
+    def _slide_to(self, lo: int, hi: int) -> None:
+        """Move the running sum onto the window ``lo:hi`` (windows only move forwards): the epochs that enter are
+        added, those that leave subtracted, so each epoch's features are summed twice in all."""
+        wlo, whi = self.win
+        if self.sum is None or whi <= lo:  # nothing in common (the first window): start again
+            self.sum = np.zeros(self.features[lo].shape, np.complex128)
+            wlo = whi = lo
+        for j in range(whi, hi):
+            self.sum += self.features[j]
+        for j in range(wlo, lo):
+            self.sum -= self.features[j]
+        self.win = (lo, hi)
 
     def _templates(self, epochs):
-        """The mean of the aligned neighbours of every epoch (window sums from a cumulative sum over the
-        batch's windows, the epoch itself left out), moved onto the epoch, in samples."""
+        """The mean of the aligned neighbours of every epoch (the running sum of its window, the epoch itself left
+        out), moved onto the epoch, in samples."""
         e = np.asarray(epochs, dtype=np.int64)
         lo, hi = self.lo[e], self.hi[e]
-        base, top = int(lo.min()), int(hi.max())
-        shape = self.features[int(e[0])][0].shape  # [C, F]
-        # cumulative sums (float64, real and imaginary parts side by side) of the features base..top-1, row by row
-        # (numpy's cumsum along the first axis of a 3-D array is several times slower)
-        stack = np.stack([self.features[j][0] for j in range(base, top)]).reshape(top - base, -1).view(np.float32)
-        sums = np.empty((top - base + 1, stack.shape[1]))
-        sums[0] = 0.0
-        for i in range(top - base):
-            np.add(sums[i], stack[i], out=sums[i + 1])
-        total = _rows(sums, hi - base)
-        total -= _rows(sums, lo - base)
-        total -= _rows(stack, e - base)  # not the epoch itself
-        total = total.view(np.complex128).reshape((e.size,) + shape)  # [E, C, F]
+        templates = np.empty((e.size, self.picks.size * self.k.size), np.complex64)
+        for i, j in enumerate(e.tolist()):
+            self._slide_to(int(lo[i]), int(hi[i]))
+            np.subtract(self.sum, self.features[j], out=templates[i], casting="same_kind")  # not the epoch itself
         count = np.maximum(hi - lo - 1, 1).astype(np.float64)
-        delays = np.array([self.features[int(j)][1] for j in e])
-        total *= (self._phase(-delays) * self.keep / count[:, None])[:, None, :]
-        return self._to_time(epochs, total)
+        delays = np.array([self.delays[int(j)] for j in e])
+        factor = (self._phase(-delays) * self.keep / count[:, None]).astype(np.complex64)
+        templates = templates.reshape(e.size, self.picks.size, -1)  # [E, C, F]
+        templates *= factor[:, None, :]
+        return self._to_time(epochs, templates)
 
     def _to_time(self, epochs, templates):
         from scipy import fft as sp_fft
@@ -576,23 +645,38 @@ class BCGSubtraction(_EpochStream):
         self.alt = None  # the +/- sum of the window (beat j with sign (-1)^j): its noise, without the artefact
         self.count = None
         self.win = (0, 0)  # epochs currently in the running sum
-        self.saved: dict[int, np.ndarray] = {}  # samples as recorded of the corrected beats still in the sum
+        # the buffer keeps the samples as recorded (the running sum subtracts them again when their beat leaves the
+        # window): the templates of the corrected beats are subtracted from the pieces handed back
+        self.corrected: dict[int, np.ndarray] = {}  # epoch -> template [C_picks, length], until handed back
 
     def _templates(self, epochs):
         out = []
         for e in epochs:
             self._slide_to(e)
             out.append(self._template(e))
-            # the beat is corrected in the buffer after this batch; its samples as recorded are kept until it leaves
-            # the running sum (about n_neighbours / 2 beats later)
-            self.saved[e] = np.array(self._raw(e), dtype=np.float32)
         return np.stack(out)
 
+    def _subtract(self, epochs, templates) -> None:
+        for i, e in enumerate(epochs):
+            self.corrected[e] = templates[i, :, :int(self.layout.lengths[e])].astype(np.float32)
+
+    def _piece(self, a: int, b: int) -> np.ndarray:
+        out = super()._piece(a, b)
+        starts, lengths = self.layout.starts, self.layout.lengths
+        for e in sorted(self.corrected):
+            lo, hi = max(int(starts[e]), a), min(int(starts[e] + lengths[e]), b)
+            if lo < hi:
+                out[self.rows, lo - a:hi - a] -= self.corrected[e][:, lo - int(starts[e]):hi - int(starts[e])]
+            if hi >= int(starts[e] + lengths[e]):  # handed back whole
+                del self.corrected[e]
+        return out
+
+    def _kept_from(self) -> int:
+        """The beats in the running sum (as recorded) are still needed."""
+        return int(self.layout.starts[self.win[0]]) if self.sum is not None else self.n_samples
+
     def _raw(self, j: int) -> np.ndarray:
-        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32: kept after its correction, else read
-        from the buffer (not yet corrected)."""
-        if j in self.saved:
-            return self.saved[j]
+        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32 (from the buffer)."""
         a = int(self.layout.starts[j]) - self.buf0
         return self.buf[self.rows, a:a + int(self.layout.lengths[j])]
 
@@ -607,8 +691,6 @@ class BCGSubtraction(_EpochStream):
             self._add(j, +1)
         for j in range(wlo, lo):
             self._add(j, -1)
-        for j in [j for j in self.saved if j < lo]:  # no longer needed
-            del self.saved[j]
         self.win = (lo, hi)
 
     def _reset(self):

@@ -252,3 +252,29 @@ def test_zz_print_figures():
     """Not a check: the figures of this module, for the report (run with -s)."""
     for key, value in FIGURES.items():
         print(f"{key}: {value:.4f}")
+
+
+def test_background_worker_keeps_the_order_and_raises_its_errors():
+    """The corrected file and the QC are made in a worker thread: in the order submitted, its errors raised."""
+    import threading
+
+    from spec2vol_bids.pipeline.artefacts import _Background
+
+    seen, threads = [], set()
+
+    def work(i):
+        threads.add(threading.get_ident())
+        seen.append(i)
+
+    with _Background(max_pending=2) as bg:
+        for i in range(200):
+            bg.submit(work, i)
+    assert seen == list(range(200)) and threading.get_ident() not in threads
+    with pytest.raises(ZeroDivisionError), _Background() as bg:  # raised at a later submit or at the end
+        for i in range(10):
+            bg.submit(lambda i=i: 1 / (i - 5))
+    # the caller's own error wins; what is queued is dropped
+    with pytest.raises(KeyError), _Background(max_pending=100) as bg:
+        for _ in range(50):
+            bg.submit(seen.append, -1)
+        raise KeyError("caller")

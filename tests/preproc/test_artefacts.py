@@ -188,6 +188,58 @@ def test_bcg_sliding_average_removes_the_pulse_artefact_and_leaves_the_ecg():
         A.BCGSubtraction([5, 10], n, 4, FS, picks=[0])
 
 
+def test_bcg_stream_equals_the_sliding_average_written_out_and_stays_bounded():
+    """Oracle: every beat epoch minus the mean, lag by lag, of its window's other beats that reach that lag, computed
+    on the whole recording in memory; the stream (any block size) keeps about a window of beats, not the run."""
+    eeg, art, beats, ecg = bcg_case(seed=3)
+    x = np.vstack([eeg + art, ecg])
+    n, picks, k = x.shape[1], [0, 1, 2], 8
+    bcg = A.BCGSubtraction(beats, n, x.shape[0], FS, picks=picks, n_neighbours=k)
+    lay = bcg.layout
+    lo, hi = A.window_bounds(lay.n_epochs, k)
+    want = x.copy()
+    for e in range(lay.n_epochs):
+        s0, ln = int(lay.starts[e]), int(lay.lengths[e])
+        total, count = np.zeros((len(picks), ln)), np.zeros(ln)
+        for j in range(lo[e], hi[e]):
+            m = min(ln, int(lay.lengths[j]))
+            if j != e:
+                total[:, :m] += x[picks, int(lay.starts[j]):int(lay.starts[j]) + m]
+                count[:m] += 1
+        want[picks, s0:s0 + ln] -= np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    for block in (613, 5000):
+        stream = A.BCGSubtraction(beats, n, x.shape[0], FS, picks=picks, n_neighbours=k)
+        pieces, biggest = [], 0
+        for a in range(0, n, block):
+            pieces += stream.push(x[:, a:a + block])
+            biggest = max(biggest, stream.buf.shape[1])
+        got = np.concatenate([p for _, p in pieces], axis=1)
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)  # float32 samples
+        assert not stream.corrected  # every template was handed back
+        assert biggest < (k + 3) * lay.length + block < n / 3
+
+
+@pytest.mark.parametrize("reserve", [0, 400])
+def test_sample_buffer_keeps_what_concatenation_keeps(reserve):
+    rng = np.random.default_rng(reserve)
+    buf = A.SampleBuffer(2, np.float64, reserve=reserve)
+    ref, ref_start, sizes = np.empty((2, 0)), 0, []  # oracle: the samples kept, by concatenation and slicing
+    for i in range(300):
+        block = rng.standard_normal((2, 120 if i == 0 else int(rng.integers(0, 121))))
+        buf.append(block)
+        ref = np.concatenate([ref, block], axis=1)
+        np.testing.assert_array_equal(buf.data, ref)  # every sample kept, in order (moved, grown or not)
+        assert buf.start == ref_start and buf.end == ref_start + ref.shape[1]
+        keep_from = max(ref_start, buf.end - int(rng.integers(0, 400)))  # drop the front, keeping < 400 samples
+        buf.drop_before(keep_from)
+        ref, ref_start = ref[:, keep_from - ref_start:], keep_from
+        sizes.append(buf.store.shape[1])
+    if reserve:  # room for what is kept and two blocks from the first append: it never grew
+        assert max(sizes) == min(sizes) == reserve + 2 * 120
+    else:  # it grew to what was kept and the block, and a third more, at most
+        assert 1 < len(set(sizes)) and max(sizes) <= (400 + 120) * 4 // 3 + 1
+
+
 def test_bcg_optimal_basis_set():
     eeg, art, beats, ecg = bcg_case(n=60_000)
     x = np.vstack([eeg + art, ecg])
