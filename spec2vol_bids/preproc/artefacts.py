@@ -236,9 +236,10 @@ class SampleBuffer:
 
     They live in one preallocated array: an append copies only the new block (concatenating would copy what is
     kept every time), and what is kept moves to the front when the space at the end runs out. When the array must
-    grow, it is made large enough for what is kept and the block, and a third as much again (at least one more
-    block); it never shrinks (a smaller copy would briefly need both). ``reserve`` sizes it from the start, so
-    that a stream that knows how many samples it will keep never grows it (growing briefly holds two arrays).
+    grow, it is made large enough for what is kept and the block, and a quarter as much again (at least one more
+    block), so that moves are a few blocks apart; it never shrinks (a smaller copy would briefly need both).
+    ``reserve`` (samples kept at most) sizes it from the start, so that a stream that knows how many samples it
+    keeps never grows it (growing briefly holds two arrays).
 
     Attributes
     ----------
@@ -267,12 +268,15 @@ class SampleBuffer:
         if self.b + n > self.store.shape[1]:
             need = kept + n
             if need > self.store.shape[1]:  # grow
-                size = max(need + max(n, need // 3), self.reserve + 2 * n)
+                base = max(need, self.reserve + n)
+                size = base + max(n, base // 4)  # room for a few more blocks before the next move
                 store = np.empty((self.store.shape[0], size), self.store.dtype)
                 store[:, :kept] = self.data
                 self.store = store
-            else:  # move what is kept to the front (numpy copies overlapping ranges correctly)
-                self.store[:, :kept] = self.data
+            else:  # move what is kept to the front, in pieces that do not overlap (numpy would copy twice)
+                for i in range(0, kept, self.a):
+                    j = min(i + self.a, kept)
+                    self.store[:, i:j] = self.store[:, self.a + i:self.a + j]
             self.a, self.b = 0, kept
         self.store[:, self.b:self.b + n] = block
         self.b += n
@@ -517,7 +521,7 @@ class GradientAAS(_EpochStream):
     def _delays(self, spectra: np.ndarray) -> np.ndarray:
         if not self.align:
             return np.zeros(spectra.shape[0])
-        cross = (spectra * np.conj(self.reference)[None]).sum(axis=1)  # [E, F]
+        cross = (spectra * self.reference_conj[None]).sum(axis=1).astype(np.complex128)  # [E, F]
         cross[:, 1:] *= 2.0  # one-sided spectrum of a real signal
         scores = cross.real @ self.grid_phase.real.T - cross.imag @ self.grid_phase.imag.T  # Re(cross @ phase.T)
         best = np.clip(scores.argmax(axis=1), 1, self.grid.size - 2)
@@ -542,6 +546,7 @@ class GradientAAS(_EpochStream):
             spectra = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
             self.pending = []
             self.reference = spectra[: self.n_ref].astype(np.complex128).mean(axis=0)
+            self.reference_conj = np.conj(self.reference).astype(spectra.dtype)
         start = stop - len(spectra)  # the epochs that waited for the reference come first
         d = self._delays(spectra)
         self.delays.update(zip(range(start, stop), d.tolist()))
