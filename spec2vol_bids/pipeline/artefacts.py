@@ -9,8 +9,11 @@ Each step reads an EEG file lazily, streams it block by block through the pure c
 * a QC JSON: per channel, the power at the harmonics of the artefact frequency and between them (gradient), and
   the power of the R-peak-locked average and its ratio to the averaging noise (pulse), before and after.
 
-Memory: one block of samples (a few seconds) plus the correctors' windows (about 15 slice or volume epochs and
-15 heartbeats of every channel), never the recording; the ECG channel alone is held for the R-peak detection.
+Memory: a few blocks of samples (a few seconds each) plus the correctors' windows (the slice or volume epochs of a
+gradient template, at least 6 s with slice triggers, and the 31 heartbeats of a pulse template, of every channel),
+never the recording; the ECG channel alone is held for the R-peak detection. The low-pass, the writing of the
+corrected file and the QC run in a worker thread (:class:`_Background`), overlapping the correction on a second
+core.
 
 :func:`merge_qc` combines the QC files of a run into the ``ArtefactQC`` and ``ArtefactCorrection`` fields of the
 spectrogram's sidecar, with a loud warning when artefact remains in the EEG the spectrogram is made from.

@@ -296,9 +296,10 @@ class _EpochStream(ABC):
     from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >= length]``, epoch ``e``'s
     first sample at index 0).
 
-    Memory: the buffer holds the samples from the first epoch not yet corrected (or the first padded segment
-    not yet transformed) to the end of the last block pushed, i.e. about ``n_neighbours / 2`` epochs plus one
-    block; the features of one window of epochs are kept.
+    Memory: the buffer (:class:`SampleBuffer`, sized from the layout for a window of epochs) holds the samples
+    from the first epoch not yet corrected (or the first padded segment not yet transformed, or what a subclass
+    still needs: :meth:`_kept_from`) to the end of the last block pushed, i.e. about ``n_neighbours / 2`` epochs
+    plus one block (the pulse stream: a whole window); the features of one window of epochs are kept.
     """
 
     #: templates are made only when this many epochs are ready (or at the end of the recording)
@@ -603,6 +604,10 @@ class GradientAAS(_EpochStream):
 
 class BCGSubtraction(_EpochStream):
     """Sliding-average subtraction of the pulse (BCG) artefact locked to the R peaks, streamed.
+
+    The template of a beat is a running sum over its window (beats are added when they enter and subtracted when
+    they leave). The buffer keeps the samples as recorded from the first beat of the current window on, and the
+    templates are subtracted from the pieces handed back, so no beat is held twice.
 
     Parameters
     ----------
