@@ -273,8 +273,8 @@ class SampleBuffer:
                 store = np.empty((self.store.shape[0], size), self.store.dtype)
                 store[:, :kept] = self.data
                 self.store = store
-            else:  # move what is kept to the front, in pieces that do not overlap (numpy would copy twice)
-                for i in range(0, kept, self.a):
+            else:  # move what is kept to the front, in pieces that do not overlap (numpy would copy twice); a > 0
+                for i in range(0, kept, self.a):  # here, since kept + n fits the array and b + n does not
                     j = min(i + self.a, kept)
                     self.store[:, i:j] = self.store[:, self.a + i:self.a + j]
             self.a, self.b = 0, kept
@@ -313,10 +313,10 @@ class _EpochStream(ABC):
         self.picks = np.arange(n_channels) if picks is None else np.asarray(picks, dtype=np.int64)
         self.pad, self.seg_len = int(pad), int(seg_len)
         self.lo, self.hi = window_bounds(layout.n_epochs, n_neighbours)
-        # float32 samples, as recorded: half the memory. The most the buffer holds: a window of epochs, to the end of
-        # the padded segment of its last epoch (and a block or two more, which it adds when it first grows)
+        # float32 samples, as recorded: half the memory. The most the buffer holds: a window of epochs, from the pad
+        # before its first to the end of the padded segment of its last (and a block or two more)
         span = layout.starts[self.hi - 1] + self.seg_len - layout.starts[self.lo] if layout.n_epochs else np.zeros(1)
-        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=int(span.max()))
+        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=int(span.max()) + self.pad)
         self.received = 0
         self.next_feat = 0  # first epoch without a feature
         self.next_out = 0  # first epoch not yet corrected
@@ -327,7 +327,8 @@ class _EpochStream(ABC):
 
     @property
     def buf(self) -> np.ndarray:
-        """The samples kept ``[C, n]`` (corrected in place)."""
+        """The samples kept ``[C, n]`` (the gradient stream corrects them in place, the pulse stream keeps them as
+        recorded)."""
         return self.samples.data
 
     @property
@@ -459,13 +460,6 @@ class _EpochStream(ABC):
         ...
 
 
-def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``x[index]`` as a slice (a view) when ``index`` is a run of consecutive integers, else a copy."""
-    if index.size and index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1):
-        return x[int(index[0]):int(index[-1]) + 1]
-    return x[index]
-
-
 class GradientAAS(_EpochStream):
     """Average artefact subtraction of the MR gradient artefact, streamed (see the module docstring).
 
@@ -559,7 +553,7 @@ class GradientAAS(_EpochStream):
 
     def _slide_to(self, lo: int, hi: int) -> None:
         """Move the running sum onto the window ``lo:hi`` (windows only move forwards): the epochs that enter are
-        added, those that leave subtracted, so each epoch's features are summed twice in all."""
+        added, those that leave subtracted (each epoch's features are added once and subtracted once)."""
         wlo, whi = self.win
         if self.sum is None or whi <= lo:  # nothing in common (the first window): start again
             self.sum = np.zeros(self.features[lo].shape, np.complex128)
@@ -1022,7 +1016,8 @@ def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: in
     Yields
     ------
     first_sample, corrected : int, ndarray ``[C, n]``
-        Consecutive pieces covering ``[0, n_samples)`` in order (possibly read-only views: copy before changing).
+        Consecutive pieces covering ``[0, n_samples)`` in order (possibly views of the block read: copy before
+        changing).
     """
     def run(stage_i: int, pieces):
         if stage_i == len(stages):
