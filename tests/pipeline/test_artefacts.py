@@ -226,6 +226,39 @@ def test_runs_that_cannot_be_corrected_are_refused_before_processing(datasets, t
                             channels_tsv=files["channels"], events_tsv=files["events"], data_file=vhdr)
 
 
+def test_a_failure_during_the_correction_leaves_no_corrected_file(datasets, tmp_path, monkeypatch):
+    """Errors of the reading thread (bad samples) and of the worker thread (writing) end the step with that error,
+    and nothing is left where the corrected file would be."""
+    from spec2vol_bids.io.brainvision import markers_from_annotations
+
+    files = _files(datasets["gradient"])
+    rec = EEGRecording(files["eeg"], files["channels"])
+    data = _uv(files["eeg"]).astype(np.float32)
+    data[2, int(51.25 * FS)] = np.nan
+    bad = tmp_path / "bad" / f"{STEM}_eeg.vhdr"
+    bad.parent.mkdir()
+    with BrainVisionWriter(bad, rec.ch_names, FS, markers_from_annotations(rec.annotations(), FS),
+                           meas_date="20000101000000000000") as w:
+        w.write(data)
+    cfg = PreprocConfig().replace(correction={"method": "gradient"})
+    kw = dict(n_volumes=N_VOL, repetition_time=TR, config=cfg, channels_tsv=files["channels"])
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=rf"EEG channel {rec.ch_names[2]} has NaN.*51.250 s"):
+        PA.correct_gradient(bad, out_file=out / "x_eeg.vhdr", qc_file=out / "qc.json", **kw)
+    assert not out.exists() or not any(out.iterdir())
+    calls = []
+
+    def failing_write(self, block):
+        calls.append(block.shape[1])
+        if len(calls) == 2:  # after the first block was written
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(BrainVisionWriter, "write", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        PA.correct_gradient(files["eeg"], out_file=out / "x_eeg.vhdr", qc_file=out / "qc.json", **kw)
+    assert len(calls) >= 2 and (not out.exists() or not any(out.iterdir()))
+
+
 def test_preprocess_run_chains_the_steps_like_the_workflow(datasets, tmp_path):
     from spec2vol_bids.bids.runs import collect_pairs
     from spec2vol_bids.pipeline.steps import preprocess_run
