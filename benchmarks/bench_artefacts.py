@@ -9,7 +9,11 @@ slice triggers every 20 ms) is simulated with the MR gradient and pulse artefact
 * ``gradient+bcg``: :func:`spec2vol_bids.pipeline.artefacts.correct_gradient` then
   :func:`~spec2vol_bids.pipeline.artefacts.correct_bcg` (QC included: Welch spectra before and after, R peaks,
   heartbeat-locked averages), each reading its input and writing its corrected BrainVision copy;
-* ``gradient``: the gradient step alone.
+* ``gradient``: the gradient step alone;
+* ``gradient+bcg, no QC``: both steps with ``[correction] qc = false`` (the low-pass kept);
+* ``io floor`` (a control): both steps with the correctors replaced by stages that pass the samples through, without
+  the low-pass and the QC: what opening, reading and writing the run twice and finding the R peaks cost, without
+  any correction.
 
 Reported: wall time (imports excluded), its ratio to the read time (target <= 3), the peak resident memory of the
 process and its ratio to the size of the run on disk (target <= 0.5), and the peak's increase over the process after
@@ -31,6 +35,10 @@ from pathlib import Path
 from benchmarks.common import bench_parser, write_results
 
 DEFAULT_VOLUMES = 120
+#: the correction cases: (correction.method, other [correction] settings)
+CASES = {"gradient": ("gradient", {}), "gradient+bcg": ("gradient+bcg", {}),
+         "gradient+bcg, no QC": ("gradient+bcg", {"qc": False}),
+         "io floor": ("gradient+bcg", {"qc": False, "lowpass": 0})}
 QUICK_VOLUMES = 20
 
 
@@ -95,6 +103,17 @@ def _child(case: str, run: dict, work: str) -> dict:
     import mne  # noqa: F401 - imported before the baseline, as every step imports it
     import scipy.signal  # noqa: F401
 
+    if case == "io floor":  # the control: pass-through stages in place of the correctors
+        class PassThrough:
+            def __init__(self, layout, *args, **kwargs):
+                self.layout, self.delays, self.ranks, self.pre_samples = layout, {}, [], 0
+
+            def push(self, block):
+                return np.array(block, dtype=np.float32)
+
+        PA.A.GradientAAS = PassThrough
+        PA.A.BCGSubtraction = lambda r, n, *args, **kwargs: PassThrough(PA.A.epoch_layout(r, n))
+
     base = rss_mb()
     t0 = time.perf_counter()
     qc = {}
@@ -106,16 +125,19 @@ def _child(case: str, run: dict, work: str) -> dict:
         for a in range(0, rec.n_samples, step):
             total += float(np.sum(read(a, min(a + step, rec.n_samples))[0, :1]))
     else:
-        cfg = PreprocConfig().replace(correction={"method": case})
+        method, extra = CASES[case]
+        cfg = PreprocConfig().replace(correction={"method": method, **extra})
         work = Path(work)
         g = PA.correct_gradient(run["vhdr"], out_file=work / "g" / "x_eeg.vhdr", qc_file=work / "g.json",
                                 ecg_file=work / "ecg.npy", n_volumes=run["n_volumes"], repetition_time=run["tr"],
                                 config=cfg, channels_tsv=run["channels_tsv"], cardiac_qc=case == "gradient")
-        qc["gradient"] = json.loads(Path(g["qc_file"]).read_text())
-        if case == "gradient+bcg":
+        if cfg.correction.qc:
+            qc["gradient"] = json.loads(Path(g["qc_file"]).read_text())
+        if method == "gradient+bcg":
             b = PA.correct_bcg(g["out_file"], out_file=work / "b" / "x_eeg.vhdr", qc_file=work / "b.json",
                                ecg_file=g["ecg_file"], config=cfg, channels_tsv=run["channels_tsv"])
-            qc["bcg"] = json.loads(Path(b["qc_file"]).read_text())
+            if cfg.correction.qc:
+                qc["bcg"] = json.loads(Path(b["qc_file"]).read_text())
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB -> MB
     out = {"seconds": seconds, "rss_after_imports_mb": base, "peak_rss_mb": peak}
@@ -147,7 +169,7 @@ def main(quick: bool = False, volumes: int | None = None) -> dict:
         run = make_run(Path(tmp) / "eeg", n_volumes)
         simulate_s = time.perf_counter() - t0
         read = _measure("read", run, Path(tmp) / "w0")
-        for case in ("read", "gradient", "gradient+bcg"):
+        for case in ("read", *CASES):
             res = read if case == "read" else _measure(case, run, Path(tmp) / f"w_{case}")
             increase = res["peak_rss_mb"] - res["rss_after_imports_mb"]
             records.append({"case": case, "volumes": n_volumes, "minutes": run["seconds"] / 60,
