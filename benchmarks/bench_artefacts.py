@@ -35,11 +35,11 @@ from pathlib import Path
 from benchmarks.common import bench_parser, write_results
 
 DEFAULT_VOLUMES = 120
+QUICK_VOLUMES = 20
 #: the correction cases: (correction.method, other [correction] settings)
 CASES = {"gradient": ("gradient", {}), "gradient+bcg": ("gradient+bcg", {}),
          "gradient+bcg, no QC": ("gradient+bcg", {"qc": False}),
          "io floor": ("gradient+bcg", {"qc": False, "lowpass": 0})}
-QUICK_VOLUMES = 20
 
 
 def make_run(folder: Path, n_volumes: int, seed: int = 0) -> dict:

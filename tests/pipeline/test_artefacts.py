@@ -306,7 +306,7 @@ def test_background_worker_keeps_the_order_and_raises_its_errors():
     with pytest.raises(ZeroDivisionError), _Background() as bg:  # raised at a later submit or at the end
         for i in range(10):
             bg.submit(lambda i=i: 1 / (i - 5))
-    # the caller's own error wins; what is queued is dropped
+    # the caller's own error wins (what is still queued is cancelled)
     with pytest.raises(KeyError), _Background(max_pending=100) as bg:
         for _ in range(50):
             bg.submit(seen.append, -1)
