@@ -292,9 +292,10 @@ class _EpochStream(ABC):
     """Shared machinery of the epoch-locked correctors: a sample buffer, features and sliding-window templates.
 
     Subclasses implement ``_features(first, stop)`` (one feature per epoch of consecutive epochs, e.g. from their
-    padded segments ``[E, C_picks, seg_len]``, :meth:`_segments`) and ``_templates(epochs)`` (the templates of consecutive epochs, each
-    from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >= length]``, epoch ``e``'s
-    first sample at index 0).
+    padded segments ``[E, C_picks, seg_len]``, :meth:`_segments`), ``_templates(epochs)`` (the templates of
+    consecutive epochs, each from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >=
+    length]``, epoch ``e``'s first sample at index 0), and the running window sum that :meth:`_slide_to` moves:
+    ``_reset(first)`` and ``_add(j, sign)``.
 
     Memory: the buffer (:class:`SampleBuffer`, sized from the layout for a window of epochs) holds the samples
     from the first epoch not yet corrected (or the first padded segment not yet transformed, or what a subclass
@@ -322,6 +323,7 @@ class _EpochStream(ABC):
         self.next_out = 0  # first epoch not yet corrected
         self.emitted = 0  # samples handed back so far
         self.features: dict[int, object] = {}
+        self.win = (0, 0)  # epochs currently in the running sum (:meth:`_slide_to`)
         # the corrected channels: a slice when they are all of them (in-place subtraction without a copy)
         self.rows = slice(None) if np.array_equal(self.picks, np.arange(self.n_channels)) else self.picks
 
@@ -337,7 +339,7 @@ class _EpochStream(ABC):
         return self.samples.start
 
     def _batch(self) -> int:
-        """Epochs transformed or corrected together: about 4 MB of float64 samples (at least 1)."""
+        """Epochs transformed or corrected together: about 2 MB of float32 segments (at least 1)."""
         return max(1, (1 << 19) // (self.picks.size * self.seg_len))
 
     def _seg_bounds(self, j: int) -> tuple[int, int]:
@@ -362,7 +364,7 @@ class _EpochStream(ABC):
             raise UsageError(f"only {self.received} of {self.n_samples} samples were pushed")
         return self._advance(final=True)
 
-    def _segments(self, first: int, last: int, dtype=np.float64) -> np.ndarray:
+    def _segments(self, first: int, last: int, dtype=np.float32) -> np.ndarray:
         """Padded segments ``[last - first, C_picks, seg_len]`` of epochs ``first..last-1`` (zeros outside the
         data), in ``dtype``."""
         starts = self.layout.starts[first:last] - self.pad - self.buf0
@@ -442,6 +444,20 @@ class _EpochStream(ABC):
         self.samples.drop_before(keep)
         return pieces
 
+    def _slide_to(self, e: int) -> None:
+        """Move the running sum onto the window of epoch ``e`` (windows only move forwards): the epochs that enter
+        are added, those that leave subtracted (each epoch is added once and subtracted once)."""
+        lo, hi = int(self.lo[e]), int(self.hi[e])
+        wlo, whi = self.win
+        if whi <= lo or whi == wlo:  # nothing in common (the first window): start again
+            self._reset(lo)
+            wlo = whi = lo
+        for j in range(whi, hi):
+            self._add(j, +1)
+        for j in range(wlo, lo):
+            self._add(j, -1)
+        self.win = (lo, hi)
+
     def _piece(self, a: int, b: int) -> np.ndarray:
         """The corrected samples ``a:b`` handed back (a copy: the buffer's space is used again)."""
         return self.buf[:, a - self.buf0:b - self.buf0].copy()
@@ -458,6 +474,14 @@ class _EpochStream(ABC):
     @abstractmethod
     def _templates(self, epochs):
         ...
+
+    @abstractmethod
+    def _reset(self, first: int):
+        """An empty running sum (its window starts at epoch ``first``)."""
+
+    @abstractmethod
+    def _add(self, j: int, sign: int):
+        """Add (``sign`` +1) or subtract (-1) epoch ``j`` to the running sum."""
 
 
 class GradientAAS(_EpochStream):
@@ -500,11 +524,10 @@ class GradientAAS(_EpochStream):
         # a periodic artefact has no power below its trigger frequency f0: template bins below f0 / 2 hold only
         # the slow EEG of the neighbouring epochs, which subtracting would remove from the data (a high-pass)
         self.keep = self.k >= 0.5 * seg_len / layout.period
-        self.reference: np.ndarray | None = None
+        self.reference_conj: np.ndarray | None = None  # conj of the mean spectrum of the first epochs
         self.n_ref = min(int(n_neighbours) + 1, layout.n_epochs)
         self.pending: list[np.ndarray] = []  # spectra of the first epochs, waiting for the reference
         self.sum: np.ndarray | None = None  # of the aligned spectra of the window self.win (double precision)
-        self.win = (0, 0)
         self.delays: dict[int, float] = {}
         self.grid = np.arange(-self.max_shift, self.max_shift + SHIFT_STEP / 2, SHIFT_STEP)
         self.grid_phase = np.exp(2j * np.pi * np.outer(self.grid, self.k) / self.seg_len)  # [n_grid, F]
@@ -532,16 +555,16 @@ class GradientAAS(_EpochStream):
 
         # single precision (as recorded): the artefact's few mV are kept to about 1e-4 uV, at half the cost of
         # double-precision transforms
-        spectra = sp_fft.rfft(self._segments(first, stop, dtype=np.float32), axis=-1)  # [E, C, F] complex64
-        if self.reference is None:
+        spectra = sp_fft.rfft(self._segments(first, stop), axis=-1)  # [E, C, F] complex64
+        if self.reference_conj is None:
             self.pending.append(spectra)
             waiting = sum(len(s) for s in self.pending)
             if waiting < self.n_ref and first + len(spectra) < self.layout.n_epochs:
                 return []
             spectra = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
             self.pending = []
-            self.reference = spectra[: self.n_ref].astype(np.complex128).mean(axis=0)
-            self.reference_conj = np.conj(self.reference).astype(spectra.dtype)
+            reference = spectra[: self.n_ref].astype(np.complex128).mean(axis=0)
+            self.reference_conj = np.conj(reference).astype(spectra.dtype)
         start = stop - len(spectra)  # the epochs that waited for the reference come first
         d = self._delays(spectra)
         self.delays.update(zip(range(start, stop), d.tolist()))
@@ -551,18 +574,14 @@ class GradientAAS(_EpochStream):
             self.features[j] = rows[j - start]
         return rows[first - start:]
 
-    def _slide_to(self, lo: int, hi: int) -> None:
-        """Move the running sum onto the window ``lo:hi`` (windows only move forwards): the epochs that enter are
-        added, those that leave subtracted (each epoch's features are added once and subtracted once)."""
-        wlo, whi = self.win
-        if self.sum is None or whi <= lo:  # nothing in common (the first window): start again
-            self.sum = np.zeros(self.features[lo].shape, np.complex128)
-            wlo = whi = lo
-        for j in range(whi, hi):
+    def _reset(self, first):
+        self.sum = np.zeros(self.features[first].shape, np.complex128)
+
+    def _add(self, j, sign):
+        if sign > 0:
             self.sum += self.features[j]
-        for j in range(wlo, lo):
+        else:
             self.sum -= self.features[j]
-        self.win = (lo, hi)
 
     def _templates(self, epochs):
         """The mean of the aligned neighbours of every epoch (the running sum of its window, the epoch itself left
@@ -571,7 +590,7 @@ class GradientAAS(_EpochStream):
         lo, hi = self.lo[e], self.hi[e]
         templates = np.empty((e.size, self.picks.size * self.k.size), np.complex64)
         for i, j in enumerate(e.tolist()):
-            self._slide_to(int(lo[i]), int(hi[i]))
+            self._slide_to(j)
             np.subtract(self.sum, self.features[j], out=templates[i], casting="same_kind")  # not the epoch itself
         count = np.maximum(hi - lo - 1, 1).astype(np.float64)
         delays = np.array([self.delays[int(j)] for j in e])
@@ -648,7 +667,6 @@ class BCGSubtraction(_EpochStream):
         self.sum = None
         self.alt = None  # the +/- sum of the window (beat j with sign (-1)^j): its noise, without the artefact
         self.count = None
-        self.win = (0, 0)  # epochs currently in the running sum
         # the buffer keeps the samples as recorded (the running sum subtracts them again when their beat leaves the
         # window): the templates of the corrected beats are subtracted from the pieces handed back
         self.corrected: dict[int, np.ndarray] = {}  # epoch -> template [C_picks, length], until handed back
@@ -684,20 +702,7 @@ class BCGSubtraction(_EpochStream):
         a = int(self.layout.starts[j]) - self.buf0
         return self.buf[self.rows, a:a + int(self.layout.lengths[j])]
 
-    def _slide_to(self, e: int) -> None:
-        """Move the running sum onto the window of epoch ``e`` (windows only move forwards)."""
-        lo, hi = int(self.lo[e]), int(self.hi[e])
-        wlo, whi = self.win
-        if whi <= lo or whi == wlo:  # nothing in common (first epoch): start again
-            self._reset()
-            wlo = whi = lo
-        for j in range(whi, hi):
-            self._add(j, +1)
-        for j in range(wlo, lo):
-            self._add(j, -1)
-        self.win = (lo, hi)
-
-    def _reset(self):
+    def _reset(self, first):
         self.sum = np.zeros((self.picks.size, self.layout.length))
         self.alt = np.zeros((self.picks.size, self.layout.length)) if self.rank is None else None
         self.count = np.zeros(self.layout.length)
@@ -1011,7 +1016,7 @@ def correct_stream(read_segment: Callable[[int, int], np.ndarray], n_samples: in
         ``progress(done_samples, n_samples)`` after every block read.
     dtype : numpy dtype
         The samples read are converted to it (float32: half the memory traffic; the correctors keep their
-        buffers in float32 and transform epochs in float64 either way).
+        buffers in float32 either way).
 
     Yields
     ------

@@ -219,11 +219,11 @@ def test_bcg_stream_equals_the_sliding_average_written_out_and_stays_bounded():
         assert biggest < (k + 3) * lay.length + block < n / 3
 
 
-@pytest.mark.parametrize("reserve", [0, 400])
-def test_sample_buffer_keeps_what_concatenation_keeps(reserve):
+def _fill_sample_buffer(reserve: int) -> list[int]:
+    """Random appends and drops against the oracle (concatenation and slicing); the array sizes seen."""
     rng = np.random.default_rng(reserve)
     buf = A.SampleBuffer(2, np.float64, reserve=reserve)
-    ref, ref_start, sizes = np.empty((2, 0)), 0, []  # oracle: the samples kept, by concatenation and slicing
+    ref, ref_start, sizes = np.empty((2, 0)), 0, []
     for i in range(300):
         block = rng.standard_normal((2, 120 if i == 0 else int(rng.integers(0, 121))))
         buf.append(block)
@@ -234,10 +234,16 @@ def test_sample_buffer_keeps_what_concatenation_keeps(reserve):
         buf.drop_before(keep_from)
         ref, ref_start = ref[:, keep_from - ref_start:], keep_from
         sizes.append(buf.store.shape[1])
-    if reserve:  # room for what is kept and a block, and a quarter more, from the first append: it never grew
-        assert max(sizes) == min(sizes) == (reserve + 120) * 5 // 4
-    else:  # it grew to what was kept and the block, and a quarter more, at most
-        assert 1 < len(set(sizes)) and max(sizes) <= (400 + 120) * 5 // 4
+    return sizes
+
+
+def test_sample_buffer_keeps_what_concatenation_keeps():
+    # reserved for what is kept: room for it and a block, and a quarter more, from the first append; it never grew
+    sizes = _fill_sample_buffer(400)
+    assert max(sizes) == min(sizes) == (400 + 120) * 5 // 4
+    # nothing reserved: it grew, to what was kept and the block, and a quarter more, at most
+    sizes = _fill_sample_buffer(0)
+    assert 1 < len(set(sizes)) and max(sizes) <= (400 + 120) * 5 // 4
 
 
 def test_bcg_optimal_basis_set():
