@@ -15,7 +15,8 @@ Gradient artefact: average artefact subtraction (AAS, Allen et al. 2000)
     Sub-sample alignment: a trigger is logged on the EEG sample clock, so the true start of the artefact lies up
     to a sample before the logged one and differs from epoch to epoch. Each epoch is read with a margin
     (``pad`` samples on each side, chosen so that the segment holds a whole number of trigger periods and wraps
-    round smoothly) and Fourier transformed; its delay ``delta`` (in samples, a fraction) against a reference (the
+    round smoothly; none when the triggers are exactly a whole number of samples apart, as with synchronised
+    clocks: the epoch is one period, at half the cost) and Fourier transformed; its delay ``delta`` (in samples, a fraction) against a reference (the
     mean of the first epochs) is the maximum of the cross-spectrum ``sum_c X_c conj(R_c)`` evaluated on a fine
     grid of delays and refined by a parabola. Epochs are averaged after the phase ramp
     ``exp(+2 pi i k delta / n)`` has moved them onto the reference, and the template is moved back onto the
@@ -162,6 +163,15 @@ class EpochLayout:
         return int(self.starts.size)
 
     @property
+    def exact(self) -> bool:
+        """Whether the triggers are a whole number of samples apart, the same everywhere (gaps aside): the
+        artefact repeats every ``length`` samples exactly, as when the scanner's clock is synchronised with the
+        amplifier's."""
+        spacing = np.diff(self.starts)
+        regular = spacing[spacing <= self.lengths[:-1]]  # gaps left out
+        return bool(regular.size) and bool(np.all(regular == self.length))
+
+    @property
     def gaps(self) -> int:
         """Number of spacings longer than ``MAX_GAP`` x the median (left partly uncorrected)."""
         spacing = np.diff(self.starts)
@@ -213,13 +223,17 @@ def window_bounds(n_epochs: int, n_neighbours: int) -> tuple[np.ndarray, np.ndar
     return lo.astype(np.int64), (lo + size).astype(np.int64)
 
 
-def segment_geometry(length: int, period: float) -> tuple[int, int]:
+def segment_geometry(length: int, period: float, *, exact: bool = False) -> tuple[int, int]:
     """``(pad, n)`` of the Fourier segments of epochs of ``length`` samples with a trigger ``period``.
 
-    Short epochs (slices): ``n`` is the whole number of periods closest above ``length + 2 * MIN_PAD`` (so the
-    periodic artefact wraps round smoothly) and ``pad = (n - length) // 2``; long epochs (volumes) get
-    ``pad = LONG_PAD``.
+    ``exact`` triggers (:attr:`EpochLayout.exact`: the artefact repeats every ``length`` samples): one period,
+    the epoch itself (``pad = 0``), which wraps round smoothly. Otherwise, short epochs (slices): ``n`` is the
+    whole number of periods closest above ``length + 2 * MIN_PAD`` (so the periodic artefact wraps round
+    smoothly, the fraction of a sample by which ``n`` misses a whole number of periods in the margin) and
+    ``pad = (n - length) // 2``; long epochs (volumes) get ``pad = LONG_PAD``.
     """
+    if exact:
+        return 0, int(length)
     if length > LONG_EPOCH:
         return LONG_PAD, length + 2 * LONG_PAD
     k = max(1, math.ceil((length + 2 * MIN_PAD) / period - 1e-9))
@@ -294,13 +308,14 @@ class _EpochStream(ABC):
     Subclasses implement ``_features(first, stop)`` (one feature per epoch of consecutive epochs, e.g. from their
     padded segments ``[E, C_picks, seg_len]``, :meth:`_segments`), ``_templates(epochs)`` (the templates of
     consecutive epochs, each from the features of its window ``lo[e]:hi[e]``, in samples: ``[E, C_picks, >=
-    length]``, epoch ``e``'s first sample at index 0), and the running window sum that :meth:`_slide_to` moves:
+    length]`` or a list of ``[C_picks, >= length of the epoch]``, epoch ``e``'s first sample at index 0, as
+    ``_subtract`` takes them), and the running window sum that :meth:`_slide_to` moves:
     ``_reset(first)`` and ``_add(j, sign)``.
 
     Memory: the buffer (:class:`SampleBuffer`, sized from the layout for a window of epochs) holds the samples
-    from the first epoch not yet corrected (or the first padded segment not yet transformed, or what a subclass
-    still needs: :meth:`_kept_from`) to the end of the last block pushed, i.e. about ``n_neighbours / 2`` epochs
-    plus one block (the pulse stream: a whole window); the features of one window of epochs are kept.
+    from the first one not handed back (:meth:`_keep_from`; or the first padded segment not yet transformed) to the
+    end of the last block pushed, i.e. about ``n_neighbours / 2`` epochs plus one block; the features of one window
+    of epochs are kept (the pulse stream's are copies of its beats, and its buffer keeps only what they miss).
     """
 
     #: templates are made only when this many epochs are ready (or at the end of the recording)
@@ -314,9 +329,9 @@ class _EpochStream(ABC):
         self.picks = np.arange(n_channels) if picks is None else np.asarray(picks, dtype=np.int64)
         self.pad, self.seg_len = int(pad), int(seg_len)
         self.lo, self.hi = window_bounds(layout.n_epochs, n_neighbours)
-        # float32 samples, as recorded: half the memory. The most the buffer holds: a window of epochs, from the pad
-        # before its first to the end of the padded segment of its last (and a block or two more)
-        span = layout.starts[self.hi - 1] + self.seg_len - layout.starts[self.lo] if layout.n_epochs else np.zeros(1)
+        # float32 samples, as recorded: half the memory. The most the buffer holds: from the pad before an epoch not
+        # yet corrected to the end of the padded segment of the last epoch of its window (and a block or two more)
+        span = layout.starts[self.hi - 1] + self.seg_len - layout.starts if layout.n_epochs else np.zeros(1)
         self.samples = SampleBuffer(self.n_channels, np.float32, reserve=int(span.max()) + self.pad)
         self.received = 0
         self.next_feat = 0  # first epoch without a feature
@@ -424,11 +439,8 @@ class _EpochStream(ABC):
         if stop > self.next_out and (final or stop == n or stop - self.next_out >= self.min_batch):
             for first in range(self.next_out, stop, max(batch, self.min_batch)):
                 ready = list(range(first, min(first + max(batch, self.min_batch), stop)))
-                self._subtract(ready, self._templates(ready))  # templates [E, C_picks, >= length]
+                self._subtract(ready, self._templates(ready))
             self.next_out = stop
-            floor = int(self.lo[stop - 1])  # features before the last window used are no longer needed
-            for j in [j for j in self.features if j < floor]:
-                del self.features[j]
         # 3. hand back everything before the next epoch to correct; keep what pending segments still need
         done_to = self.n_samples if self.next_out >= n else int(lay.starts[self.next_out])
         done_to = min(done_to, end)
@@ -438,7 +450,11 @@ class _EpochStream(ABC):
             stop = min(done_to, self.emitted + step)
             pieces.append((self.emitted, self._piece(self.emitted, stop)))
             self.emitted = stop
-        keep = min(self.emitted, self._kept_from())
+        if self.next_out:  # features before the last window used are no longer needed
+            floor = int(self.lo[self.next_out - 1])
+            for j in [j for j in self.features if j < floor]:
+                del self.features[j]
+        keep = self._keep_from()
         if self.next_feat < n:
             keep = min(keep, self._seg_bounds(self.next_feat)[0])
         self.samples.drop_before(keep)
@@ -462,9 +478,10 @@ class _EpochStream(ABC):
         """The corrected samples ``a:b`` handed back (a copy: the buffer's space is used again)."""
         return self.buf[:, a - self.buf0:b - self.buf0].copy()
 
-    def _kept_from(self) -> int:
-        """First sample the stream still needs besides the epochs not yet corrected (none here)."""
-        return self.n_samples
+    def _keep_from(self) -> int:
+        """First sample the buffer must keep besides the segments not yet transformed: the first one not handed
+        back."""
+        return self.emitted
 
     # -- provided by subclasses
     @abstractmethod
@@ -512,7 +529,7 @@ class GradientAAS(_EpochStream):
 
     def __init__(self, layout: EpochLayout, n_samples: int, n_channels: int, *, n_neighbours: int = 30,
                  align: bool = True, max_shift: float = 2.0, obs_components: int = 0, picks=None):
-        pad, seg_len = segment_geometry(layout.length, layout.period)
+        pad, seg_len = segment_geometry(layout.length, layout.period, exact=layout.exact)
         super().__init__(layout, n_samples, n_channels, n_neighbours=n_neighbours, pad=pad, seg_len=seg_len,
                          picks=picks)
         if obs_components < 0:
@@ -619,8 +636,8 @@ class BCGSubtraction(_EpochStream):
     """Sliding-average subtraction of the pulse (BCG) artefact locked to the R peaks, streamed.
 
     The template of a beat is a running sum over its window (beats are added when they enter and subtracted when
-    they leave). The buffer keeps the samples as recorded from the first beat of the current window on, and the
-    templates are subtracted from the pieces handed back, so no beat is held twice.
+    they leave, from a copy of each beat made when it arrives). The buffer keeps the samples as recorded until they
+    are handed back, and the templates are subtracted from the pieces handed back.
 
     Parameters
     ----------
@@ -667,40 +684,64 @@ class BCGSubtraction(_EpochStream):
         self.sum = None
         self.alt = None  # the +/- sum of the window (beat j with sign (-1)^j): its noise, without the artefact
         self.count = None
-        # the buffer keeps the samples as recorded (the running sum subtracts them again when their beat leaves the
-        # window): the templates of the corrected beats are subtracted from the pieces handed back
+        # every beat's samples as recorded are copied once, as its feature, for the running sum (which subtracts them
+        # again when the beat leaves the window); the buffer keeps them as recorded too, until handed back: the
+        # templates of the corrected beats are subtracted from the pieces handed back
         self.corrected: dict[int, np.ndarray] = {}  # epoch -> template [C_picks, length], until handed back
+        self.eeg_rows = self.picks
+        self.other_rows = np.setdiff1d(np.arange(self.n_channels), self.picks)
+        # the samples in no beat: [between[0][i], between[1][i]) (before the first beat, gaps, after the last)
+        ends = layout.starts + layout.lengths
+        lo = np.concatenate([[0], ends])
+        hi = np.concatenate([layout.starts, [n_samples]])
+        self.between = (lo[hi > lo], hi[hi > lo])
+        # the buffer holds the samples of the beats not yet copied (and those between beats not handed back)
+        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=self.seg_len)
 
     def _templates(self, epochs):
         out = []
         for e in epochs:
             self._slide_to(e)
             out.append(self._template(e))
-        return np.stack(out)
+        return out  # [C_picks, >= length of the beat] each
 
     def _subtract(self, epochs, templates) -> None:
         for i, e in enumerate(epochs):
-            self.corrected[e] = templates[i, :, :int(self.layout.lengths[e])].astype(np.float32)
+            self.corrected[e] = templates[i][:, :int(self.layout.lengths[e])].astype(np.float32, copy=False)
 
     def _piece(self, a: int, b: int) -> np.ndarray:
-        out = super()._piece(a, b)
-        starts, lengths = self.layout.starts, self.layout.lengths
-        for e in sorted(self.corrected):
-            lo, hi = max(int(starts[e]), a), min(int(starts[e] + lengths[e]), b)
+        """Samples ``a:b`` handed back: those of the beats from their copies, less their templates (the other
+        channels as they are), those between beats from the buffer."""
+        lay = self.layout
+        out = np.empty((self.n_channels, b - a), np.float32)
+        cursor = a  # samples before it are filled
+        j = max(int(np.searchsorted(lay.starts, a, side="right")) - 1, 0)
+        while j < lay.n_epochs and int(lay.starts[j]) < b:
+            s0 = int(lay.starts[j])
+            lo, hi = max(s0, a), min(s0 + int(lay.lengths[j]), b)
             if lo < hi:
-                out[self.rows, lo - a:hi - a] -= self.corrected[e][:, lo - int(starts[e]):hi - int(starts[e])]
-            if hi >= int(starts[e] + lengths[e]):  # handed back whole
-                del self.corrected[e]
+                if lo > cursor:  # between beats
+                    out[:, cursor - a:lo - a] = self.buf[:, cursor - self.buf0:lo - self.buf0]
+                eeg, other = self.features[j]
+                out[self.eeg_rows, lo - a:hi - a] = eeg[:, lo - s0:hi - s0] - self.corrected[j][:, lo - s0:hi - s0]
+                out[self.other_rows, lo - a:hi - a] = other[:, lo - s0:hi - s0]
+                cursor = hi
+                if hi == s0 + int(lay.lengths[j]):  # handed back whole
+                    del self.corrected[j]
+            j += 1
+        if cursor < b:
+            out[:, cursor - a:] = self.buf[:, cursor - self.buf0:b - self.buf0]
         return out
 
-    def _kept_from(self) -> int:
-        """The beats in the running sum (as recorded) are still needed."""
-        return int(self.layout.starts[self.win[0]]) if self.sum is not None else self.n_samples
+    def _keep_from(self) -> int:
+        """The beats' samples are in their copies: the buffer keeps only from the first sample not handed back
+        that lies in no beat (before the first, in a gap after a beat, after the last)."""
+        i = int(np.searchsorted(self.between[1], self.emitted, side="right"))
+        return max(int(self.between[0][i]), self.emitted) if i < self.between[0].size else self.n_samples
 
     def _raw(self, j: int) -> np.ndarray:
-        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32 (from the buffer)."""
-        a = int(self.layout.starts[j]) - self.buf0
-        return self.buf[self.rows, a:a + int(self.layout.lengths[j])]
+        """Beat ``j``'s samples as recorded, ``[C_picks, length_j]`` float32 (its copy)."""
+        return self.features[j][0]
 
     def _reset(self, first):
         self.sum = np.zeros((self.picks.size, self.layout.length))
@@ -708,9 +749,15 @@ class BCGSubtraction(_EpochStream):
         self.count = np.zeros(self.layout.length)
 
     def _features(self, first, stop):
-        # a beat's samples are read from the buffer when needed (no copy of the window of beats): the feature is
-        # its length
-        return [int(self.layout.lengths[j]) for j in range(first, stop)]
+        # a copy of the beat's samples, the corrected channels apart from the others: the running sum needs them
+        # until the beat leaves its window, the pieces handed back until the beat is corrected; the buffer lets them
+        # go (it would otherwise keep a whole window of beats, and move it again and again)
+        starts, lengths = self.layout.starts, self.layout.lengths
+        out = []
+        for j in range(first, stop):
+            seg = self.buf[:, int(starts[j]) - self.buf0:int(starts[j] + lengths[j]) - self.buf0]
+            out.append((seg[self.eeg_rows], seg[self.other_rows]))  # copies
+        return out
 
     def _add(self, j, sign):
         x = self._raw(j)
@@ -739,12 +786,18 @@ class BCGSubtraction(_EpochStream):
             neigh = [(self._padded(j), int(self.layout.lengths[j])) for j in range(int(self.lo[e]), int(self.hi[e]))
                      if j != e]
             return self._obs_template(self._padded(e), ln, neigh)
+        if self.rank == 0:  # the plain average, over the beat's own lags only (all that is subtracted)
+            out = np.empty(x.shape, np.float32)
+            np.subtract(self.sum[:, :ln], x, out=out, casting="same_kind")  # in double precision, stored single
+            count = self.count[:ln] - 1  # beat e itself left out
+            out *= np.divide(1.0, count, out=np.zeros(ln), where=count > 0.5).astype(np.float32)
+            return out
         count = self.count.copy()
         count[:ln] -= 1
         total = self.sum.copy()
         total[:, :ln] -= x
         template = np.divide(total, count, out=np.zeros_like(total), where=count > 0.5)
-        return template if self.rank == 0 else self._low_rank(template, e, x)
+        return self._low_rank(template, e, x)
 
     def _low_rank(self, template: np.ndarray, e: int, x: np.ndarray) -> np.ndarray:
         """The template's leading spatio-temporal components over the lags every beat of the window has.
@@ -948,27 +1001,31 @@ class FIRFilter:
             self._spectra[dtype] = sp_fft.rfft(self.h.astype(dtype), self.nfft)
         return self._spectra[dtype]
 
-    def _convolve(self, x: np.ndarray) -> np.ndarray:
-        """``x[C, n]`` convolved with the taps, the ``n - taps + 1`` samples of full overlap ('valid')."""
+    def _geometry(self, n_in: int) -> tuple[int, int, int]:
+        """``(n_out, n_seg, need)`` of the convolution of ``n_in`` samples: the outputs of full overlap, the
+        segments, and the samples they read (the input padded with zeros)."""
+        m = self.h.size
+        n_out = n_in - m + 1
+        n_seg = -(-n_out // (self.nfft - m + 1))
+        return n_out, n_seg, max(n_in, (n_seg - 1) * (self.nfft - m + 1) + self.nfft)
+
+    def _convolve(self, x: np.ndarray, n_in: int) -> np.ndarray:
+        """The first ``n_in`` samples of ``x[C, >= need]`` (zeros after them) convolved with the taps: the
+        ``n_in - taps + 1`` samples of full overlap ('valid')."""
         from scipy import fft as sp_fft
 
         m = self.h.size
-        n_out = x.shape[1] - m + 1
+        n_out, n_seg, _ = self._geometry(n_in)
         step = self.nfft - m + 1  # outputs per segment
-        n_seg = -(-n_out // step)
-        need = (n_seg - 1) * step + self.nfft
-        if need > x.shape[1]:
-            x = np.concatenate([x, np.zeros((x.shape[0], need - x.shape[1]), x.dtype)], axis=1)
         spectrum = self._spectrum(x.dtype)
-        out = np.empty((x.shape[0], n_seg * step), x.dtype)
+        out = np.empty((x.shape[0], n_seg, step), x.dtype)  # [C, n_seg * step] when reshaped (no copy)
         group = max(1, (1 << 20) // (self.nfft * max(x.shape[0], 1)))  # a few MB of segments at a time
         segments = np.lib.stride_tricks.sliding_window_view(x, self.nfft, axis=1)[:, ::step]  # [C, n_seg, nfft]
         for s in range(0, n_seg, group):
             seg = sp_fft.rfft(segments[:, s:s + group], axis=-1)
             seg *= spectrum
-            y = sp_fft.irfft(seg, self.nfft, axis=-1)[..., m - 1:]  # [C, k, step]
-            out[:, s * step:(s + y.shape[1]) * step] = y.reshape(x.shape[0], -1)
-        return out[:, :n_out]
+            out[:, s:s + seg.shape[1]] = sp_fft.irfft(seg, self.nfft, axis=-1)[..., m - 1:]  # [C, k, step]
+        return out.reshape(x.shape[0], -1)[:, :n_out]
 
     def push(self, block: np.ndarray) -> np.ndarray:
         block = np.asarray(block)
@@ -977,19 +1034,26 @@ class FIRFilter:
         if self.hist is None:
             if block.shape[1] == 0:
                 return block
-            left = np.repeat(block[:, :1], self.delay, axis=1)
-            self.hist = np.concatenate([left, block], axis=1)
-        else:
-            self.hist = np.concatenate([self.hist, block.astype(self.hist.dtype, copy=False)], axis=1)
+            self.hist = np.repeat(block[:, :1], self.delay, axis=1)  # the start extended with the first sample
         self.received += block.shape[1]
-        if self.received == self.n_samples:
-            right = np.repeat(self.hist[:, -1:], self.delay, axis=1)
-            self.hist = np.concatenate([self.hist, right], axis=1)
-        n_out = self.hist.shape[1] - 2 * self.delay
+        final = self.received == self.n_samples
+        # the input not yet filtered, the block, at the end the last sample repeated, then the zeros the last
+        # segment reads: one array, filled once
+        n_in = self.hist.shape[1] + block.shape[1] + (self.delay if final else 0)
+        n_out, _, need = self._geometry(n_in)
         if n_out <= 0:
+            self.hist = np.concatenate([self.hist, block.astype(self.hist.dtype, copy=False)], axis=1)
             return np.empty((self.n_channels, 0), self.hist.dtype)
-        out = self._convolve(self.hist)  # [C, n_out]
-        self.hist = self.hist[:, n_out:]
+        x = np.empty((self.n_channels, need), self.hist.dtype)
+        a = self.hist.shape[1]
+        x[:, :a] = self.hist
+        x[:, a:a + block.shape[1]] = block
+        a += block.shape[1]
+        if final:
+            x[:, a:a + self.delay] = x[:, a - 1:a]
+        x[:, n_in:] = 0.0
+        out = self._convolve(x, n_in)  # [C, n_out]
+        self.hist = x[:, n_out:n_in].copy()  # the last 2 x delay samples
         self.out_next += n_out
         return out
 
@@ -1053,9 +1117,11 @@ def _renumber(pieces):
 class WelchPSD:
     """Welch power spectral density of a stream of blocks ``[C, n]`` (Hann window, 50 % overlap, one-sided).
 
-    Each segment's mean is removed (``detrend="constant"``); the segments are transformed in the precision of the
-    blocks pushed (float32 blocks: single-precision transforms, float64 sums), and only the bins up to ``fmax``
-    are kept when it is given.
+    Each segment's mean is removed (``detrend="constant"``). The segments are transformed in the precision of the
+    blocks pushed (float32 blocks: single-precision transforms, float64 sums) without the window: removing the
+    mean zeroes bin 0, and the periodic Hann window is the three-bin convolution
+    ``X_w[k] = X[k] / 2 - (X[k - 1] + X[k + 1]) / 4``, applied to the bins kept only (those up to ``fmax`` when it
+    is given): no windowed copy of the samples is made.
 
     Parameters
     ----------
@@ -1069,20 +1135,37 @@ class WelchPSD:
 
     def __init__(self, n_channels: int, sfreq: float, nperseg: int, *, fmax: float | None = None):
         self.sfreq, self.nperseg = float(sfreq), int(nperseg)
+        if self.nperseg < 4:
+            raise UsageError(f"a Welch segment needs at least 4 samples (got {self.nperseg})")
         self.step = max(1, self.nperseg // 2)
-        self.window = np.hanning(self.nperseg + 1)[:-1]  # periodic Hann
-        self.scale = 1.0 / (self.sfreq * np.sum(self.window ** 2))
-        n_bins = self.nperseg // 2 + 1
+        window = np.hanning(self.nperseg + 1)[:-1]  # periodic Hann
+        self.scale = 1.0 / (self.sfreq * np.sum(window ** 2))
+        n_half = self.nperseg // 2 + 1
+        n_bins = n_half
         if fmax is not None:
             n_bins = min(n_bins, int(math.floor(float(fmax) * self.nperseg / self.sfreq)) + 1)
         self.n_bins = max(n_bins, 1)
-        # removing a segment's mean m changes its windowed transform by -m * W[k], W the window's transform
-        w_spec = np.fft.rfft(self.window)
-        self.w_bins = np.flatnonzero(np.abs(w_spec[:self.n_bins]) > 1e-9 * np.abs(w_spec[0]))
-        self.w_spec = w_spec[self.w_bins]
+        self.n_half = n_half
         self.total = np.zeros((int(n_channels), self.n_bins))
         self.count = 0
         self.buf: np.ndarray | None = None
+
+    def _windowed(self, spec: np.ndarray) -> np.ndarray:
+        """The bins ``0..n_bins-1`` of the Hann-windowed transform from the plain one ``spec[..., 0..n_half-1]``
+        (bin 0 already zeroed: the mean removed). Bin ``-1`` is the conjugate of bin 1, bin ``n/2 + 1`` of bin
+        ``n/2 - 1`` (even ``n``) or ``(n - 1)/2`` (odd ``n``)."""
+        n, k = self.nperseg, self.n_bins
+        out = spec[..., :k] * 0.5
+        right = np.empty_like(out)  # X[k + 1]
+        m = min(k, self.n_half - 1)
+        right[..., :m] = spec[..., 1:m + 1]
+        if m < k:  # the last bin kept is the last of the half spectrum
+            mirror = n // 2 - 1 if n % 2 == 0 else (n - 1) // 2
+            right[..., m:] = np.conj(spec[..., mirror:mirror + 1])
+        out -= 0.25 * right
+        out[..., 1:] -= 0.25 * spec[..., :k - 1]
+        out[..., 0] -= 0.25 * np.conj(spec[..., 1])
+        return out
 
     def push(self, block: np.ndarray) -> None:
         from scipy import fft as sp_fft
@@ -1096,20 +1179,13 @@ class WelchPSD:
         if n_seg <= 0:
             return
         n_c = self.total.shape[0]
-        window = self.window.astype(self.buf.dtype)
         segments = np.lib.stride_tricks.sliding_window_view(self.buf, self.nperseg, axis=1)[:, ::self.step][:, :n_seg]
-        if self.w_bins.size:  # segment sums from half-segment sums (nperseg is 2 steps, or 2 steps + 1)
-            half = self.buf[:, :(n_seg + 1) * self.step].reshape(n_c, n_seg + 1, self.step).sum(-1, dtype=np.float64)
-            means = half[:, :-1] + half[:, 1:]
-            if self.nperseg > 2 * self.step:
-                means += self.buf[:, (np.arange(n_seg) + 2) * self.step]
-            means /= self.nperseg
         group = max(1, (1 << 21) // (self.nperseg * n_c))  # a few MB of samples at a time
         for s in range(0, n_seg, group):
             seg = segments[:, s:s + group]  # [C, k, nperseg] (a view)
-            spec = sp_fft.rfft(seg * window, axis=-1)[..., :self.n_bins]
-            if self.w_bins.size:
-                spec[..., self.w_bins] -= (means[:, s:s + group, None] * self.w_spec).astype(spec.dtype)
+            spec = sp_fft.rfft(seg, axis=-1)[..., :self.n_bins + 1]
+            spec[..., 0] = 0.0  # the segment's mean removed
+            spec = self._windowed(spec)
             power = np.square(spec.real)
             power += np.square(spec.imag)
             self.total += power.sum(axis=1, dtype=np.float64)
@@ -1193,7 +1269,9 @@ def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
 class LockedAverage:
     """Average of the epochs ``[event - pre, event + post)`` of a stream of blocks, per channel and lag.
 
-    Each epoch's own mean is removed first (slow drifts do not enter the average).
+    Each epoch's own mean is removed first (slow drifts do not enter the average). The blocks are kept, and
+    their epochs centred and squared, in their precision (float32 stays float32; anything else becomes float64);
+    the sums are in double precision.
 
     Parameters
     ----------
@@ -1202,47 +1280,53 @@ class LockedAverage:
     n_channels : int
     pre, post : int
         Samples before and after the event.
+    lag_step : int
+        Average every ``lag_step``-th lag only (default 1: all): the mean square and the variance of the
+        average (:func:`locked_power`) are means over lags, which a regular subset estimates at a fraction of the
+        cost.
     """
 
-    def __init__(self, events, n_channels: int, pre: int, post: int):
+    def __init__(self, events, n_channels: int, pre: int, post: int, *, lag_step: int = 1):
         self.events = np.sort(np.asarray(events, dtype=np.int64))
         self.pre, self.post = int(pre), int(post)
         self.length = self.pre + self.post
-        self.sum = np.zeros((int(n_channels), self.length))
-        self.sumsq = np.zeros((int(n_channels), self.length))
+        self.lag_step = max(1, int(lag_step))
+        self.n_channels = int(n_channels)
+        n_lags = len(range(0, self.length, self.lag_step))
+        self.sum = np.zeros((self.n_channels, n_lags))
+        self.sumsq = np.zeros((self.n_channels, n_lags))
         self.n = 0
         self.next = int(np.searchsorted(self.events, self.pre))  # events whose epoch starts before 0 are skipped
-        self.buf = np.empty((int(n_channels), 0))
-        self.buf0 = 0
+        self.samples: SampleBuffer | None = None
 
     def __call__(self, start: int, block: np.ndarray) -> None:
         block = np.asarray(block)
         if block.dtype != np.float32:
             block = block.astype(np.float64, copy=False)
-        if not self.buf.size:
-            self.buf0 = start
-            self.buf = block
-        else:
-            self.buf = np.concatenate([self.buf, block.astype(self.buf.dtype, copy=False)], axis=1)
-        end = self.buf0 + self.buf.shape[1]
-        while self.next < self.events.size and self.events[self.next] + self.post <= end:
-            a = int(self.events[self.next]) - self.pre - self.buf0
-            ep = self.buf[:, a:a + self.length].astype(np.float64)  # [C, L] (a copy)
-            ep -= ep.mean(axis=-1, keepdims=True)
+        if self.samples is None:
+            self.samples = SampleBuffer(self.n_channels, block.dtype, reserve=self.length)
+            self.samples.start = int(start)
+        self.samples.append(block)
+        end = self.samples.end
+        stop = self.next
+        while stop < self.events.size and self.events[stop] + self.post <= end:
+            stop += 1
+        buf = self.samples.data
+        for a in (self.events[self.next:stop] - self.pre - self.samples.start).tolist():
+            ep = buf[:, a:a + self.length:self.lag_step]  # [C, L] (a view)
+            ep = ep - ep.mean(axis=-1, keepdims=True, dtype=np.float64).astype(ep.dtype)  # a copy
             self.sum += ep
             ep *= ep
             self.sumsq += ep
             self.n += 1
-            self.next += 1
+        self.next = stop
         keep = end - self.length
         if self.next < self.events.size:
             keep = min(keep, int(self.events[self.next]) - self.pre)
-        keep = max(keep, self.buf0)
-        self.buf = self.buf[:, keep - self.buf0:]
-        self.buf0 = keep
+        self.samples.drop_before(keep)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """``mean [C, L]``, across-epoch ``variance [C, L]`` and the number of epochs."""
+        """``mean [C, L]``, across-epoch ``variance [C, L]`` and the number of epochs (``L``: the lags averaged)."""
         n = max(self.n, 1)
         mean = self.sum / n
         var = np.maximum(self.sumsq / n - mean ** 2, 0.0) * (n / max(n - 1, 1))

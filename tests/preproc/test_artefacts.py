@@ -188,14 +188,20 @@ def test_bcg_sliding_average_removes_the_pulse_artefact_and_leaves_the_ecg():
         A.BCGSubtraction([5, 10], n, 4, FS, picks=[0])
 
 
-def test_bcg_stream_equals_the_sliding_average_written_out_and_stays_bounded():
+@pytest.mark.parametrize("missed", [False, True])
+def test_bcg_stream_equals_the_sliding_average_written_out_and_stays_bounded(missed):
     """Oracle: every beat epoch minus the mean, lag by lag, of its window's other beats that reach that lag, computed
-    on the whole recording in memory; the stream (any block size) keeps about a window of beats, not the run."""
+    on the whole recording in memory; the stream (any block size) keeps about a window of beats, not the run. With a
+    beat missed, the interval holding it is a gap: its beat epoch is the median interval long, and the samples after
+    it, in no beat (like those before the first beat and after the last), are handed back as recorded."""
     eeg, art, beats, ecg = bcg_case(seed=3)
+    if missed:
+        beats = np.delete(beats, beats.size // 2)
     x = np.vstack([eeg + art, ecg])
     n, picks, k = x.shape[1], [0, 1, 2], 8
     bcg = A.BCGSubtraction(beats, n, x.shape[0], FS, picks=picks, n_neighbours=k)
     lay = bcg.layout
+    assert lay.gaps == int(missed) and lay.starts[0] > 0 and lay.starts[-1] + lay.lengths[-1] < n
     lo, hi = A.window_bounds(lay.n_epochs, k)
     want = x.copy()
     for e in range(lay.n_epochs):
@@ -217,6 +223,8 @@ def test_bcg_stream_equals_the_sliding_average_written_out_and_stays_bounded():
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)  # float32 samples
         assert not stream.corrected  # every template was handed back
         assert biggest < (k + 3) * lay.length + block < n / 3
+        if not missed:  # the beats are in their copies: the buffer holds about a beat and a block
+            assert biggest <= 2 * lay.length + block, (biggest, lay.length, block)
 
 
 def _fill_sample_buffer(reserve: int) -> list[int]:
@@ -298,29 +306,41 @@ def test_fir_filter_is_zero_phase_and_streams():
     d = (h.size - 1) // 2
     padded = np.concatenate([np.repeat(x[:, :1], d, 1), x, np.repeat(x[:, -1:], d, 1)], axis=1)
     expected = np.stack([np.convolve(row, h, mode="valid") for row in padded])
-    for block in (333, 5000):
+    for block in (7, 50, 333, 5000):  # blocks shorter than the filter's delay give nothing at first
         f = A.FIRFilter(h, 2, x.shape[1])
         got = np.concatenate([f.push(x[:, a:a + block]) for a in range(0, x.shape[1], block)], axis=1)
         np.testing.assert_allclose(got, expected, atol=1e-12)
+    f32 = A.FIRFilter(h, 2, x.shape[1])  # float32 blocks: single precision
+    got = np.concatenate([f32.push(x[:, a:a + 999].astype(np.float32)) for a in range(0, x.shape[1], 999)], axis=1)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
     w, resp = scipy.signal.freqz(h, worN=[20.0, 100.0, 200.0], fs=FS)
     assert abs(abs(resp[0]) - 1) < 0.01 and abs(abs(resp[1]) - 0.5) < 0.05 and abs(resp[2]) < 0.01
     with pytest.raises(UsageError, match="cut-off"):
         A.lowpass_filter(FS, 600.0)
 
 
-def test_welch_psd_matches_scipy():
+@pytest.mark.parametrize("nperseg, fmax", [(512, None), (513, None), (512, 100.0), (513, 499.0)])
+def test_welch_psd_matches_scipy(nperseg, fmax):
+    # the window is applied to the bins (and the mean removed there): the oracle windows the samples. Offsets and
+    # drifts per channel check the mean removal; odd segments and a top bin at Nyquist the mirrored bins
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((3, 10_000))
-    acc = A.WelchPSD(3, FS, 512)
+    x = rng.standard_normal((3, 10_000)) + np.array([[0.0], [50.0], [-3.0]]) + np.linspace(0, 5, 10_000)
+    acc = A.WelchPSD(3, FS, nperseg, fmax=fmax)
     for a in range(0, x.shape[1], 700):
         acc.push(x[:, a:a + 700])
     f, p = acc.result()
-    f_ref, p_ref = scipy.signal.welch(x, fs=FS, window="hann", nperseg=512, noverlap=256, detrend="constant",
-                                      scaling="density")
-    np.testing.assert_allclose(f, f_ref)
-    n_seg = (x.shape[1] - 512) // 256 + 1
-    assert acc.count == n_seg
-    np.testing.assert_allclose(p, p_ref, rtol=1e-10)
+    f_ref, p_ref = scipy.signal.welch(x, fs=FS, window="hann", nperseg=nperseg,
+                                      noverlap=nperseg - nperseg // 2,  # a step of nperseg // 2
+                                      detrend="constant", scaling="density")
+    keep = f_ref.size if fmax is None else int(np.floor(fmax * nperseg / FS)) + 1
+    np.testing.assert_allclose(f, f_ref[:keep])
+    assert acc.count == (x.shape[1] - nperseg) // (nperseg // 2) + 1
+    np.testing.assert_allclose(p, p_ref[:, :keep], rtol=1e-9, atol=1e-12 * p_ref.max())
+    # float32 blocks: single-precision transforms, to single precision
+    acc32 = A.WelchPSD(3, FS, nperseg, fmax=fmax)
+    acc32.push(x.astype(np.float32))
+    np.testing.assert_allclose(acc32.result()[1], p_ref[:, :keep], rtol=2e-3, atol=1e-6 * p_ref.max())
 
 
 def test_harmonic_power_finds_lines_and_skips_mains():
@@ -347,16 +367,33 @@ def test_locked_average_matches_numpy_and_measures_the_noise():
     x = rng.standard_normal((2, n)) * 5
     for e in events:
         x[0, e:e + 300] += wave
-    avg = A.LockedAverage(events, 2, 100, 400)
-    for a in range(0, n, 1234):
-        avg(a, x[:, a:a + 1234])
-    mean, var, count = avg.result()
     epochs = np.stack([x[:, e - 100:e + 400] for e in events], axis=1)
     epochs = epochs - epochs.mean(axis=-1, keepdims=True)
-    assert count == events.size
-    np.testing.assert_allclose(mean, epochs.mean(axis=1), atol=1e-9)
-    np.testing.assert_allclose(var, epochs.var(axis=1, ddof=1), rtol=1e-6)
-    res = A.locked_power(mean, var, count)
+    # blocks longer and shorter than an epoch; float32 blocks are averaged to single precision. An event too
+    # close to either end of the recording has no whole epoch and is left out
+    for block, dtype, tol in [(1234, np.float64, 1e-9), (123, np.float64, 1e-9), (4096, np.float32, 1e-5)]:
+        avg = A.LockedAverage(np.concatenate([[50], events, [n - 100]]), 2, 100, 400)
+        for a in range(0, n, block):
+            avg(a, x[:, a:a + block].astype(dtype))
+        mean, var, count = avg.result()
+        assert count == events.size
+        np.testing.assert_allclose(mean, epochs.mean(axis=1), atol=tol * 5)
+        np.testing.assert_allclose(var, epochs.var(axis=1, ddof=1), rtol=max(1e-6, tol * 10))
+    # every third lag only (each epoch centred on those lags): the same as averaging the subsampled epochs, and
+    # nearly the same power and noise as over all lags
+    sub = A.LockedAverage(events, 2, 100, 400, lag_step=3)
+    for a in range(0, n, 1234):
+        sub(a, x[:, a:a + 1234])
+    mean3, var3, count3 = sub.result()
+    every3 = np.stack([x[:, e - 100:e + 400:3] for e in events], axis=1)
+    every3 = every3 - every3.mean(axis=-1, keepdims=True)
+    assert count3 == events.size and mean3.shape == (2, len(range(0, 500, 3)))
+    np.testing.assert_allclose(mean3, every3.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(var3, every3.var(axis=1, ddof=1), rtol=1e-6)
+    res3 = A.locked_power(mean3, var3, count3)
+    res = A.locked_power(epochs.mean(axis=1), epochs.var(axis=1, ddof=1), events.size)
+    np.testing.assert_allclose(res3["power_db"], res["power_db"], atol=0.3)
+    np.testing.assert_allclose(res3["noise_db"], res["noise_db"], atol=0.3)
     assert res["ratio_db"][0] > 20.0  # a locked waveform: far above the averaging noise
     assert abs(res["ratio_db"][1]) < 3.0  # noise only: the average is at the noise level
 
