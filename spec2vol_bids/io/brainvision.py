@@ -4,7 +4,9 @@ pybv (and so ``mne_bids.write_raw_bids(format="BrainVision")``) needs the whole 
 every marker as ``Stimulus``. :class:`BrainVisionWriter` keeps only one block in memory and writes markers of any
 type (the scanner's volume triggers as ``Response,R128``, as Brain Products recorders do). The simulator writes its
 recordings with it, and the artefact correction its corrected EEG (in the working directory), which any BrainVision
-reader (MNE, the BIDS-App itself) opens; :func:`read_block` reads samples of such a file back without MNE.
+reader (MNE, the BIDS-App itself) opens. :func:`read_block` reads samples of such a file back without MNE, and
+of any multiplexed binary BrainVision recording in a voltage unit (16- or 32-bit integers, float32: what Brain
+Products recorders write; :func:`binary_layout`), several times faster than MNE's reader.
 Identical inputs give byte-identical files (no time stamps).
 """
 
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Marker", "BrainVisionWriter", "read_block", "float32_data_file", "markers_from_annotations"]
+__all__ = ["Marker", "BrainVisionWriter", "BinaryLayout", "binary_layout", "read_block", "float32_data_file",
+           "markers_from_annotations"]
 
 #: (type, description, 0-based sample) of one BrainVision marker, e.g. ``("Response", "R128", 1250)``
 Marker = tuple[str, str, int]
@@ -129,25 +133,41 @@ class BrainVisionWriter:
         self.close()
 
 
-def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: int) -> np.ndarray:
-    """Samples ``start:stop`` of a multiplexed float32 BrainVision data file written by :class:`BrainVisionWriter`.
+#: BrainVision binary formats read without MNE (little-endian)
+BINARY_FORMATS = {"INT_16": "<i2", "INT_32": "<i4", "IEEE_FLOAT_32": "<f4"}
+#: voltage units of the channel infos, in microvolts
+UNIT_UV = {"µV": 1.0, "uV": 1.0, "μV": 1.0, "mV": 1e3, "V": 1e6, "nV": 1e-3}
 
-    Returns
-    -------
-    ndarray of float32, shape (n_channels, stop - start)
-        In the file's unit (microvolts).
+
+@dataclass(frozen=True)
+class BinaryLayout:
+    """Where and how the samples of a multiplexed binary BrainVision recording lie (:func:`binary_layout`).
+
+    Attributes
+    ----------
+    data_file : Path
+    n_channels : int
+    dtype : str
+        Numpy type of a stored sample (``"<i2"``, ``"<i4"`` or ``"<f4"``).
+    scale : ndarray of float32, shape (n_channels,), or None
+        Factor from a stored value to microvolts (resolution x unit) per channel; None when it is 1 everywhere
+        and the samples are float32 (:class:`BrainVisionWriter`'s files).
     """
-    count = (int(stop) - int(start)) * int(n_channels)
-    data = np.fromfile(eeg_file, dtype="<f4", count=count, offset=int(start) * int(n_channels) * 4)
-    if data.size != count:
-        raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
-    return data.reshape(-1, int(n_channels)).T
+
+    data_file: Path
+    n_channels: int
+    dtype: str
+    scale: np.ndarray | None
+
+    @property
+    def n_samples(self) -> int:
+        return self.data_file.stat().st_size // (np.dtype(self.dtype).itemsize * self.n_channels)
 
 
-def float32_data_file(vhdr: str | os.PathLike) -> tuple[Path, int] | None:
-    """``(data file, number of channels)`` of a BrainVision recording laid out as :class:`BrainVisionWriter` writes
-    it (binary, multiplexed, IEEE float32, every channel at a resolution of 1 microvolt), which :func:`read_block`
-    reads; None for any other header (or a missing data file)."""
+def binary_layout(vhdr: str | os.PathLike) -> BinaryLayout | None:
+    """The layout of a BrainVision recording that :func:`read_block` reads directly: binary, multiplexed, 16- or
+    32-bit integers or IEEE float32, every channel in a voltage unit. None for any other header (vectorised or
+    text data, other units, a missing data file), which MNE reads instead."""
     path = Path(vhdr)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -162,18 +182,51 @@ def float32_data_file(vhdr: str | os.PathLike) -> tuple[Path, int] | None:
             channels.append(value.split(","))
         else:
             fields[key.strip()] = value.strip()
-    if (fields.get("DataFormat") != "BINARY" or fields.get("DataOrientation") != "MULTIPLEXED"
-            or fields.get("BinaryFormat") != "IEEE_FLOAT_32" or "DataFile" not in fields):
+    dtype = BINARY_FORMATS.get(fields.get("BinaryFormat", ""))
+    if fields.get("DataFormat") != "BINARY" or fields.get("DataOrientation") != "MULTIPLEXED" or dtype is None \
+            or "DataFile" not in fields:
         return None
     try:
         n_channels = int(fields.get("NumberOfChannels", ""))
-    except ValueError:
-        return None
-    if len(channels) != n_channels or any(len(c) < 4 or c[2].strip() not in ("1", "1.0") or
-                                          c[3].strip() not in ("µV", "uV") for c in channels):
+        # resolution (empty: 1) times the unit (empty: microvolts)
+        scale = np.array([float(c[2]) if len(c) > 2 and c[2].strip() else 1.0 for c in channels])
+        scale *= [UNIT_UV[c[3].strip() if len(c) > 3 and c[3].strip() else "µV"] for c in channels]
+    except (ValueError, KeyError):
         return None
     data = path.with_name(fields["DataFile"])
-    return (data, n_channels) if data.is_file() else None
+    if len(channels) != n_channels or not data.is_file():
+        return None
+    unit = dtype == "<f4" and bool(np.all(scale == 1.0))
+    return BinaryLayout(data, n_channels, dtype, None if unit else scale.astype(np.float32))
+
+
+def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: int, *, dtype: str = "<f4",
+               scale: np.ndarray | None = None) -> np.ndarray:
+    """Samples ``start:stop`` of a multiplexed binary BrainVision data file (by default float32 in microvolts, as
+    :class:`BrainVisionWriter` writes them; else ``dtype`` and ``scale`` of its :func:`binary_layout`).
+
+    Returns
+    -------
+    ndarray of float32, shape (n_channels, stop - start)
+        In microvolts.
+    """
+    count = (int(stop) - int(start)) * int(n_channels)
+    item = np.dtype(dtype).itemsize
+    data = np.fromfile(eeg_file, dtype=dtype, count=count, offset=int(start) * int(n_channels) * item)
+    if data.size != count:
+        raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
+    data = data.reshape(-1, int(n_channels)).T
+    if scale is None:
+        return data if data.dtype == np.float32 else data.astype(np.float32)
+    return np.multiply(data, scale[:, None], dtype=np.float32)
+
+
+def float32_data_file(vhdr: str | os.PathLike) -> tuple[Path, int] | None:
+    """``(data file, number of channels)`` of a BrainVision recording laid out as :class:`BrainVisionWriter` writes
+    it (binary, multiplexed, IEEE float32, every channel at a resolution of 1 microvolt), which :func:`read_block`
+    reads with its defaults; None for any other header (or a missing data file)."""
+    layout = binary_layout(vhdr)
+    return (layout.data_file, layout.n_channels) if layout is not None and layout.scale is None else None
 
 
 def markers_from_annotations(annotations: Sequence[tuple[float, str]], sfreq: float) -> list[Marker]:
