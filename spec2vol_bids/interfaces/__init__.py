@@ -9,6 +9,7 @@ interface                                 wraps
 ========================================  ==============================================================
 :class:`.preproc.EEGSpectrogram`          :func:`spec2vol_bids.pipeline.steps.compute_spectrogram`
 :class:`.artefacts.GradientCorrection`    :func:`spec2vol_bids.pipeline.artefacts.correct_gradient`
+:class:`.artefacts.GradientBCGCorrection` :func:`spec2vol_bids.pipeline.artefacts.correct_gradient_bcg`
 :class:`.artefacts.BCGCorrection`         :func:`spec2vol_bids.pipeline.artefacts.correct_bcg`
 :class:`.artefacts.ArtefactQC`            :func:`spec2vol_bids.pipeline.artefacts.artefact_qc`
 :class:`.preproc.BOLDTarget`              :func:`spec2vol_bids.pipeline.steps.compute_target`
@@ -18,11 +19,11 @@ interface                                 wraps
 ========================================  ==============================================================
 """
 
-from .artefacts import ArtefactQC, BCGCorrection, GradientCorrection
+from .artefacts import ArtefactQC, BCGCorrection, GradientBCGCorrection, GradientCorrection
 from .bids import DerivativesDataSink
 from .model import Predict
 from .preproc import BOLDTarget, EEGSpectrogram
 from .reports import ParticipantReport
 
 __all__ = ["EEGSpectrogram", "BOLDTarget", "Predict", "DerivativesDataSink", "ParticipantReport",
-           "GradientCorrection", "BCGCorrection", "ArtefactQC"]
+           "GradientCorrection", "GradientBCGCorrection", "BCGCorrection", "ArtefactQC"]

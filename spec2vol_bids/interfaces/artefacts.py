@@ -18,7 +18,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["GradientCorrection", "BCGCorrection", "ArtefactQC"]
+__all__ = ["GradientCorrection", "GradientBCGCorrection", "BCGCorrection", "ArtefactQC"]
 
 
 def _opt(value):
@@ -72,6 +72,35 @@ class GradientCorrection(SimpleInterface):
             repetition_time=self.inputs.repetition_time, config=_opt(self.inputs.config),
             channels_tsv=_opt(self.inputs.channels_tsv), events_tsv=_opt(self.inputs.events_tsv),
             cardiac_qc=self.inputs.cardiac_qc, progress=self.inputs.progress)
+        self._results.update({k: str(v) for k, v in paths.items()})
+        return runtime
+
+
+class _GradientBCGOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the corrected recording (BrainVision .vhdr, float32 microvolts)")
+    qc_file = File(exists=True, desc="QC JSON of the gradient correction (as GradientCorrection's)")
+    bcg_qc_file = File(exists=True, desc="QC JSON of the pulse correction (as BCGCorrection's)")
+
+
+class GradientBCGCorrection(SimpleInterface):
+    """Both corrections in one go: the gradient artefact, then the pulse artefact at the R peaks of the ECG,
+    writing the recording once (:func:`spec2vol_bids.pipeline.artefacts.correct_gradient_bcg`)."""
+
+    input_spec = _RunInputSpec
+    output_spec = _GradientBCGOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..bids.bold import load_bold_header
+        from ..pipeline.artefacts import correct_gradient_bcg
+
+        cwd = Path(runtime.cwd)
+        paths = correct_gradient_bcg(
+            self.inputs.eeg_file, out_file=cwd / f"{_stem(self.inputs.eeg_file)}_desc-bcg_eeg.vhdr",
+            qc_file=cwd / "qc_gradient.json", bcg_qc_file=cwd / "qc_bcg.json",
+            n_volumes=int(load_bold_header(self.inputs.bold_file).shape[3]),
+            repetition_time=self.inputs.repetition_time, config=_opt(self.inputs.config),
+            channels_tsv=_opt(self.inputs.channels_tsv), events_tsv=_opt(self.inputs.events_tsv),
+            progress=self.inputs.progress)
         self._results.update({k: str(v) for k, v in paths.items()})
         return runtime
 

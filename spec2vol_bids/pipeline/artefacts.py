@@ -1,6 +1,7 @@
 """The artefact steps of a run recorded inside the scanner: gradient correction, pulse (BCG) correction and QC.
 
-Each step reads an EEG file lazily, streams it block by block through the pure correctors of
+Each step (:func:`correct_gradient`, :func:`correct_bcg`, or both in one go: :func:`correct_gradient_bcg`, which
+the workflow runs) reads an EEG file lazily, streams it block by block through the pure correctors of
 :mod:`spec2vol_bids.preproc.artefacts` and writes
 
 * the corrected recording as BrainVision (float32 microvolts, every channel and marker of the input;
@@ -11,9 +12,10 @@ Each step reads an EEG file lazily, streams it block by block through the pure c
 
 Memory: a few blocks of samples (a few seconds each) plus the correctors' windows (the slice or volume epochs of a
 gradient template, at least 6 s with slice triggers, and the 31 heartbeats of a pulse template, of every channel),
-never the recording; the ECG channel alone is held for the R-peak detection. The low-pass, the writing of the
-corrected file and the QC run in a worker thread (:class:`_Background`), overlapping the correction on a second
-core.
+never the recording; the ECG channel alone is held for the R-peak detection. Part of the work (the low-pass, the
+pulse correction, the writing of the corrected file and the QC) runs in a worker thread (:class:`_Background`),
+overlapping the gradient correction on a second core. Multiplexed binary BrainVision files are read without MNE
+(:func:`_reader_uv`).
 
 :func:`merge_qc` combines the QC files of a run into the ``ArtefactQC`` and ``ArtefactCorrection`` fields of the
 spectrogram's sidecar, with a loud warning when artefact remains in the EEG the spectrogram is made from.
@@ -49,6 +51,7 @@ __all__ = [
     "detect_r_peaks",
     "check_correctable",
     "correct_gradient",
+    "correct_gradient_bcg",
     "correct_bcg",
     "artefact_qc",
     "run_artefact_steps",
@@ -63,10 +66,19 @@ ELECTRODE_TYPES = ("EEG", "REF", "ECG", "EOG", "VEOG", "HEOG", "EMG")
 BCG_TYPES = ("EEG", "REF", "EOG", "VEOG", "HEOG")
 #: seconds before and after the R peak of the heartbeat-locked average of the QC
 CARDIAC_PRE, CARDIAC_POST = 0.2, 0.6
+#: rate (Hz) of the lags of the heartbeat-locked averages of the QC (:func:`_lag_step`): their power and noise are
+#: means over lags, which every tenth lag of a 5 kHz recording estimates to about 0.1 dB (the pulse artefact lies
+#: below 30 Hz)
+CARDIAC_LAG_RATE = 500
 #: the software named in the corrected files' headers
 SOFTWARE = "spec2vol-bids artefact correction"
-#: samples read at once: this many values over the channels (4 MB of float64; every stage holds a few such blocks)
-BLOCK_VALUES = 1 << 19
+#: highest sampling rate (Hz) of the ECG given to MNE's QRS detector: its threshold search loops over every sample
+#: in Python, 16 times; at 250 Hz (the QRS band is 5-35 Hz) it took a third of the time it took at 500 Hz on an
+#: 8-minute run, with the same R peaks after their refinement at the full rate
+R_PEAK_RATE = 250
+#: samples read at once: this many values over the channels (1 MB of float32; every stage holds a few such blocks:
+#: blocks of twice this size took 10 MB more memory on the benchmark run, and no less time)
+BLOCK_VALUES = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -165,11 +177,12 @@ def _picks(rec: EEGRecording, types: Sequence[str], exclude: Sequence[int] = ())
 def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.ndarray:
     """R-peak samples of an ECG trace (gradient artefact removed), with MNE's QRS detector.
 
-    The trace is resampled to at most 500 Hz for :func:`mne.preprocessing.find_ecg_events` (band-pass 5-35 Hz with
-    a 2 s FIR, adaptive threshold); beats it missed are searched for in the 5-35 Hz band-passed trace at that rate
-    (:func:`~spec2vol_bids.preproc.artefacts.search_back`); then each peak is moved to the extremum, with the QRS polarity, of the 5-35 Hz
-    band-passed trace within 30 ms at the full rate, filtered chunk by chunk (the full-rate trace is never copied
-    whole: a 20-minute ECG at 5 kHz is 48 MB in float64).
+    The trace is resampled to at most :data:`R_PEAK_RATE` Hz for :func:`mne.preprocessing.find_ecg_events`
+    (band-pass 5-35 Hz with a 2 s FIR, adaptive threshold); beats it missed are searched for in the 5-35 Hz
+    band-passed trace at that rate (:func:`~spec2vol_bids.preproc.artefacts.search_back`); then each peak is moved
+    to the extremum, with the QRS polarity, of the 5-35 Hz band-passed trace within 30 ms at the full rate,
+    filtered chunk by chunk (the full-rate trace is never copied whole: a 20-minute ECG at 5 kHz is 48 MB in
+    float64).
 
     Raises
     ------
@@ -180,7 +193,7 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
     from scipy.signal import resample_poly, sosfiltfilt
 
     x = np.asarray(ecg).ravel()
-    q = max(1, int(sfreq // 500))
+    q = max(1, int(sfreq // R_PEAK_RATE))
     low = np.asarray(resample_poly(x, 1, q) if q > 1 else x, dtype=np.float64)
     low_sfreq = float(sfreq) / q
     info = mne.create_info(["ECG"], low_sfreq, ["ecg"])
@@ -265,20 +278,38 @@ def _meas_date(rec: EEGRecording) -> str:
     return date.strftime("%Y%m%d%H%M%S%f") if date is not None else "19700101000000000000"
 
 
-def _reader_uv(rec: EEGRecording, picks=None, *, own_file: bool = False):
-    """``read(start, stop) -> [C, n]`` in microvolts. ``own_file``: the recording is likely one of the corrected
-    copies this module writes (float32 microvolts, multiplexed), read directly when its header says so (no MNE:
-    no float64 volts, no calibration pass); any other file is read with MNE."""
-    if own_file and rec.path.suffix.lower() == ".vhdr":
-        from ..io.brainvision import float32_data_file, read_block
+#: samples compared with MNE's reader before a BrainVision file is read directly (:func:`_reader_uv`)
+CHECK_SAMPLES = 512
 
-        found = float32_data_file(rec.path)
-        if found is not None and found[1] == len(rec.ch_names):
-            data, n_ch = found
-            rows = None if picks is None else np.asarray(picks, dtype=np.int64)
-            return lambda a, b: read_block(data, n_ch, a, b) if rows is None else read_block(data, n_ch, a, b)[rows]
+
+def _reader_uv(rec: EEGRecording, picks=None):
+    """``read(start, stop) -> [C, n]`` in microvolts (float32 or float64).
+
+    A multiplexed binary BrainVision file (:func:`~spec2vol_bids.io.brainvision.binary_layout`: the simulator's, the
+    corrected copies this module writes, Brain Products recordings in 16-bit integers or float32) is read
+    directly, at several times the speed of MNE's reader, once its first :data:`CHECK_SAMPLES` samples have
+    been found equal to what MNE reads (any other file, or a mismatch, is read with MNE).
+    """
     read = rec.segment_reader(range(len(rec.ch_names)) if picks is None else picks)
-    return lambda a, b: read(a, b) * 1e6  # volts -> microvolts
+    mne_uv = lambda a, b: read(a, b) * 1e6  # noqa: E731 - volts -> microvolts
+    if rec.path.suffix.lower() == ".vhdr":
+        from ..io.brainvision import binary_layout, read_block
+
+        layout = binary_layout(rec.path)
+        if layout is not None and layout.n_channels == len(rec.ch_names) and layout.n_samples >= rec.n_samples:
+            rows = None if picks is None else np.asarray(picks, dtype=np.int64)
+
+            def direct(a, b):
+                x = read_block(layout.data_file, layout.n_channels, a, b, dtype=layout.dtype, scale=layout.scale)
+                return x if rows is None else x[rows]
+
+            n = min(CHECK_SAMPLES, rec.n_samples)
+            ref = mne_uv(0, n)
+            if np.allclose(direct(0, n), ref, rtol=1e-5, atol=1e-6 * max(float(np.max(np.abs(ref))), 1.0)):
+                return direct
+            LOGGER.info("%s: the samples in the data file differ from what MNE reads; it is read with MNE",
+                        rec.path.name)
+    return mne_uv
 
 
 def _release_memory() -> None:
@@ -466,21 +497,162 @@ def _read_channel(rec: EEGRecording, index: int) -> np.ndarray:
     return np.concatenate([read(a, min(a + step, rec.n_samples))[0] for a in range(0, rec.n_samples, step)])
 
 
-def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None, progress=None) -> A.LockedAverage:
+def _lag_step(sfreq: float) -> int:
+    """Lags of the heartbeat-locked averages of the QC: every one up to :data:`CARDIAC_LAG_RATE` Hz, one in
+    ``sfreq // CARDIAC_LAG_RATE`` above (a tenth at 5 kHz, for a tenth of the cost)."""
+    return max(1, int(float(sfreq) // CARDIAC_LAG_RATE))
+
+
+def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None) -> A.LockedAverage:
     """Heartbeat-locked average of ``picks`` over a recording (or over one of our BrainVision files at ``path``,
     with ``rec``'s channels and samples)."""
+    from ..io.brainvision import read_block
+
     pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
-    avg = A.LockedAverage(r_peaks, len(picks), pre, post)
+    avg = A.LockedAverage(r_peaks, len(picks), pre, post, lag_step=_lag_step(rec.sfreq))
+    read = _reader_uv(rec, picks) if path is None else lambda a, b: read_block(path, len(rec.ch_names), a, b)[picks]
     step = _block(rec)
     for a in range(0, rec.n_samples, step):
-        b = min(a + step, rec.n_samples)
-        if path is not None:
-            from ..io.brainvision import read_block
-
-            avg(a, read_block(path, len(rec.ch_names), a, b)[picks].astype(np.float64))
-        else:
-            avg(a, rec.segment_reader(picks)(a, b) * 1e6)
+        avg(a, read(a, min(a + step, rec.n_samples)))
     return avg
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the gradient correction of a recording works with (:func:`_plan`)."""
+
+    trig: Triggers
+    layout: A.EpochLayout
+    picks: np.ndarray  # the channels corrected (electrodes)
+    neighbours: int
+    cutoff: float | None  # of the low-pass
+    f0: float  # the artefact frequency (Hz)
+    ecg: int | None  # the ECG channel
+    qc_picks: np.ndarray  # the channels the gradient QC measures (the electrodes but the ECG)
+    fmax: float  # of the gradient QC
+
+
+def _plan(rec: EEGRecording, cfg: PreprocConfig, n_volumes: int, repetition_time: float, events_tsv) -> _Plan:
+    c = cfg.correction
+    onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
+                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
+    trig = gradient_triggers(rec, cfg, onsets, events_tsv=events_tsv)
+    layout = A.epoch_layout(trig.samples, rec.n_samples, what=f"{trig.kind} triggers")
+    ecg_i = ecg_channel(rec, cfg)
+    cutoff = _lowpass(cfg, rec.sfreq)
+    return _Plan(trig=trig, layout=layout, picks=_picks(rec, ELECTRODE_TYPES),
+                 neighbours=gradient_neighbours(c, layout.period / rec.sfreq), cutoff=cutoff,
+                 f0=rec.sfreq / layout.period, ecg=ecg_i,
+                 qc_picks=_picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i]),
+                 fmax=_qc_fmax(cfg, rec.sfreq, float(repetition_time), cutoff))
+
+
+def _aas(plan: _Plan, c, n_samples: int, n_channels: int, picks=None) -> A.GradientAAS:
+    return A.GradientAAS(plan.layout, n_samples, n_channels, n_neighbours=plan.neighbours, align=c.align,
+                         max_shift=c.max_shift, obs_components=c.obs_components, picks=picks)
+
+
+def _fir(plan: _Plan, sfreq: float, n_samples: int, n_channels: int) -> A.FIRFilter | None:
+    return A.FIRFilter(A.lowpass_filter(sfreq, plan.cutoff), n_channels, n_samples) if plan.cutoff else None
+
+
+def _welch(plan: _Plan, cfg: PreprocConfig, sfreq: float) -> A.WelchPSD | None:
+    if not cfg.correction.qc:
+        return None
+    return A.WelchPSD(plan.qc_picks.size, sfreq, _nperseg(plan.layout.period, sfreq),
+                      fmax=_spectrum_top(plan.fmax, plan.f0))
+
+
+def _gradient_qc(rec: EEGRecording, cfg: PreprocConfig, plan: _Plan, aas: A.GradientAAS, before, after) -> dict:
+    """The gradient step's QC file (without its cardiac section)."""
+    c = cfg.correction
+    qc: dict[str, Any] = {"Step": "gradient", "Channels": [rec.ch_names[i] for i in plan.qc_picks],
+                          "CorrectedChannels": [rec.ch_names[i] for i in plan.picks]}
+    delays = np.array(list(aas.delays.values())) if aas.delays else np.zeros(1)
+    lay = plan.layout
+    qc["Gradient"] = {"Triggers": plan.trig.kind, "TriggerMarker": plan.trig.marker, "NumberOfEpochs": lay.n_epochs,
+                      "TriggerGaps": lay.gaps, "EpochLength": round(lay.period / rec.sfreq, 6),
+                      "SubSampleDelayRange": [round(float(delays.min()), 3), round(float(delays.max()), 3)]}
+    if c.qc:
+        qc["Gradient"].update(_harmonics_qc(before.result(), after.result(), plan.f0, plan.fmax),
+                              HarmonicsMax=round(plan.fmax, 3))
+    qc["Settings"] = {"Method": "AAS", "Neighbours": plan.neighbours, "SubSampleAlignment": c.align,
+                      "OBSComponents": c.obs_components, "LowPass": plan.cutoff}
+    return qc
+
+
+def _bcg_stage(rec: EEGRecording, cfg: PreprocConfig, r_peaks, ecg_i: int):
+    """``(corrector, picks, before, after)`` of the pulse step: the corrector, the channels it corrects, and the
+    heartbeat-locked averages of its QC (None without QC)."""
+    c = cfg.correction
+    picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
+    bcg = A.BCGSubtraction(r_peaks, rec.n_samples, len(rec.ch_names), rec.sfreq, picks=picks,
+                           n_neighbours=c.bcg_neighbours, obs_components=c.bcg_obs_components,
+                           template_rank=None if c.bcg_template_rank == "auto" else int(c.bcg_template_rank))
+    pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
+    step = _lag_step(rec.sfreq)
+    before = A.LockedAverage(r_peaks, picks.size, pre, post, lag_step=step) if c.qc else None
+    after = A.LockedAverage(r_peaks, picks.size, pre, post, lag_step=step) if c.qc else None
+    return bcg, picks, before, after
+
+
+def _bcg_qc(rec: EEGRecording, cfg: PreprocConfig, r_peaks, ecg_i: int, stage) -> dict:
+    """The pulse step's QC file."""
+    c = cfg.correction
+    bcg, picks, before, after = stage
+    sfreq = rec.sfreq
+    channels = [rec.ch_names[i] for i in picks]
+    qc: dict[str, Any] = {"Step": "bcg", "Channels": channels}
+    qc["Cardiac"] = {"ECGChannel": rec.ch_names[ecg_i], "Channels": channels}
+    if c.qc:
+        qc["Cardiac"].update(_cardiac_qc(r_peaks, sfreq, before, after))
+    else:
+        qc["Cardiac"].update(NumberOfBeats=int(r_peaks.size),
+                             HeartRate=round(60.0 * sfreq / float(np.median(np.diff(r_peaks))), 1))
+    qc["Settings"] = {"Method": "OBS" if c.bcg_obs_components else "sliding average",
+                      "Neighbours": c.bcg_neighbours, "OBSComponents": c.bcg_obs_components,
+                      "EpochStart": round(-bcg.pre_samples / sfreq, 4), "TemplateRank": c.bcg_template_rank}
+    if bcg.ranks:  # the ranks the templates kept (auto: chosen per beat)
+        qc["Settings"]["TemplateRanks"] = {"Median": float(np.median(bcg.ranks)), "Min": int(min(bcg.ranks)),
+                                           "Max": int(max(bcg.ranks))}
+    LOGGER.info("%s: pulse artefact removed at %d R peaks (%.0f beats per minute)", rec.path.name, r_peaks.size,
+                60.0 * sfreq / float(np.median(np.diff(r_peaks))))
+    return qc
+
+
+class _SplitLowpass:
+    """The low-pass of a stream shared by two threads: the first half of the channels is filtered where
+    :meth:`here` is called (the reading thread), the rest where :meth:`there` is (the worker), which joins them."""
+
+    def __init__(self, plan: _Plan, sfreq: float, n_samples: int, n_channels: int):
+        self.half = n_channels // 2 if n_channels > 1 else n_channels
+        self.first = _fir(plan, sfreq, n_samples, self.half)
+        self.rest = _fir(plan, sfreq, n_samples, n_channels - self.half) if n_channels > 1 else None
+
+    def here(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.first is None:  # no low-pass
+            return x, None
+        low = self.first.push(x[:self.half])
+        return (low, x[self.half:]) if self.rest is not None else (low, None)
+
+    def there(self, part: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+        low, rest = part
+        return low if rest is None else np.concatenate([low, self.rest.push(rest)])
+
+
+class _Row:
+    """A stage of :func:`~spec2vol_bids.preproc.artefacts.correct_stream` keeping one channel of every block."""
+
+    def __init__(self, index: int):
+        self.index = int(index)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        return block[self.index:self.index + 1]
+
+
+def _no_ecg(rec: EEGRecording) -> DataError:
+    return DataError(f"{rec.path.name} has no ECG channel for the pulse-artefact correction",
+                     hint=f"Name it with {option_name('correction.ecg_channel')} or use --eeg-correction gradient")
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -508,7 +680,7 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
         The run's ``channels.tsv`` (channel types: which channels are electrodes, which is the ECG) and
         ``events.tsv`` (markers when the file has none).
     ecg_file : path-like, optional
-        Also save the corrected ECG channel here (``.npy``, float32 microvolts) for the pulse correction.
+        Also save the corrected ECG channel here (``.npy``, float32 microvolts), e.g. for :func:`correct_bcg`.
     cardiac_qc : bool
         Measure the heartbeat-locked average of the corrected EEG when there is an ECG (a second pass over the
         output; off when the pulse correction follows and measures it).
@@ -528,36 +700,22 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     cfg = PreprocConfig.coerce(config)
     c = cfg.correction
     rec = EEGRecording(eeg_file, channels_tsv)
-    onsets = volume_onsets(rec, n_volumes=int(n_volumes), repetition_time=float(repetition_time),
-                           marker=cfg.eeg.volume_marker, events_tsv=events_tsv)
-    trig = gradient_triggers(rec, cfg, onsets, events_tsv=events_tsv)
-    layout = A.epoch_layout(trig.samples, rec.n_samples, what=f"{trig.kind} triggers")
-    picks = _picks(rec, ELECTRODE_TYPES)
+    plan = _plan(rec, cfg, n_volumes, repetition_time, events_tsv)
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
-    neighbours = gradient_neighbours(c, layout.period / sfreq)
-    aas = A.GradientAAS(layout, n, n_ch, n_neighbours=neighbours, align=c.align, max_shift=c.max_shift,
-                        obs_components=c.obs_components, picks=picks)
-    cutoff = _lowpass(cfg, sfreq)
-    lowpass = A.FIRFilter(A.lowpass_filter(sfreq, cutoff), n_ch, n) if cutoff is not None else None
-    f0 = sfreq / layout.period
-    nperseg = _nperseg(layout.period, sfreq)
-    ecg_i = ecg_channel(rec, cfg)
-    qc_picks = _picks(rec, ELECTRODE_TYPES, exclude=[] if ecg_i is None else [ecg_i])  # the ECG is no EEG
-    fmax = _qc_fmax(cfg, sfreq, float(repetition_time), cutoff)
-    top = _spectrum_top(fmax, f0)
-    before = A.WelchPSD(qc_picks.size, sfreq, nperseg, fmax=top) if c.qc else None
-    after = A.WelchPSD(qc_picks.size, sfreq, nperseg, fmax=top) if c.qc else None
+    aas = _aas(plan, c, n, n_ch, plan.picks)
+    lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
+    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq)
+    ecg_i = plan.ecg
     ecg_parts: list[np.ndarray] = []
     update, close = _progress(progress, "gradient correction", n)
     out_file = Path(out_file)
 
-    def finish(block, writer):  # in the worker, block after block: low-pass, write, QC after, ECG
-        if lowpass is not None:
-            block = lowpass.push(block)
+    def finish(part, writer):  # in the worker, block after block: low-pass (the rest), write, QC after, ECG
+        block = lowpass.there(part)
         if block.shape[1]:
             writer.write(block)
             if after is not None:
-                after.push(block[qc_picks])
+                after.push(block[plan.qc_picks])
             if ecg_i is not None:
                 ecg_parts.append(block[ecg_i].astype(np.float32))
 
@@ -565,22 +723,13 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
         with _corrected_file(rec, out_file) as writer, _Background() as bg:
             observers = [_finite_check(rec)]
             if before is not None:
-                observers.append(lambda a, x: bg.submit(lambda: before.push(x[qc_picks])))
-            for _, block in A.correct_stream(_reader_uv(rec), n, [aas], block=_block(rec, 4 * layout.length),
+                observers.append(lambda a, x: bg.submit(before.push, x[plan.qc_picks]))
+            for _, block in A.correct_stream(_reader_uv(rec), n, [aas], block=_block(rec, 4 * plan.layout.length),
                                              observers=observers, progress=update, dtype=np.float32):
-                bg.submit(finish, block, writer)
+                bg.submit(finish, lowpass.here(block), writer)
     finally:
         close()
-    qc: dict[str, Any] = {"Step": "gradient", "Channels": [rec.ch_names[i] for i in qc_picks],
-                          "CorrectedChannels": [rec.ch_names[i] for i in picks]}
-    delays = np.array(list(aas.delays.values())) if aas.delays else np.zeros(1)
-    qc["Gradient"] = {"Triggers": trig.kind, "TriggerMarker": trig.marker, "NumberOfEpochs": layout.n_epochs,
-                      "TriggerGaps": layout.gaps, "EpochLength": round(layout.period / sfreq, 6),
-                      "SubSampleDelayRange": [round(float(delays.min()), 3), round(float(delays.max()), 3)]}
-    if c.qc:
-        qc["Gradient"].update(_harmonics_qc(before.result(), after.result(), f0, fmax), HarmonicsMax=round(fmax, 3))
-    qc["Settings"] = {"Method": "AAS", "Neighbours": neighbours, "SubSampleAlignment": c.align,
-                      "OBSComponents": c.obs_components, "LowPass": cutoff}
+    qc = _gradient_qc(rec, cfg, plan, aas, before, after)
     paths = {"out_file": out_file, "qc_file": Path(qc_file)}
     if ecg_i is not None:
         ecg = np.concatenate(ecg_parts) if ecg_parts else np.zeros(0, np.float32)
@@ -591,8 +740,113 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
         if c.qc and cardiac_qc:
             qc["Cardiac"] = _cardiac_after_gradient(rec, ecg, ecg_i, out_file, cfg)
     write_json(qc_file, qc)
-    LOGGER.info("%s: gradient artefact removed at %d %s triggers", rec.path.name, layout.n_epochs, trig.kind)
+    LOGGER.info("%s: gradient artefact removed at %d %s triggers", rec.path.name, plan.layout.n_epochs,
+                plan.trig.kind)
     return paths
+
+
+@_step
+def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_file: str | os.PathLike,
+                         bcg_qc_file: str | os.PathLike, n_volumes: int, repetition_time: float, config=None,
+                         channels_tsv: str | os.PathLike | None = None,
+                         events_tsv: str | os.PathLike | None = None, progress=False) -> dict[str, Path]:
+    """Remove the MR gradient artefact and then the pulse (BCG) artefact, writing the recording once.
+
+    The result is that of :func:`correct_gradient` followed by :func:`correct_bcg`, in two passes over the
+    recording instead of four (each step reading its input and writing its output):
+
+    1. the ECG channel alone is corrected for the gradient artefact (AAS on that channel, then the low-pass) and
+       its R peaks found (:func:`detect_r_peaks`); on the way, the gradient QC's spectra of the recording as it is
+       and the check for non-finite samples run (in a worker thread);
+    2. every electrode is corrected for the gradient artefact (in this thread), low-passed (half the channels in
+       this thread, half in the worker), corrected for the pulse artefact at those R peaks and written, with the
+       QC measured on the way (in the worker).
+
+    The R peaks come from the ECG corrected with sub-sample delays found on that channel alone (step 1), not over
+    all electrodes as in :func:`correct_gradient`; the corrected samples are otherwise the same.
+
+    Parameters
+    ----------
+    eeg_file, out_file : path-like
+        The recording and its corrected copy (``.vhdr``, as :func:`correct_gradient`).
+    qc_file, bcg_qc_file : path-like
+        The QC JSON files of the gradient and of the pulse correction (as :func:`correct_gradient` and
+        :func:`correct_bcg` write them; :func:`merge_qc` combines them).
+    n_volumes, repetition_time, config, channels_tsv, events_tsv, progress
+        As for :func:`correct_gradient`.
+
+    Returns
+    -------
+    dict
+        ``out_file``, ``qc_file`` and ``bcg_qc_file``.
+
+    Raises
+    ------
+    DataError
+        No triggers, no ECG channel or no usable R peaks on it, unreadable or non-finite samples.
+    """
+    cfg = PreprocConfig.coerce(config)
+    c = cfg.correction
+    rec = EEGRecording(eeg_file, channels_tsv)
+    plan = _plan(rec, cfg, n_volumes, repetition_time, events_tsv)
+    if plan.ecg is None:
+        raise _no_ecg(rec)
+    n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
+    read = _reader_uv(rec)
+    block = _block(rec, 4 * plan.layout.length)
+    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq)
+    update, close = _progress(progress, "gradient and pulse-artefact correction", 2 * n)
+    out_file = Path(out_file)
+    try:
+        # 1. the ECG's R peaks (and the QC before correction, in the worker)
+        ecg_stages = [_Row(plan.ecg), _aas(plan, c, n, 1), _fir(plan, sfreq, n, 1)]
+        with _Background() as bg:
+            observers = [_finite_check(rec)]
+            if before is not None:
+                observers.append(lambda a, x: bg.submit(before.push, x[plan.qc_picks]))
+            ecg = [piece[0] for _, piece in A.correct_stream(
+                read, n, [s for s in ecg_stages if s is not None], block=block, observers=observers,
+                progress=None if update is None else lambda done, total: update(done, 2 * n), dtype=np.float32)]
+            # while the worker finishes the spectra
+            r = detect_r_peaks(np.concatenate(ecg), sfreq,
+                               label=f"the ECG channel {rec.ch_names[plan.ecg]} of {rec.path.name}")
+        del ecg
+        _release_memory()
+        # 2. both corrections: the gradient artefact here, the pulse artefact, the QC and the writing in the worker;
+        # the low-pass of half the channels here, of the others there (the two threads then take about as long)
+        aas = _aas(plan, c, n, n_ch, plan.picks)
+        lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
+        stage = _bcg_stage(rec, cfg, r, plan.ecg)
+        bcg, bcg_picks, card_before, card_after = stage
+        done = [0]  # samples low-passed so far
+
+        def pulse(part, writer):  # in the worker, block after block
+            x = lowpass.there(part)
+            if not x.shape[1]:
+                return
+            if after is not None:
+                after.push(x[plan.qc_picks])
+            if card_before is not None:
+                card_before(done[0], x[bcg_picks])
+            done[0] += x.shape[1]
+            for first, piece in bcg.push(x):
+                writer.write(piece)
+                if card_after is not None:
+                    card_after(first, piece[bcg_picks])
+
+        with _corrected_file(rec, out_file) as writer, _Background() as bg:
+            for _, x in A.correct_stream(read, n, [aas], block=block, dtype=np.float32,
+                                         progress=None if update is None else
+                                         lambda d, total: update(n + d, 2 * n)):
+                bg.submit(pulse, lowpass.here(x), writer)
+    finally:
+        close()
+    gradient_qc = _gradient_qc(rec, cfg, plan, aas, before, after)
+    write_json(qc_file, gradient_qc)
+    write_json(bcg_qc_file, _bcg_qc(rec, cfg, r, plan.ecg, stage))
+    LOGGER.info("%s: gradient artefact removed at %d %s triggers", rec.path.name, plan.layout.n_epochs,
+                plan.trig.kind)
+    return {"out_file": out_file, "qc_file": Path(qc_file), "bcg_qc_file": Path(bcg_qc_file)}
 
 
 def _finite_check(rec: EEGRecording):
@@ -652,10 +906,13 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
                 ecg_file: str | os.PathLike | None = None, progress=False) -> dict[str, Path]:
     """Remove the pulse (BCG) artefact: R peaks on the ECG, then a sliding template locked to them.
 
+    For a recording whose gradient artefact is already removed (:func:`correct_gradient`'s output, or EEG
+    corrected elsewhere); :func:`correct_gradient_bcg` does both steps in one go.
+
     Parameters
     ----------
     eeg_file : path-like
-        The recording, free of gradient artefact (:func:`correct_gradient`'s output).
+        The recording, free of gradient artefact.
     out_file, qc_file : path-like
         The corrected recording (``.vhdr``) and the QC JSON (power of the R-peak-locked average before and
         after, per EEG channel).
@@ -673,27 +930,19 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
         No ECG channel, or no usable R peaks on it.
     """
     cfg = PreprocConfig.coerce(config)
-    c = cfg.correction
     rec = EEGRecording(eeg_file, channels_tsv)
     ecg_i = ecg_channel(rec, cfg)
     if ecg_i is None:
-        raise DataError(f"{rec.path.name} has no ECG channel for the pulse-artefact correction",
-                        hint=f"Name it with {option_name('correction.ecg_channel')} or use --eeg-correction gradient")
-    name = rec.ch_names[ecg_i]
+        raise _no_ecg(rec)
     ecg = np.load(ecg_file) if ecg_file is not None else _read_channel(rec, ecg_i)
     if ecg.shape[-1] != rec.n_samples:
         raise DataError(f"the ECG trace {ecg_file} has {ecg.shape[-1]} samples, the recording {rec.n_samples}",
                         hint="Rerun the gradient correction of this run (delete its working directory)")
-    r = detect_r_peaks(ecg, rec.sfreq, label=f"the ECG channel {name} of {rec.path.name}")
+    r = detect_r_peaks(ecg, rec.sfreq, label=f"the ECG channel {rec.ch_names[ecg_i]} of {rec.path.name}")
     del ecg  # 10 MB for 20 minutes at 5 kHz: not needed any more
-    picks = _picks(rec, BCG_TYPES, exclude=[ecg_i])
-    n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
-    bcg = A.BCGSubtraction(r, n, n_ch, sfreq, picks=picks, n_neighbours=c.bcg_neighbours,
-                           obs_components=c.bcg_obs_components,
-                           template_rank=None if c.bcg_template_rank == "auto" else int(c.bcg_template_rank))
-    pre, post = int(round(CARDIAC_PRE * sfreq)), int(round(CARDIAC_POST * sfreq))
-    before = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
-    after = A.LockedAverage(r, picks.size, pre, post) if c.qc else None
+    stage = _bcg_stage(rec, cfg, r, ecg_i)
+    bcg, picks, before, after = stage
+    n = rec.n_samples
     update, close = _progress(progress, "pulse-artefact correction", n)
     out_file = Path(out_file)
 
@@ -706,29 +955,13 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
         with _corrected_file(rec, out_file) as writer, _Background() as bg:
             observers = [_finite_check(rec)]
             if before is not None:
-                observers.append(lambda a, x: bg.submit(lambda: before(a, x[picks])))
-            for start, block in A.correct_stream(_reader_uv(rec, own_file=True), n, [bcg],
-                                                 block=_block(rec, 2 * bcg.layout.length), observers=observers,
-                                                 progress=update, dtype=np.float32):
+                observers.append(lambda a, x: bg.submit(before, a, x[picks]))
+            for start, block in A.correct_stream(_reader_uv(rec), n, [bcg], block=_block(rec, 2 * bcg.layout.length),
+                                                 observers=observers, progress=update, dtype=np.float32):
                 bg.submit(finish, start, block, writer)
     finally:
         close()
-    qc: dict[str, Any] = {"Step": "bcg", "Channels": [rec.ch_names[i] for i in picks]}
-    qc["Cardiac"] = {"ECGChannel": name, "Channels": [rec.ch_names[i] for i in picks]}
-    if c.qc:
-        qc["Cardiac"].update(_cardiac_qc(r, sfreq, before, after))
-    else:
-        qc["Cardiac"].update(NumberOfBeats=int(r.size),
-                             HeartRate=round(60.0 * sfreq / float(np.median(np.diff(r))), 1))
-    qc["Settings"] = {"Method": "OBS" if c.bcg_obs_components else "sliding average",
-                      "Neighbours": c.bcg_neighbours, "OBSComponents": c.bcg_obs_components,
-                      "EpochStart": round(-bcg.pre_samples / sfreq, 4), "TemplateRank": c.bcg_template_rank}
-    if bcg.ranks:  # the ranks the templates kept (auto: chosen per beat)
-        qc["Settings"]["TemplateRanks"] = {"Median": float(np.median(bcg.ranks)), "Min": int(min(bcg.ranks)),
-                                           "Max": int(max(bcg.ranks))}
-    write_json(qc_file, qc)
-    LOGGER.info("%s: pulse artefact removed at %d R peaks (%.0f beats per minute)", rec.path.name, r.size,
-                60.0 * sfreq / float(np.median(np.diff(r))))
+    write_json(qc_file, _bcg_qc(rec, cfg, r, ecg_i, stage))
     return {"out_file": out_file, "qc_file": Path(qc_file)}
 
 
@@ -799,7 +1032,7 @@ def run_artefact_steps(eeg_file: str | os.PathLike, work_dir: str | os.PathLike,
     """The artefact steps of a run as the BIDS-App's workflow chains them, without nipype.
 
     ``correction.method`` none: the QC (when ``correction.qc``); gradient: :func:`correct_gradient`;
-    gradient+bcg: then :func:`correct_bcg`. Files go into ``work_dir``.
+    gradient+bcg: :func:`correct_gradient_bcg`. Files go into ``work_dir``.
 
     Returns
     -------
@@ -820,14 +1053,13 @@ def run_artefact_steps(eeg_file: str | os.PathLike, work_dir: str | os.PathLike,
         if not cfg.correction.qc:
             return None, []
         return None, [artefact_qc(eeg_file, qc_file=work / "qc_artefacts.json", **common)]
-    g = correct_gradient(eeg_file, out_file=work / "gradient" / f"{stem}_desc-gradient_eeg.vhdr",
-                         qc_file=work / "qc_gradient.json", ecg_file=work / "ecg.npy",
-                         cardiac_qc=not cfg.correction.bcg, **common)
     if not cfg.correction.bcg:
+        g = correct_gradient(eeg_file, out_file=work / "gradient" / f"{stem}_desc-gradient_eeg.vhdr",
+                             qc_file=work / "qc_gradient.json", **common)
         return g["out_file"], [g["qc_file"]]
-    b = correct_bcg(g["out_file"], out_file=work / "bcg" / f"{stem}_desc-bcg_eeg.vhdr", qc_file=work / "qc_bcg.json",
-                    config=cfg, channels_tsv=channels_tsv, ecg_file=g.get("ecg_file"), progress=progress)
-    return b["out_file"], [g["qc_file"], b["qc_file"]]
+    b = correct_gradient_bcg(eeg_file, out_file=work / "bcg" / f"{stem}_desc-bcg_eeg.vhdr",
+                             qc_file=work / "qc_gradient.json", bcg_qc_file=work / "qc_bcg.json", **common)
+    return b["out_file"], [b["qc_file"], b["bcg_qc_file"]]
 
 
 # ------------------------------------------------------------------------------------------------ sidecar

@@ -31,10 +31,10 @@ from nipype.pipeline import engine as pe
 
 from ..interfaces import (
     ArtefactQC,
-    BCGCorrection,
     BOLDTarget,
     DerivativesDataSink,
     EEGSpectrogram,
+    GradientBCGCorrection,
     GradientCorrection,
     Predict,
 )
@@ -130,23 +130,23 @@ def init_eeg_spectrogram_wf(*, config=None, mem_gb: float = 1.0, progress: bool 
     method = cfg.correction.method
     if method != "none":
         # the recording streams through the correction block by block: a few blocks of memory, whatever its length
-        gradient = pe.Node(GradientCorrection(config=cfg_dict, cardiac_qc=method == "gradient", progress=progress),
-                           name="gradient_correction", mem_gb=mem_gb)
-        workflow.connect(inputnode, "eeg_file", gradient, "eeg_file")
-        workflow.connect([(inputnode, gradient, [(f, f) for f in _RUN_INPUTS[1:]])])
-        if cfg.correction.bcg:
-            bcg = pe.Node(BCGCorrection(config=cfg_dict, progress=progress), name="bcg_correction", mem_gb=mem_gb)
+        if cfg.correction.bcg:  # both corrections in one node: the recording is written once
+            both = pe.Node(GradientBCGCorrection(config=cfg_dict, progress=progress), name="artefact_correction",
+                           mem_gb=mem_gb)
             qc_files = pe.Node(niu.Merge(2), name="qc_files", run_without_submitting=True)
             workflow.connect([
-                (gradient, bcg, [("out_file", "in_file"), ("ecg_file", "ecg_file")]),
-                (inputnode, bcg, [("channels_tsv", "channels_tsv")]),
-                (gradient, qc_files, [("qc_file", "in1")]),
-                (bcg, qc_files, [("qc_file", "in2")]),
-                (bcg, spectrogram, [("out_file", "data_file")]),
+                (inputnode, both, [(f, f) for f in _RUN_INPUTS]),
+                (both, qc_files, [("qc_file", "in1"), ("bcg_qc_file", "in2")]),
+                (both, spectrogram, [("out_file", "data_file")]),
                 (qc_files, spectrogram, [("out", "qc_files")]),
             ])
         else:
-            workflow.connect([(gradient, spectrogram, [("out_file", "data_file"), ("qc_file", "qc_files")])])
+            gradient = pe.Node(GradientCorrection(config=cfg_dict, progress=progress), name="gradient_correction",
+                               mem_gb=mem_gb)
+            workflow.connect([
+                (inputnode, gradient, [(f, f) for f in _RUN_INPUTS]),
+                (gradient, spectrogram, [("out_file", "data_file"), ("qc_file", "qc_files")]),
+            ])
     elif cfg.correction.qc:
         qc = pe.Node(ArtefactQC(config=cfg_dict, progress=progress), name="artefact_qc", mem_gb=mem_gb)
         workflow.connect([

@@ -168,6 +168,20 @@ def test_gradient_and_pulse_correction_against_the_clean_eeg(datasets, tmp_path)
     assert card["ECGChannel"] == "ECG" and abs(card["NumberOfBeats"] - true_peaks.size) <= 3
     assert card["HeartRate"] == pytest.approx(60 * (true_peaks.size - 1) / (np.ptp(true_peaks) / FS), rel=0.05)
     assert min(card["RatioBefore"]) > 15.0 and max(card["RatioAfter"]) < 6.0 and min(card["Reduction"]) > 15.0
+    # both steps in one go (what the workflow runs): the gradient step's output and QC are the same; the R peaks
+    # come from the ECG corrected on its own (its sub-sample delays found on that channel alone), here one of 90
+    # one sample apart, which moves that beat's epoch and the templates of its neighbours: the same accuracy
+    one = PA.correct_gradient_bcg(files["eeg"], out_file=tmp_path / "one" / f"{STEM}_eeg.vhdr",
+                                  qc_file=tmp_path / "one_g.json", bcg_qc_file=tmp_path / "one_b.json",
+                                  n_volumes=N_VOL, repetition_time=TR, config=cfg, channels_tsv=files["channels"],
+                                  events_tsv=files["events"])
+    assert json.loads(one["qc_file"].read_text()) == json.loads(g["qc_file"].read_text())
+    card_one = json.loads(one["bcg_qc_file"].read_text())["Cardiac"]
+    assert card_one["NumberOfBeats"] == card["NumberOfBeats"] and card_one["HeartRate"] == card["HeartRate"]
+    once = _spectrogram(files["eeg"], tmp_path / "s_once", files, data_file=one["out_file"])
+    FIGURES["gradient+bcg in one go: spectrogram correlation, corrected vs clean without the cardiac field"] = \
+        _corr(once, brain)
+    assert _corr(once, brain) >= 0.95 and abs(_corr(once, brain) - _corr(both, brain)) < 0.002
     merged = PA.merge_qc([g["qc_file"], b["qc_file"]], cfg)
     assert merged["ArtefactQC"]["ArtefactDetected"] == {"Gradient": False, "Cardiac": False}
     assert merged["ArtefactCorrection"]["Method"] == "gradient+bcg"
@@ -256,6 +270,13 @@ def test_a_failure_during_the_correction_leaves_no_corrected_file(datasets, tmp_
     monkeypatch.setattr(BrainVisionWriter, "write", failing_write)
     with pytest.raises(OSError, match="No space left"):
         PA.correct_gradient(files["eeg"], out_file=out / "x_eeg.vhdr", qc_file=out / "qc.json", **kw)
+    assert len(calls) >= 2 and (not out.exists() or not any(out.iterdir()))
+    # the same with both corrections in one go (the write fails in its second pass)
+    both = _files(datasets["both"])
+    calls.clear()
+    with pytest.raises(OSError, match="No space left"):
+        PA.correct_gradient_bcg(both["eeg"], out_file=out / "x_eeg.vhdr", qc_file=out / "g.json",
+                                bcg_qc_file=out / "b.json", **{**kw, "channels_tsv": both["channels"]})
     assert len(calls) >= 2 and (not out.exists() or not any(out.iterdir()))
 
 

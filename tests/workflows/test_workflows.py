@@ -52,7 +52,7 @@ def _links(wf, src, dst):
 @pytest.mark.parametrize("method, nodes", [
     ("none", {"artefact_qc"}),
     ("gradient", {"gradient_correction"}),
-    ("gradient+bcg", {"gradient_correction", "bcg_correction", "qc_files"}),
+    ("gradient+bcg", {"artefact_correction", "qc_files"}),
 ])
 def test_eeg_builder_corrects_artefacts_before_the_spectrogram(method, nodes):
     wf = init_eeg_spectrogram_wf(config={"correction": {"method": method}})
@@ -62,15 +62,16 @@ def test_eeg_builder_corrects_artefacts_before_the_spectrogram(method, nodes):
         assert _links(wf, "artefact_qc", "spectrogram") == {("qc_file", "qc_files")}
         assert ("eeg_file", "eeg_file") in _links(wf, "inputnode", "artefact_qc")
         return
-    gradient = wf.get_node("gradient_correction")
-    assert gradient.inputs.cardiac_qc is (method == "gradient")  # the BCG step measures the heartbeat itself
-    last = "bcg_correction" if method == "gradient+bcg" else "gradient_correction"
-    assert ("out_file", "data_file") in _links(wf, last, "spectrogram")
+    node = "artefact_correction" if method == "gradient+bcg" else "gradient_correction"
+    assert ("eeg_file", "eeg_file") in _links(wf, "inputnode", node)
+    assert ("out_file", "data_file") in _links(wf, node, "spectrogram")
     # the spectrogram keeps the original recording for its markers and Sources
     assert ("eeg_file", "eeg_file") in _links(wf, "inputnode", "spectrogram")
-    if method == "gradient+bcg":
-        assert _links(wf, "gradient_correction", "bcg_correction") == {("out_file", "in_file"),
-                                                                       ("ecg_file", "ecg_file")}
+    if method == "gradient":
+        assert wf.get_node(node).inputs.cardiac_qc is True  # no pulse step: the gradient step measures the heart
+        assert _links(wf, node, "spectrogram") == {("out_file", "data_file"), ("qc_file", "qc_files")}
+    else:  # one node for both corrections (the recording is written once); the QC files of both steps, in order
+        assert _links(wf, node, "qc_files") == {("qc_file", "in1"), ("bcg_qc_file", "in2")}
         assert _links(wf, "qc_files", "spectrogram") == {("out", "qc_files")}
     # no QC at all when switched off
     quiet = init_eeg_spectrogram_wf(config={"correction": {"qc": False}})
