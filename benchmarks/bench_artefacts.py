@@ -4,33 +4,44 @@ The EEG of one run of the ``cnepfl-like`` preset (63 EEG channels and an ECG at 
 slice triggers every 20 ms) is simulated with the MR gradient and pulse artefacts and written as BrainVision
 (float32), without the BOLD (not needed here). Then, each in a fresh process:
 
-* ``read``: the whole recording read block by block through the reader the pipeline uses
-  (:meth:`spec2vol_bids.bids.eeg.EEGRecording.segment_reader`, MNE's BrainVision reader) - the baseline;
-* ``gradient+bcg``: :func:`spec2vol_bids.pipeline.artefacts.correct_gradient` then
-  :func:`~spec2vol_bids.pipeline.artefacts.correct_bcg` (QC included: Welch spectra before and after, R peaks,
-  heartbeat-locked averages), each reading its input and writing its corrected BrainVision copy;
+* ``read``: the whole recording read block by block through MNE's BrainVision reader
+  (:meth:`spec2vol_bids.bids.eeg.EEGRecording.segment_reader`), opening included - the baseline;
+* ``gradient+bcg``: :func:`spec2vol_bids.pipeline.artefacts.correct_gradient_bcg`, what the workflow runs (QC
+  included: Welch spectra before and after, R peaks, heartbeat-locked averages): a first pass for the ECG's R peaks
+  and the QC before correction, a second for both corrections, writing the corrected BrainVision copy once;
+* ``gradient, then bcg``: :func:`~spec2vol_bids.pipeline.artefacts.correct_gradient` then
+  :func:`~spec2vol_bids.pipeline.artefacts.correct_bcg`, each reading its input and writing its output (the
+  workflow's two nodes before 2026-11-30);
 * ``gradient``: the gradient step alone;
-* ``gradient+bcg, no QC``: both steps with ``[correction] qc = false`` (the low-pass kept);
-* ``io floor`` (a control): both steps with the correctors replaced by stages that pass the samples through, without
-  the low-pass and the QC: what opening, reading and writing the run twice and finding the R peaks cost, without
-  any correction.
+* ``gradient+bcg, no QC``: both corrections in one go with ``[correction] qc = false`` (the low-pass kept);
+* ``io floor`` (a control): ``gradient+bcg, no QC`` with the correctors replaced by stages that pass the samples
+  through, no low-pass, and the R peaks given instead of detected: what opening the run, reading it twice and
+  writing it once cost, without any correction.
 
-Reported: wall time (imports excluded), its ratio to the read time (target <= 3), the peak resident memory of the
-process and its ratio to the size of the run on disk (target <= 0.5), and the peak's increase over the process after
-the imports (the correction's own memory) relative to the run. The steps use a second core when there is one
-(writing, low-pass and QC in a worker thread): the machine's CPUs are in the header.
+The data are read without MNE where the file allows it (multiplexed binary BrainVision in a voltage unit, as here:
+:func:`spec2vol_bids.io.brainvision.binary_layout`), which MNE still opens (header, markers).
 
-Run: ``python -m benchmarks.bench_artefacts [--quick] [--volumes N]``.
+Reported: wall time (imports excluded) and its ratio to the read time of the same round (target <= 3), as the
+median and the range over ``--repeat`` rounds of all the cases (these machines are noisy: the same code took 7.6 to
+11 s within an hour); the highest peak resident memory of the process and its ratio to the size of the run on disk
+(target <= 0.5), and the peak's increase over the process after the imports (the correction's own memory) relative
+to the run. The steps use a second core when there is one (a worker thread): the machine's CPUs are in the header.
+
+Run: ``python -m benchmarks.bench_artefacts [--quick] [--volumes N] [--repeat N]``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.common import bench_parser, write_results
 
@@ -38,6 +49,7 @@ DEFAULT_VOLUMES = 120
 QUICK_VOLUMES = 20
 #: the correction cases: (correction.method, other [correction] settings)
 CASES = {"gradient": ("gradient", {}), "gradient+bcg": ("gradient+bcg", {}),
+         "gradient, then bcg": ("gradient+bcg", {}),
          "gradient+bcg, no QC": ("gradient+bcg", {"qc": False}),
          "io floor": ("gradient+bcg", {"qc": False, "lowpass": 0})}
 
@@ -107,12 +119,16 @@ def _child(case: str, run: dict, work: str) -> dict:
         class PassThrough:
             def __init__(self, layout, *args, **kwargs):
                 self.layout, self.delays, self.ranks, self.pre_samples = layout, {}, [], 0
+                self.done = 0
 
-            def push(self, block):
-                return np.array(block, dtype=np.float32)
+            def push(self, block):  # the pieces the correctors hand back: (first sample, a copy)
+                self.done += block.shape[1]
+                return [(self.done - block.shape[1], np.array(block, dtype=np.float32))]
 
         PA.A.GradientAAS = PassThrough
         PA.A.BCGSubtraction = lambda r, n, *args, **kwargs: PassThrough(PA.A.epoch_layout(r, n))
+        # the ECG keeps its gradient artefact here: R peaks given (every 0.85 s), not detected
+        PA.detect_r_peaks = lambda ecg, sfreq, **kwargs: np.arange(int(0.3 * sfreq), ecg.size, int(0.85 * sfreq))
 
     base = rss_mb()
     t0 = time.perf_counter()
@@ -128,16 +144,22 @@ def _child(case: str, run: dict, work: str) -> dict:
         method, extra = CASES[case]
         cfg = PreprocConfig().replace(correction={"method": method, **extra})
         work = Path(work)
-        g = PA.correct_gradient(run["vhdr"], out_file=work / "g" / "x_eeg.vhdr", qc_file=work / "g.json",
-                                ecg_file=work / "ecg.npy", n_volumes=run["n_volumes"], repetition_time=run["tr"],
-                                config=cfg, channels_tsv=run["channels_tsv"], cardiac_qc=case == "gradient")
+        common = {"n_volumes": run["n_volumes"], "repetition_time": run["tr"], "config": cfg,
+                  "channels_tsv": run["channels_tsv"]}
+        if method == "gradient+bcg" and case != "gradient, then bcg":  # both in one go, as the workflow
+            b = PA.correct_gradient_bcg(run["vhdr"], out_file=work / "b" / "x_eeg.vhdr", qc_file=work / "g.json",
+                                        bcg_qc_file=work / "b.json", **common)
+            files = {"gradient": b["qc_file"], "bcg": b["bcg_qc_file"]}
+        else:
+            g = PA.correct_gradient(run["vhdr"], out_file=work / "g" / "x_eeg.vhdr", qc_file=work / "g.json",
+                                    ecg_file=work / "ecg.npy", cardiac_qc=case == "gradient", **common)
+            files = {"gradient": g["qc_file"]}
+            if method == "gradient+bcg":
+                b = PA.correct_bcg(g["out_file"], out_file=work / "b" / "x_eeg.vhdr", qc_file=work / "b.json",
+                                   ecg_file=g["ecg_file"], config=cfg, channels_tsv=run["channels_tsv"])
+                files["bcg"] = b["qc_file"]
         if cfg.correction.qc:
-            qc["gradient"] = json.loads(Path(g["qc_file"]).read_text())
-        if method == "gradient+bcg":
-            b = PA.correct_bcg(g["out_file"], out_file=work / "b" / "x_eeg.vhdr", qc_file=work / "b.json",
-                               ecg_file=g["ecg_file"], config=cfg, channels_tsv=run["channels_tsv"])
-            if cfg.correction.qc:
-                qc["bcg"] = json.loads(Path(b["qc_file"]).read_text())
+            qc = {step: json.loads(Path(path).read_text()) for step, path in files.items()}
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB -> MB
     out = {"seconds": seconds, "rss_after_imports_mb": base, "peak_rss_mb": peak}
@@ -161,33 +183,45 @@ def _measure(case: str, run: dict, work: Path) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def main(quick: bool = False, volumes: int | None = None) -> dict:
+def main(quick: bool = False, volumes: int | None = None, repeat: int = 1) -> dict:
     n_volumes = volumes or (QUICK_VOLUMES if quick else DEFAULT_VOLUMES)
-    records = []
+    rounds: list[dict[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="bench_artefacts_") as tmp:
         t0 = time.perf_counter()
         run = make_run(Path(tmp) / "eeg", n_volumes)
         simulate_s = time.perf_counter() - t0
-        read = _measure("read", run, Path(tmp) / "w0")
-        for case in ("read", *CASES):
-            res = read if case == "read" else _measure(case, run, Path(tmp) / f"w_{case}")
-            increase = res["peak_rss_mb"] - res["rss_after_imports_mb"]
-            records.append({"case": case, "volumes": n_volumes, "minutes": run["seconds"] / 60,
-                            "run_mb": run["run_mb"], "seconds": res["seconds"],
-                            "time_vs_read": res["seconds"] / read["seconds"],
-                            "peak_rss_mb": res["peak_rss_mb"], "rss_after_imports_mb": res["rss_after_imports_mb"],
-                            "rss_increase_mb": increase, "rss_increase_vs_run": increase / run["run_mb"],
-                            "peak_rss_vs_run": res["peak_rss_mb"] / run["run_mb"],
-                            **{k: res[k] for k in ("triggers", "gradient_reduction_db_median",
-                                                   "cardiac_reduction_db_median") if k in res}})
-    meta = {"quick": quick, "volumes": n_volumes, "channels": run["n_channels"], "sfreq": run["sfreq"],
-            "samples": run["n_samples"], "simulate_seconds": simulate_s,
+        os.sync()  # the run on disk before the timings (its writing back would slow the first cases)
+        for _ in range(max(1, int(repeat))):  # rounds of every case, each ratio taken within its round
+            results = {}
+            for case in ("read", *CASES):
+                results[case] = _measure(case, run, Path(tmp) / f"w_{case}")
+                # the corrected copies go before the next case (their dirty pages would be written back during it)
+                shutil.rmtree(Path(tmp) / f"w_{case}", ignore_errors=True)
+                os.sync()
+            rounds.append(results)
+    records = []
+    for case in ("read", *CASES):
+        res = [r[case] for r in rounds]
+        seconds = [x["seconds"] for x in res]
+        ratios = [x["seconds"] / r["read"]["seconds"] for x, r in zip(res, rounds)]
+        peak = max(x["peak_rss_mb"] for x in res)
+        base = min(x["rss_after_imports_mb"] for x in res)
+        records.append({"case": case, "volumes": n_volumes, "minutes": run["seconds"] / 60, "run_mb": run["run_mb"],
+                        "seconds": float(np.median(seconds)), "seconds_range": f"{min(seconds):.2f}-{max(seconds):.2f}",
+                        "time_vs_read": float(np.median(ratios)),
+                        "time_vs_read_range": f"{min(ratios):.2f}-{max(ratios):.2f}",
+                        "peak_rss_mb": peak, "rss_after_imports_mb": base, "rss_increase_mb": peak - base,
+                        "rss_increase_vs_run": (peak - base) / run["run_mb"], "peak_rss_vs_run": peak / run["run_mb"],
+                        **{k: res[-1][k] for k in ("triggers", "gradient_reduction_db_median",
+                                                   "cardiac_reduction_db_median") if k in res[-1]}})
+    meta = {"quick": quick, "volumes": n_volumes, "rounds": len(rounds), "channels": run["n_channels"],
+            "sfreq": run["sfreq"], "samples": run["n_samples"], "simulate_seconds": simulate_s,
             "targets": {"time_vs_read": 3.0, "peak_rss_vs_run": 0.5}}
     write_results("artefacts", records, meta=meta, title="Benchmark: artefact correction (cnepfl-like run)",
                   notes=__doc__.split("\n\n", 1)[1].split("Run:")[0].strip(),
-                  md_table_columns=["case", "volumes", "minutes", "run_mb", "seconds", "time_vs_read",
-                                    "peak_rss_mb", "peak_rss_vs_run", "rss_increase_mb", "rss_increase_vs_run",
-                                    "triggers",
+                  md_table_columns=["case", "volumes", "minutes", "run_mb", "seconds", "seconds_range",
+                                    "time_vs_read", "time_vs_read_range", "peak_rss_mb", "peak_rss_vs_run",
+                                    "rss_increase_mb", "rss_increase_vs_run", "triggers",
                                     "gradient_reduction_db_median", "cardiac_reduction_db_median"])
     return {"records": records, "meta": meta}
 
@@ -195,5 +229,7 @@ def main(quick: bool = False, volumes: int | None = None) -> dict:
 if __name__ == "__main__":
     parser = bench_parser(__doc__)
     parser.add_argument("--volumes", type=int, help=f"volumes of the run (default {DEFAULT_VOLUMES})")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all the cases (default 1): medians and ranges are reported")
     args = parser.parse_args()
-    main(quick=args.quick, volumes=args.volumes)
+    main(quick=args.quick, volumes=args.volumes, repeat=args.repeat)
