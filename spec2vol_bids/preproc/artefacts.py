@@ -16,11 +16,11 @@ Gradient artefact: average artefact subtraction (AAS, Allen et al. 2000)
     to a sample before the logged one and differs from epoch to epoch. Each epoch is read with a margin
     (``pad`` samples on each side, chosen so that the segment holds a whole number of trigger periods and wraps
     round smoothly; none when the triggers are exactly a whole number of samples apart, as with synchronised
-    clocks: the epoch is one period, at half the cost) and Fourier transformed; its delay ``delta`` (in samples, a fraction) against a reference (the
-    mean of the first epochs) is the maximum of the cross-spectrum ``sum_c X_c conj(R_c)`` evaluated on a fine
-    grid of delays and refined by a parabola. Epochs are averaged after the phase ramp
-    ``exp(+2 pi i k delta / n)`` has moved them onto the reference, and the template is moved back onto the
-    epoch (``exp(-2 pi i k delta / n)``) before it is subtracted. Only the template is resampled; the data are
+    clocks: the epoch is one period, at half the cost) and Fourier transformed; its delay ``delta`` (in samples,
+    a fraction) against a reference (the mean of the first epochs) is the maximum of the cross-spectrum
+    ``sum_c X_c conj(R_c)`` evaluated on a fine grid of delays and refined by a parabola. Epochs are averaged after
+    the phase ramp ``exp(+2 pi i k delta / n)`` has moved them onto the reference, and the template is moved back
+    onto the epoch (``exp(-2 pi i k delta / n)``) before it is subtracted. Only the template is resampled; the data are
     never interpolated.
 
     Optional residual removal by PCA, the optimal basis set of Niazy et al. (2005): the AAS residuals of each

@@ -13,7 +13,7 @@ from spec2vol_bids.preproc import artefacts as A
 FS = 1000.0
 
 
-def gradient_case(*, seed=0, n_ch=4, n_slices=8, tr=2.0, n_vol=24, lead=3000, eeg_uv=10.0):
+def gradient_case(*, seed=0, n_ch=4, n_slices=8, tr=2.0, n_vol=24, lead=3000, eeg_uv=10.0, fraction=0.37):
     """EEG (white noise) plus a slice-locked artefact whose slice period is not a whole number of samples, on a
     scanner clock drifting against the EEG clock (true onsets up to a sample before the logged triggers).
 
@@ -21,7 +21,7 @@ def gradient_case(*, seed=0, n_ch=4, n_slices=8, tr=2.0, n_vol=24, lead=3000, ee
     of every slice trigger (logged sample minus true onset).
     """
     rng = np.random.default_rng(seed)
-    period = tr * FS / n_slices + 0.37  # samples; fractional
+    period = tr * FS / n_slices + fraction  # samples; fractional unless fraction is 0 (synchronised clocks)
     n = int(lead + n_vol * n_slices * period + 2000)
     t0 = lead - 0.6
     onsets = t0 + np.arange(n_vol * n_slices) * period
@@ -80,6 +80,30 @@ def test_segment_geometry_holds_whole_periods():
     pad, n = A.segment_geometry(250, 250.37)
     assert n == round(2 * 250.37) and pad == (n - 250) // 2 and pad >= A.MIN_PAD
     assert A.segment_geometry(5000, 5000.0) == (A.LONG_PAD, 5000 + 2 * A.LONG_PAD)
+    assert A.segment_geometry(250, 250.0, exact=True) == (0, 250)  # one period, the epoch itself
+    # exact triggers: the same spacing everywhere, gaps aside; a spacing of 250 or 251 is not
+    assert A.epoch_layout([0, 250, 500, 750, 1500, 1750], 2000).exact
+    assert not A.epoch_layout([0, 250, 501, 751, 1001], 2000).exact
+
+
+def test_aas_on_exact_triggers_transforms_one_period():
+    """Synchronised clocks (a slice period of a whole number of samples): one-period epochs, as good as the
+    segments padded to whole periods."""
+    eeg, art, inside, trig, _, _ = gradient_case(seed=4, fraction=0.0)
+    x = eeg + art
+    lay = A.epoch_layout(trig, x.shape[1])
+    exact = A.GradientAAS(lay, x.shape[1], x.shape[0])
+    assert lay.exact and exact.pad == 0 and exact.seg_len == lay.length == 250
+    out = run([exact], x)
+    gain = db(art[:, inside], (out - eeg)[:, inside])
+    padded = A.GradientAAS(lay, x.shape[1], x.shape[0])
+    padded.pad, padded.seg_len = A.segment_geometry(lay.length, lay.period)  # the geometry of other triggers
+    padded.k = np.arange(padded.seg_len // 2 + 1)
+    padded.keep = padded.k >= 0.5 * padded.seg_len / lay.period
+    padded.grid_phase = np.exp(2j * np.pi * np.outer(padded.grid, padded.k) / padded.seg_len)
+    assert padded.seg_len == 500
+    gain_padded = db(art[:, inside], (run([padded], x) - eeg)[:, inside])
+    assert gain > 40.0 and gain > gain_padded - 0.5, (gain, gain_padded)
 
 
 def test_aas_removes_the_gradient_artefact_with_sub_sample_alignment():
