@@ -212,7 +212,7 @@ def detect_r_peaks(ecg: np.ndarray, sfreq: float, *, label: str = "ECG") -> np.n
         peaks = _refine_peaks(x, peaks * q, sfreq, sign, half_width=max(int(round(0.03 * sfreq)), q))
     if peaks.size < 3:
         raise DataError(f"only {peaks.size} R peaks were found on {label}", hint=hint)
-    rate = 60.0 * float(sfreq) / float(np.median(np.diff(peaks)))
+    rate = _heart_rate(peaks, sfreq)
     if not 30.0 <= rate <= 200.0:
         raise DataError(f"the R peaks found on {label} give a heart rate of {rate:.0f} beats per minute",
                         hint=hint)
@@ -478,10 +478,14 @@ def _harmonics_qc(psd_before, psd_after, f0: float, fmax: float) -> dict[str, An
     return out
 
 
+def _heart_rate(r_peaks, sfreq: float) -> float:
+    """Beats per minute of the median R-R interval."""
+    return 60.0 * float(sfreq) / float(np.median(np.diff(r_peaks)))
+
+
 def _cardiac_qc(r_peaks, sfreq, before, after=None) -> dict[str, Any]:
     pre = locked = A.locked_power(*before.result())
-    rate = 60.0 * sfreq / float(np.median(np.diff(r_peaks)))
-    out: dict[str, Any] = {"NumberOfBeats": int(len(r_peaks)), "HeartRate": round(rate, 1),
+    out: dict[str, Any] = {"NumberOfBeats": int(len(r_peaks)), "HeartRate": round(_heart_rate(r_peaks, sfreq), 1),
                            "PowerBefore": _db(pre["power_db"]), "RatioBefore": _db(locked["ratio_db"])}
     if after is not None:
         post = A.locked_power(*after.result())
@@ -503,13 +507,19 @@ def _lag_step(sfreq: float) -> int:
     return max(1, int(float(sfreq) // CARDIAC_LAG_RATE))
 
 
+def _cardiac_average(sfreq: float, r_peaks, n_channels: int) -> A.LockedAverage:
+    """An empty heartbeat-locked average of the QC (:data:`CARDIAC_PRE` to :data:`CARDIAC_POST` around each R
+    peak, at the lags of :func:`_lag_step`)."""
+    pre, post = int(round(CARDIAC_PRE * sfreq)), int(round(CARDIAC_POST * sfreq))
+    return A.LockedAverage(r_peaks, int(n_channels), pre, post, lag_step=_lag_step(sfreq))
+
+
 def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None) -> A.LockedAverage:
     """Heartbeat-locked average of ``picks`` over a recording (or over one of our BrainVision files at ``path``,
     with ``rec``'s channels and samples)."""
     from ..io.brainvision import read_block
 
-    pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
-    avg = A.LockedAverage(r_peaks, len(picks), pre, post, lag_step=_lag_step(rec.sfreq))
+    avg = _cardiac_average(rec.sfreq, r_peaks, len(picks))
     read = _reader_uv(rec, picks) if path is None else lambda a, b: read_block(path, len(rec.ch_names), a, b)[picks]
     step = _block(rec)
     for a in range(0, rec.n_samples, step):
@@ -589,10 +599,8 @@ def _bcg_stage(rec: EEGRecording, cfg: PreprocConfig, r_peaks, ecg_i: int):
     bcg = A.BCGSubtraction(r_peaks, rec.n_samples, len(rec.ch_names), rec.sfreq, picks=picks,
                            n_neighbours=c.bcg_neighbours, obs_components=c.bcg_obs_components,
                            template_rank=None if c.bcg_template_rank == "auto" else int(c.bcg_template_rank))
-    pre, post = int(round(CARDIAC_PRE * rec.sfreq)), int(round(CARDIAC_POST * rec.sfreq))
-    step = _lag_step(rec.sfreq)
-    before = A.LockedAverage(r_peaks, picks.size, pre, post, lag_step=step) if c.qc else None
-    after = A.LockedAverage(r_peaks, picks.size, pre, post, lag_step=step) if c.qc else None
+    before = _cardiac_average(rec.sfreq, r_peaks, picks.size) if c.qc else None
+    after = _cardiac_average(rec.sfreq, r_peaks, picks.size) if c.qc else None
     return bcg, picks, before, after
 
 
@@ -608,7 +616,7 @@ def _bcg_qc(rec: EEGRecording, cfg: PreprocConfig, r_peaks, ecg_i: int, stage) -
         qc["Cardiac"].update(_cardiac_qc(r_peaks, sfreq, before, after))
     else:
         qc["Cardiac"].update(NumberOfBeats=int(r_peaks.size),
-                             HeartRate=round(60.0 * sfreq / float(np.median(np.diff(r_peaks))), 1))
+                             HeartRate=round(_heart_rate(r_peaks, sfreq), 1))
     qc["Settings"] = {"Method": "OBS" if c.bcg_obs_components else "sliding average",
                       "Neighbours": c.bcg_neighbours, "OBSComponents": c.bcg_obs_components,
                       "EpochStart": round(-bcg.pre_samples / sfreq, 4), "TemplateRank": c.bcg_template_rank}
@@ -616,7 +624,7 @@ def _bcg_qc(rec: EEGRecording, cfg: PreprocConfig, r_peaks, ecg_i: int, stage) -
         qc["Settings"]["TemplateRanks"] = {"Median": float(np.median(bcg.ranks)), "Min": int(min(bcg.ranks)),
                                            "Max": int(max(bcg.ranks))}
     LOGGER.info("%s: pulse artefact removed at %d R peaks (%.0f beats per minute)", rec.path.name, r_peaks.size,
-                60.0 * sfreq / float(np.median(np.diff(r_peaks))))
+                _heart_rate(r_peaks, sfreq))
     return qc
 
 
@@ -721,9 +729,7 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
 
     try:
         with _corrected_file(rec, out_file) as writer, _Background() as bg:
-            observers = [_finite_check(rec)]
-            if before is not None:
-                observers.append(lambda a, x: bg.submit(before.push, x[plan.qc_picks]))
+            observers = _observers(rec, bg, before, plan.qc_picks)
             for _, block in A.correct_stream(_reader_uv(rec), n, [aas], block=_block(rec, 4 * plan.layout.length),
                                              observers=observers, progress=update, dtype=np.float32):
                 bg.submit(finish, lowpass.here(block), writer)
@@ -801,9 +807,7 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
         # 1. the ECG's R peaks (and the QC before correction, in the worker)
         ecg_stages = [_Row(plan.ecg), _aas(plan, c, n, 1), _fir(plan, sfreq, n, 1)]
         with _Background() as bg:
-            observers = [_finite_check(rec)]
-            if before is not None:
-                observers.append(lambda a, x: bg.submit(before.push, x[plan.qc_picks]))
+            observers = _observers(rec, bg, before, plan.qc_picks)
             ecg = [piece[0] for _, piece in A.correct_stream(
                 read, n, [s for s in ecg_stages if s is not None], block=block, observers=observers,
                 progress=None if update is None else lambda done, total: update(done, 2 * n), dtype=np.float32)]
@@ -847,6 +851,16 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
     LOGGER.info("%s: gradient artefact removed at %d %s triggers", rec.path.name, plan.layout.n_epochs,
                 plan.trig.kind)
     return {"out_file": out_file, "qc_file": Path(qc_file), "bcg_qc_file": Path(bcg_qc_file)}
+
+
+def _observers(rec: EEGRecording, bg: _Background, measure=None, rows=None) -> list:
+    """The observers of a pass over a recording (:func:`~spec2vol_bids.preproc.artefacts.correct_stream`): the
+    check for non-finite samples, and ``measure(start, block[rows])`` (a QC measure before correction) in the
+    worker."""
+    observers = [_finite_check(rec)]
+    if measure is not None:
+        observers.append(lambda a, x: bg.submit(measure, a, x[rows]))
+    return observers
 
 
 def _finite_check(rec: EEGRecording):
@@ -953,9 +967,7 @@ def correct_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike, qc_
 
     try:
         with _corrected_file(rec, out_file) as writer, _Background() as bg:
-            observers = [_finite_check(rec)]
-            if before is not None:
-                observers.append(lambda a, x: bg.submit(before, a, x[picks]))
+            observers = _observers(rec, bg, before, picks)
             for start, block in A.correct_stream(_reader_uv(rec), n, [bcg], block=_block(rec, 2 * bcg.layout.length),
                                                  observers=observers, progress=update, dtype=np.float32):
                 bg.submit(finish, start, block, writer)

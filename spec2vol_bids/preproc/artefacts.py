@@ -688,7 +688,6 @@ class BCGSubtraction(_EpochStream):
         # again when the beat leaves the window); the buffer keeps them as recorded too, until handed back: the
         # templates of the corrected beats are subtracted from the pieces handed back
         self.corrected: dict[int, np.ndarray] = {}  # epoch -> template [C_picks, length], until handed back
-        self.eeg_rows = self.picks
         self.other_rows = np.setdiff1d(np.arange(self.n_channels), self.picks)
         # the samples in no beat: [between[0][i], between[1][i]) (before the first beat, gaps, after the last)
         ends = layout.starts + layout.lengths
@@ -723,7 +722,7 @@ class BCGSubtraction(_EpochStream):
                 if lo > cursor:  # between beats
                     out[:, cursor - a:lo - a] = self.buf[:, cursor - self.buf0:lo - self.buf0]
                 eeg, other = self.features[j]
-                out[self.eeg_rows, lo - a:hi - a] = eeg[:, lo - s0:hi - s0] - self.corrected[j][:, lo - s0:hi - s0]
+                out[self.picks, lo - a:hi - a] = eeg[:, lo - s0:hi - s0] - self.corrected[j][:, lo - s0:hi - s0]
                 out[self.other_rows, lo - a:hi - a] = other[:, lo - s0:hi - s0]
                 cursor = hi
                 if hi == s0 + int(lay.lengths[j]):  # handed back whole
@@ -756,7 +755,7 @@ class BCGSubtraction(_EpochStream):
         out = []
         for j in range(first, stop):
             seg = self.buf[:, int(starts[j]) - self.buf0:int(starts[j] + lengths[j]) - self.buf0]
-            out.append((seg[self.eeg_rows], seg[self.other_rows]))  # copies
+            out.append((seg[self.picks], seg[self.other_rows]))  # copies
         return out
 
     def _add(self, j, sign):
@@ -988,7 +987,6 @@ class FIRFilter:
         self.delay = (self.h.size - 1) // 2
         self.n_samples = int(n_samples)
         self.hist: np.ndarray | None = None  # input not yet filtered, with its left context
-        self.out_next = 0  # next output sample
         self.received = 0
         self.n_channels = int(n_channels)
         self.nfft = max(256, 1 << int(math.ceil(math.log2(6 * self.h.size))))
@@ -1054,7 +1052,6 @@ class FIRFilter:
         x[:, n_in:] = 0.0
         out = self._convolve(x, n_in)  # [C, n_out]
         self.hist = x[:, n_out:n_in].copy()  # the last 2 x delay samples
-        self.out_next += n_out
         return out
 
 
