@@ -329,10 +329,8 @@ class _EpochStream(ABC):
         self.picks = np.arange(n_channels) if picks is None else np.asarray(picks, dtype=np.int64)
         self.pad, self.seg_len = int(pad), int(seg_len)
         self.lo, self.hi = window_bounds(layout.n_epochs, n_neighbours)
-        # float32 samples, as recorded: half the memory. The most the buffer holds: from the pad before an epoch not
-        # yet corrected to the end of the padded segment of the last epoch of its window (and a block or two more)
-        span = layout.starts[self.hi - 1] + self.seg_len - layout.starts if layout.n_epochs else np.zeros(1)
-        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=int(span.max()) + self.pad)
+        # float32 samples, as recorded: half the memory
+        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=self._reserve())
         self.received = 0
         self.next_feat = 0  # first epoch without a feature
         self.next_out = 0  # first epoch not yet corrected
@@ -352,6 +350,13 @@ class _EpochStream(ABC):
     def buf0(self) -> int:
         """Sample index of ``buf[:, 0]``."""
         return self.samples.start
+
+    def _reserve(self) -> int:
+        """The most samples the buffer holds (but a block or two): from the pad before an epoch not yet corrected
+        to the end of the padded segment of the last epoch of its window."""
+        lay = self.layout
+        span = lay.starts[self.hi - 1] + self.seg_len - lay.starts if lay.n_epochs else np.zeros(1)
+        return int(span.max()) + self.pad
 
     def _batch(self) -> int:
         """Epochs transformed or corrected together: about 2 MB of float32 segments (at least 1)."""
@@ -694,8 +699,6 @@ class BCGSubtraction(_EpochStream):
         lo = np.concatenate([[0], ends])
         hi = np.concatenate([layout.starts, [n_samples]])
         self.between = (lo[hi > lo], hi[hi > lo])
-        # the buffer holds the samples of the beats not yet copied (and those between beats not handed back)
-        self.samples = SampleBuffer(self.n_channels, np.float32, reserve=self.seg_len)
 
     def _templates(self, epochs):
         out = []
@@ -731,6 +734,11 @@ class BCGSubtraction(_EpochStream):
         if cursor < b:
             out[:, cursor - a:] = self.buf[:, cursor - self.buf0:b - self.buf0]
         return out
+
+    def _reserve(self) -> int:
+        """The buffer holds the samples of the beats not yet copied, a beat at most (and those between beats not
+        handed back)."""
+        return self.seg_len
 
     def _keep_from(self) -> int:
         """The beats' samples are in their copies: the buffer keeps only from the first sample not handed back
