@@ -566,11 +566,16 @@ def _fir(plan: _Plan, sfreq: float, n_samples: int, n_channels: int) -> A.FIRFil
     return A.FIRFilter(A.lowpass_filter(sfreq, plan.cutoff), n_channels, n_samples) if plan.cutoff else None
 
 
-def _welch(plan: _Plan, cfg: PreprocConfig, sfreq: float) -> A.WelchPSD | None:
+def _welch(plan: _Plan, cfg: PreprocConfig, sfreq: float, *, low_passed: bool = False) -> A.WelchPSD | None:
+    """The gradient QC's spectra of the recording as it is, or (``low_passed``) after the correction's low-pass:
+    those are measured on every ``d``-th sample only, ``d`` chosen so that nothing the low-pass left folds onto
+    the frequencies measured (:func:`~spec2vol_bids.preproc.artefacts.alias_free_decimation`)."""
     if not cfg.correction.qc:
         return None
-    return A.WelchPSD(plan.qc_picks.size, sfreq, _nperseg(plan.layout.period, sfreq),
-                      fmax=_spectrum_top(plan.fmax, plan.f0))
+    nperseg, top = _nperseg(plan.layout.period, sfreq), _spectrum_top(plan.fmax, plan.f0)
+    d = A.alias_free_decimation(sfreq, nperseg, top, A.lowpass_stop(plan.cutoff)) if low_passed and plan.cutoff \
+        else 1
+    return A.WelchPSD(plan.qc_picks.size, sfreq, nperseg, fmax=top, decimate=d)
 
 
 def _gradient_qc(rec: EEGRecording, cfg: PreprocConfig, plan: _Plan, aas: A.GradientAAS, before, after) -> dict:
@@ -712,7 +717,7 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
     aas = _aas(plan, c, n, n_ch, plan.picks)
     lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
-    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq)
+    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq, low_passed=True)
     ecg_i = plan.ecg
     ecg_parts: list[np.ndarray] = []
     update, close = _progress(progress, "gradient correction", n)
@@ -800,7 +805,7 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
     n, n_ch, sfreq = rec.n_samples, len(rec.ch_names), rec.sfreq
     read = _reader_uv(rec)
     block = _block(rec, 4 * plan.layout.length)
-    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq)
+    before, after = _welch(plan, cfg, sfreq), _welch(plan, cfg, sfreq, low_passed=True)
     update, close = _progress(progress, "gradient and pulse-artefact correction", 2 * n)
     out_file = Path(out_file)
     try:

@@ -555,8 +555,12 @@ class GradientAAS(_EpochStream):
         self.grid_phase = np.exp(2j * np.pi * np.outer(self.grid, self.k) / self.seg_len)  # [n_grid, F]
 
     def _phase(self, delays: np.ndarray) -> np.ndarray:
-        """``exp(2 pi i k d / n)`` of every delay: ``[len(d), F]``."""
-        return np.exp(2j * np.pi * np.outer(delays, self.k) / self.seg_len)
+        """``exp(2 pi i k d / n)`` of every delay: ``[len(d), F]`` complex64 (from double-precision angles; a
+        cosine and a sine cost a fraction of a complex exponential)."""
+        angle = (2.0 * np.pi / self.seg_len) * np.outer(delays, self.k)
+        out = np.empty(angle.shape, np.complex64)
+        out.real, out.imag = np.cos(angle), np.sin(angle)
+        return out
 
     def _delays(self, spectra: np.ndarray) -> np.ndarray:
         if not self.align:
@@ -590,7 +594,7 @@ class GradientAAS(_EpochStream):
         start = stop - len(spectra)  # the epochs that waited for the reference come first
         d = self._delays(spectra)
         self.delays.update(zip(range(start, stop), d.tolist()))
-        spectra *= self._phase(d).astype(np.complex64)[:, None, :]  # aligned onto the reference
+        spectra *= self._phase(d)[:, None, :]  # aligned onto the reference
         rows = list(spectra.reshape(len(spectra), -1))  # one row [C * F] per epoch
         for j in range(start, first):
             self.features[j] = rows[j - start]
@@ -616,7 +620,7 @@ class GradientAAS(_EpochStream):
             np.subtract(self.sum, self.features[j], out=templates[i], casting="same_kind")  # not the epoch itself
         count = np.maximum(hi - lo - 1, 1).astype(np.float64)
         delays = np.array([self.delays[int(j)] for j in e])
-        factor = (self._phase(-delays) * self.keep / count[:, None]).astype(np.complex64)
+        factor = self._phase(-delays) * (self.keep / count[:, None]).astype(np.float32)
         templates = templates.reshape(e.size, self.picks.size, -1)  # [E, C, F]
         templates *= factor[:, None, :]
         return self._to_time(epochs, templates)
@@ -975,9 +979,29 @@ def lowpass_filter(sfreq: float, cutoff: float, *, transition: float | None = No
     if not 0 < cutoff < nyq:
         raise UsageError(f"the low-pass cut-off {cutoff:g} Hz must be between 0 and {nyq:g} Hz (Nyquist)",
                          hint="Lower correction.lowpass (or set it to 0 for none)")
-    width = float(transition) if transition else 0.2 * float(cutoff)
-    n = int(math.ceil(3.3 * float(sfreq) / width)) | 1
+    n = int(math.ceil(3.3 * float(sfreq) / _transition(cutoff, transition))) | 1
     return firwin(n, cutoff, window="hamming", fs=float(sfreq))
+
+
+def _transition(cutoff: float, transition: float | None) -> float:
+    return float(transition) if transition else 0.2 * float(cutoff)
+
+
+def lowpass_stop(cutoff: float, *, transition: float | None = None) -> float:
+    """The frequency (Hz) above which :func:`lowpass_filter` attenuates by more than 55 dB: the cut-off plus the
+    transition width (the Hamming design's stop band starts half a width above the cut-off, at about 52 dB)."""
+    return float(cutoff) + _transition(cutoff, transition)
+
+
+def alias_free_decimation(sfreq: float, nperseg: int, fmax: float, stop: float) -> int:
+    """The largest factor by which :class:`WelchPSD` may decimate a signal with no power above ``stop`` Hz and
+    still measure it up to ``fmax`` Hz: what folds onto ``[0, fmax]`` comes from ``sfreq / factor - fmax`` Hz
+    and above, which must be ``stop`` or more; the factor divides ``nperseg / 2`` (1: no decimation)."""
+    best = 1
+    for d in range(2, int(nperseg) // 8 + 1):  # a decimated segment keeps at least 4 samples
+        if int(nperseg) % (2 * d) == 0 and float(sfreq) / d - float(fmax) >= float(stop):
+            best = d
+    return best
 
 
 class FIRFilter:
@@ -1136,10 +1160,27 @@ class WelchPSD:
         Samples per segment (the frequency resolution is ``sfreq / nperseg``).
     fmax : float, optional
         Highest frequency (Hz) kept in the result (default: the Nyquist frequency).
+    decimate : int
+        Transform every ``decimate``-th sample only (default 1: all), for blocks already low-passed far below
+        ``sfreq / (2 decimate)``: the segments, their Hann window and their frequencies are those of the full rate
+        (``nperseg`` must be a multiple of ``2 decimate``), the cost is about ``1 / decimate`` of it, and the
+        result differs from the full-rate one only by the power above ``sfreq / decimate - fmax`` folded onto the
+        bins kept (the sampled periodic Hann window is the periodic Hann window of ``nperseg / decimate``). The
+        caller chooses ``decimate`` so that the low-pass has removed that power (:func:`alias_free_decimation`).
+        The mean removed is still that of all the samples of a segment (the mean of every ``decimate``-th sample
+        differs from it by the rectangular window's leakage), summed at the full rate.
     """
 
-    def __init__(self, n_channels: int, sfreq: float, nperseg: int, *, fmax: float | None = None):
-        self.sfreq, self.nperseg = float(sfreq), int(nperseg)
+    def __init__(self, n_channels: int, sfreq: float, nperseg: int, *, fmax: float | None = None,
+                 decimate: int = 1):
+        self.decimate = int(decimate)
+        if self.decimate < 1 or (self.decimate > 1 and int(nperseg) % (2 * self.decimate)):
+            raise UsageError(f"a Welch segment of {nperseg} samples cannot be decimated by {decimate} (it must be "
+                             f"a multiple of twice the factor)")
+        self.phase = 0  # of the next block: its first sample kept
+        self.half_sums: list[np.ndarray] = []  # full-rate sums of the half segments not yet used (decimated)
+        self.part, self.part_n = np.zeros(int(n_channels)), 0  # of the half segment being summed
+        self.sfreq, self.nperseg = float(sfreq) / self.decimate, int(nperseg) // self.decimate
         if self.nperseg < 4:
             raise UsageError(f"a Welch segment needs at least 4 samples (got {self.nperseg})")
         self.step = max(1, self.nperseg // 2)
@@ -1153,6 +1194,7 @@ class WelchPSD:
         self.n_half = n_half
         self.total = np.zeros((int(n_channels), self.n_bins))
         self.count = 0
+        self.used = 0  # segments whose half sums were dropped (decimated)
         self.buf: np.ndarray | None = None
 
     def _windowed(self, spec: np.ndarray) -> np.ndarray:
@@ -1176,11 +1218,18 @@ class WelchPSD:
         from scipy import fft as sp_fft
 
         block = np.asarray(block)
+        if self.decimate > 1:
+            self._sum_halves(block)
+            n = block.shape[1]
+            block = block[:, self.phase::self.decimate]
+            self.phase = (self.phase - n) % self.decimate
         if block.dtype != np.float32:
             block = block.astype(np.float64, copy=False)
         self.buf = block if self.buf is None or not self.buf.shape[1] else np.concatenate(
             [self.buf, block.astype(self.buf.dtype, copy=False)], axis=1)
         n_seg = (self.buf.shape[1] - self.nperseg) // self.step + 1 if self.buf.shape[1] >= self.nperseg else 0
+        if self.decimate > 1:  # and whose samples at the full rate are all summed (up to decimate - 1 later)
+            n_seg = min(n_seg, len(self.half_sums) - 1)
         if n_seg <= 0:
             return
         n_c = self.total.shape[0]
@@ -1189,13 +1238,34 @@ class WelchPSD:
         for s in range(0, n_seg, group):
             seg = segments[:, s:s + group]  # [C, k, nperseg] (a view)
             spec = sp_fft.rfft(seg, axis=-1)[..., :self.n_bins + 1]
-            spec[..., 0] = 0.0  # the segment's mean removed
+            if self.decimate > 1:  # the mean of the segment's samples at the full rate removed
+                first = self.count - self.used
+                halves = np.stack(self.half_sums[first:first + seg.shape[1] + 1], axis=1)  # [C, k + 1]
+                spec[..., 0] -= (halves[:, :-1] + halves[:, 1:]) / self.decimate  # nperseg x the mean
+            else:
+                spec[..., 0] = 0.0  # the segment's mean removed
             spec = self._windowed(spec)
             power = np.square(spec.real)
             power += np.square(spec.imag)
             self.total += power.sum(axis=1, dtype=np.float64)
             self.count += seg.shape[1]
         self.buf = self.buf[:, n_seg * self.step:].copy()
+        if self.decimate > 1:  # a half segment is used by two segments: keep the next one's first
+            del self.half_sums[:self.count - self.used]
+            self.used = self.count
+
+    def _sum_halves(self, block: np.ndarray) -> None:
+        """Add the full-rate samples of ``block`` to the sums of the half segments (``nperseg / 2`` samples)."""
+        half = self.step * self.decimate
+        a, n = 0, block.shape[1]
+        while a < n:
+            take = min(half - self.part_n, n - a)
+            self.part += block[:, a:a + take].sum(axis=1, dtype=np.float64)
+            self.part_n += take
+            a += take
+            if self.part_n == half:
+                self.half_sums.append(self.part)
+                self.part, self.part_n = np.zeros_like(self.part), 0
 
     def __call__(self, start: int, block: np.ndarray) -> None:  # as an observer of correct_stream
         self.push(block)

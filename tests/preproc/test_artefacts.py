@@ -365,6 +365,51 @@ def test_welch_psd_matches_scipy(nperseg, fmax):
     np.testing.assert_allclose(acc32.result()[1], p_ref[:, :keep], rtol=2e-3, atol=1e-6 * p_ref.max())
 
 
+def test_welch_psd_decimated_equals_full_rate_on_low_passed_data():
+    # a low-passed signal measured on every 10th sample: the same bins as at the full rate, to the power the
+    # low-pass left above the alias frequency (none here, to float64 precision). Oracles: the full-rate estimate
+    # (itself checked against scipy above), and scipy's Welch of the decimated samples from bin 2 on (it removes
+    # the mean of the decimated samples, which only moves bins 0 and 1; ours removes the full-rate mean)
+    fs, nperseg, fmax = 5000.0, 2000, 150.0
+    rng = np.random.default_rng(4)
+    cutoff = 100.0
+    x = rng.standard_normal((2, 40_000)) * 50.0
+    x[1] += 200.0 * np.sin(2 * np.pi * 37.5 * np.arange(x.shape[1]) / fs)  # a line on a bin
+    low = scipy.signal.sosfiltfilt(scipy.signal.butter(10, cutoff, fs=fs, output="sos"), x)
+    d = A.alias_free_decimation(fs, nperseg, fmax, stop=300.0)
+    assert d == 10  # 5000 / 10 - 150 = 350 >= 300 and 20 divides 2000; 12 would give 267
+    full, dec = A.WelchPSD(2, fs, nperseg, fmax=fmax), A.WelchPSD(2, fs, nperseg, fmax=fmax, decimate=d)
+    for a in range(0, x.shape[1], 777):  # blocks that are not multiples of the factor
+        full.push(low[:, a:a + 777])
+        dec.push(low[:, a:a + 777])
+    (f_full, p_full), (f_dec, p_dec) = full.result(), dec.result()
+    np.testing.assert_allclose(f_dec, f_full)
+    assert dec.count == full.count
+    np.testing.assert_allclose(p_dec, p_full, rtol=1e-6, atol=1e-9 * p_full.max())
+    f_ref, p_ref = scipy.signal.welch(low[:, ::d], fs=fs / d, window="hann", nperseg=nperseg // d,
+                                      noverlap=nperseg // d // 2, detrend="constant")
+    np.testing.assert_allclose(p_dec[:, 2:], p_ref[:, 2:f_dec.size], rtol=1e-9)
+    assert np.abs(p_ref[:, :2] / p_full[:, :2] - 1).max() > 1e-3  # what the full-rate mean mends
+    # on the raw signal (power up to Nyquist) the decimated estimate is wrong: the folded power is there
+    raw = A.WelchPSD(2, fs, nperseg, fmax=fmax, decimate=d)
+    raw.push(x)
+    assert np.median(raw.result()[1][0] / p_full[0, :]) > 10.0
+    with pytest.raises(UsageError, match="multiple of twice"):
+        A.WelchPSD(2, fs, 1000, decimate=3)
+
+
+def test_alias_free_decimation_keeps_folded_frequencies_above_the_stop_band():
+    # what folds onto [0, fmax] comes from sfreq / d - fmax and above
+    assert A.alias_free_decimation(5000.0, 10_000, 294.5, A.lowpass_stop(250.0)) == 8  # 625 - 294.5 >= 300
+    assert A.alias_free_decimation(5000.0, 10_000, 294.5, 900.0) == 4  # 1250 - 294.5 >= 900; 5 gives 705.5
+    assert A.alias_free_decimation(5000.0, 10_000, 294.5, 1000.0) == 2  # 4 gives 955.5; 3 does not divide
+    assert A.alias_free_decimation(5000.0, 9998, 294.5, 300.0) == 1  # 4999 is prime: no factor divides it
+    assert A.alias_free_decimation(1000.0, 2000, 300.0, 300.0) == 1  # 500 - 300 < 300
+    assert A.lowpass_stop(250.0) == 300.0 and A.lowpass_stop(250.0, transition=10.0) == 260.0
+    w, h = scipy.signal.freqz(A.lowpass_filter(5000.0, 250.0), worN=np.arange(300.0, 2500.0, 1.0), fs=5000.0)
+    assert 20 * np.log10(np.abs(h).max()) < -55.0  # the stop band as documented
+
+
 def test_harmonic_power_finds_lines_and_skips_mains():
     rng = np.random.default_rng(2)
     t = np.arange(60_000) / FS
