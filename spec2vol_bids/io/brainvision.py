@@ -201,13 +201,14 @@ def binary_layout(vhdr: str | os.PathLike) -> BinaryLayout | None:
 
 
 def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: int, *, dtype: str = "<f4",
-               scale: np.ndarray | None = None) -> np.ndarray:
+               scale: np.ndarray | None = None, channels=None) -> np.ndarray:
     """Samples ``start:stop`` of a multiplexed binary BrainVision data file (by default float32 in microvolts, as
-    :class:`BrainVisionWriter` writes them; else ``dtype`` and ``scale`` of its :func:`binary_layout`).
+    :class:`BrainVisionWriter` writes them; else ``dtype`` and ``scale`` of its :func:`binary_layout`), of every
+    channel or of ``channels`` (indices, in that order: only those are converted).
 
     Returns
     -------
-    ndarray of float32, shape (n_channels, stop - start)
+    ndarray of float32, shape (n_channels or len(channels), stop - start)
         In microvolts.
     """
     count = (int(stop) - int(start)) * int(n_channels)
@@ -216,6 +217,10 @@ def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: i
     if data.size != count:
         raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
     data = data.reshape(-1, int(n_channels)).T
+    if channels is not None:
+        channels = np.asarray(channels, dtype=np.int64)
+        data = data[channels]
+        scale = None if scale is None else scale[channels]
     if scale is None:
         return data if data.dtype == np.float32 else data.astype(np.float32)
     return np.multiply(data, scale[:, None], dtype=np.float32)

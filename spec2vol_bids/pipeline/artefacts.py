@@ -14,8 +14,9 @@ Memory: a few blocks of samples (a few seconds each) plus the correctors' window
 gradient template, at least 6 s with slice triggers, and the 31 heartbeats of a pulse template, of every channel),
 never the recording; the ECG channel alone is held for the R-peak detection. Part of the work (the low-pass, the
 pulse correction, the writing of the corrected file and the QC) runs in a worker thread (:class:`_Background`),
-overlapping the gradient correction on a second core. Multiplexed binary BrainVision files are read without MNE
-(:func:`_reader_uv`).
+overlapping the gradient correction on a second core; in :func:`correct_gradient_bcg` another worker reads the
+recording for the QC before correction while the R peaks are found (:class:`_Ahead`). Multiplexed binary
+BrainVision files are read without MNE (:func:`_reader_uv`), a few channels alone when that is all a pass needs.
 
 :func:`merge_qc` combines the QC files of a run into the ``ArtefactQC`` and ``ArtefactCorrection`` fields of the
 spectrogram's sidecar, with a loud warning when artefact remains in the EEG the spectrogram is made from.
@@ -283,33 +284,42 @@ CHECK_SAMPLES = 512
 
 
 def _reader_uv(rec: EEGRecording, picks=None):
-    """``read(start, stop) -> [C, n]`` in microvolts (float32 or float64).
+    """``read(start, stop) -> [C, n]`` in microvolts (float32 or float64), of every channel or of ``picks``.
 
     A multiplexed binary BrainVision file (:func:`~spec2vol_bids.io.brainvision.binary_layout`: the simulator's, the
     corrected copies this module writes, Brain Products recordings in 16-bit integers or float32) is read
-    directly, at several times the speed of MNE's reader, once its first :data:`CHECK_SAMPLES` samples have
-    been found equal to what MNE reads (any other file, or a mismatch, is read with MNE).
+    directly, at several times the speed of MNE's reader (:func:`_direct_reader`); any other file with MNE.
     """
+    direct = _direct_reader(rec, picks)
+    if direct is not None:
+        return direct
     read = rec.segment_reader(range(len(rec.ch_names)) if picks is None else picks)
-    mne_uv = lambda a, b: read(a, b) * 1e6  # noqa: E731 - volts -> microvolts
-    if rec.path.suffix.lower() == ".vhdr":
-        from ..io.brainvision import binary_layout, read_block
+    return lambda a, b: read(a, b) * 1e6  # volts -> microvolts
 
-        layout = binary_layout(rec.path)
-        if layout is not None and layout.n_channels == len(rec.ch_names) and layout.n_samples >= rec.n_samples:
-            rows = None if picks is None else np.asarray(picks, dtype=np.int64)
 
-            def direct(a, b):
-                x = read_block(layout.data_file, layout.n_channels, a, b, dtype=layout.dtype, scale=layout.scale)
-                return x if rows is None else x[rows]
+def _direct_reader(rec: EEGRecording, picks=None):
+    """``read(start, stop)`` of a multiplexed binary BrainVision file without MNE (only ``picks`` are converted),
+    once its first :data:`CHECK_SAMPLES` samples have been found equal to what MNE reads; None for any other file,
+    or on a mismatch."""
+    if rec.path.suffix.lower() != ".vhdr":
+        return None
+    from ..io.brainvision import binary_layout, read_block
 
-            n = min(CHECK_SAMPLES, rec.n_samples)
-            ref = mne_uv(0, n)
-            if np.allclose(direct(0, n), ref, rtol=1e-5, atol=1e-6 * max(float(np.max(np.abs(ref))), 1.0)):
-                return direct
-            LOGGER.info("%s: the samples in the data file differ from what MNE reads; it is read with MNE",
-                        rec.path.name)
-    return mne_uv
+    layout = binary_layout(rec.path)
+    if layout is None or layout.n_channels != len(rec.ch_names) or layout.n_samples < rec.n_samples:
+        return None
+    rows = None if picks is None else np.asarray(picks, dtype=np.int64)
+
+    def direct(a, b):
+        return read_block(layout.data_file, layout.n_channels, a, b, dtype=layout.dtype, scale=layout.scale,
+                          channels=rows)
+
+    n = min(CHECK_SAMPLES, rec.n_samples)
+    ref = rec.segment_reader(range(len(rec.ch_names)) if picks is None else picks)(0, n) * 1e6
+    if np.allclose(direct(0, n), ref, rtol=1e-5, atol=1e-6 * max(float(np.max(np.abs(ref))), 1.0)):
+        return direct
+    LOGGER.info("%s: the samples in the data file differ from what MNE reads; it is read with MNE", rec.path.name)
+    return None
 
 
 def _release_memory() -> None:
@@ -332,13 +342,21 @@ def _release_memory() -> None:
 
 
 def _step(func):
-    """A step of this module: the memory it freed goes back to the system when it ends (:func:`_release_memory`)."""
+    """A step of this module: its BLAS calls (the alignment's scores, OBS fits) run in one thread, and the memory it
+    freed goes back to the system when it ends (:func:`_release_memory`).
+
+    The step runs its own threads on the cores (:class:`_Background`, :class:`_Ahead`); OpenBLAS's would compete
+    with them, and its idle threads spin for a while after each product.
+    """
     import functools
+
+    from threadpoolctl import threadpool_limits
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with threadpool_limits(limits=1, user_api="blas"):
+                return func(*args, **kwargs)
         finally:
             _release_memory()
 
@@ -382,8 +400,56 @@ class _Background:
             self.pool.shutdown(wait=True)
 
 
-def _block(rec: EEGRecording, minimum: int = 0) -> int:
-    return max(int(minimum), BLOCK_VALUES // max(len(rec.ch_names), 1), 1024)
+class _Ahead:
+    """Observers of a whole recording as it is (the check for non-finite samples, the QC's spectra before
+    correction) in a worker thread, which reads the recording itself, block after block: they overlap what this
+    thread does meanwhile (the ECG's R peaks, then the correction) instead of waiting for its blocks.
+
+    Leaving the ``with`` block waits for the worker to finish and raises its exception, if any (:meth:`check`
+    raises it sooner); leaving it with an exception stops the worker after its block.
+    """
+
+    def __init__(self, read, n_samples: int, block: int, observers: Sequence):
+        import threading
+
+        self.read, self.n, self.block, self.observers = read, int(n_samples), int(block), list(observers)
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="spec2vol-artefacts-ahead", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for a in range(0, self.n, self.block):
+                if self.stop.is_set():
+                    return
+                x = self.read(a, min(a + self.block, self.n))
+                for observe in self.observers:
+                    observe(a, x)
+        except BaseException as err:  # raised in the caller
+            self.error = err
+
+    def check(self) -> None:
+        """Raise the worker's exception now, if it has failed."""
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> _Ahead:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self.stop.set()
+        self.thread.join()
+        if exc_type is None:
+            self.check()
+
+
+def _block(rec: EEGRecording, minimum: int = 0, *, n_channels: int | None = None) -> int:
+    """Samples per block read: :data:`BLOCK_VALUES` values of the recording's channels (or of ``n_channels``),
+    at least ``minimum``."""
+    n_ch = len(rec.ch_names) if n_channels is None else int(n_channels)
+    return max(int(minimum), BLOCK_VALUES // max(n_ch, 1), 1024)
 
 
 def _progress(progress, what: str, total: int):
@@ -766,9 +832,11 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
     The result is that of :func:`correct_gradient` followed by :func:`correct_bcg`, in two passes over the
     recording instead of four (each step reading its input and writing its output):
 
-    1. the ECG channel alone is corrected for the gradient artefact (AAS on that channel, then the low-pass) and
-       its R peaks found (:func:`detect_r_peaks`); on the way, the gradient QC's spectra of the recording as it is
-       and the check for non-finite samples run (in a worker thread);
+    1. the ECG channel alone is read and corrected for the gradient artefact (AAS on that channel, then the
+       low-pass), and its R peaks found (:func:`detect_r_peaks`); meanwhile a worker thread reads the whole
+       recording for the check for non-finite samples and the gradient QC's spectra of the recording as it is
+       (:class:`_Ahead`; it goes on during step 2 if it has not finished). A file MNE reads (not multiplexed
+       binary BrainVision) is read once here, every channel, the check and the spectra on the way;
     2. every electrode is corrected for the gradient artefact (in this thread), low-passed (half the channels in
        this thread, half in the worker), corrected for the pulse artefact at those R peaks and written, with the
        QC measured on the way (in the worker).
@@ -809,45 +877,56 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
     update, close = _progress(progress, "gradient and pulse-artefact correction", 2 * n)
     out_file = Path(out_file)
     try:
-        # 1. the ECG's R peaks (and the QC before correction, in the worker)
-        ecg_stages = [_Row(plan.ecg), _aas(plan, c, n, 1), _fir(plan, sfreq, n, 1)]
-        with _Background() as bg:
-            observers = _observers(rec, bg, before, plan.qc_picks)
-            ecg = [piece[0] for _, piece in A.correct_stream(
-                read, n, [s for s in ecg_stages if s is not None], block=block, observers=observers,
-                progress=None if update is None else lambda done, total: update(done, 2 * n), dtype=np.float32)]
-            # while the worker finishes the spectra
-            r = detect_r_peaks(np.concatenate(ecg), sfreq,
-                               label=f"the ECG channel {rec.ch_names[plan.ecg]} of {rec.path.name}")
-        del ecg
-        _release_memory()
-        # 2. both corrections: the gradient artefact here, the pulse artefact, the QC and the writing in the worker;
-        # the low-pass of half the channels here, of the others there (the two threads then take about as long)
-        aas = _aas(plan, c, n, n_ch, plan.picks)
-        lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
-        stage = _bcg_stage(rec, cfg, r, plan.ecg)
-        bcg, bcg_picks, card_before, card_after = stage
-        done = [0]  # samples low-passed so far
+        # 1. the ECG's R peaks; the check for non-finite samples and the QC's spectra before correction meanwhile
+        column = _direct_reader(rec, [plan.ecg])
+        ecg_progress = None if update is None else lambda done, total: update(done, 2 * n)
+        ecg_stages = [s for s in (_aas(plan, c, n, 1), _fir(plan, sfreq, n, 1)) if s is not None]
+        label = f"the ECG channel {rec.ch_names[plan.ecg]} of {rec.path.name}"
+        with contextlib.ExitStack() as stack:
+            if column is not None:  # the ECG alone is read here; a worker observes the recording, to the end
+                ahead = stack.enter_context(_Ahead(read, n, block, _observers(rec, None, before, plan.qc_picks)))
+                ecg = [piece[0] for _, piece in A.correct_stream(
+                    column, n, ecg_stages, block=_block(rec, 4 * plan.layout.length, n_channels=1),
+                    observers=[_finite_check(rec, [plan.ecg])], progress=ecg_progress, dtype=np.float32)]
+                ahead.check()
+            else:  # MNE reads every channel anyway: they are observed on the way (the QC in the worker)
+                ahead = None
+                with _Background() as bg:
+                    ecg = [piece[0] for _, piece in A.correct_stream(
+                        read, n, [_Row(plan.ecg), *ecg_stages], block=block,
+                        observers=_observers(rec, bg, before, plan.qc_picks), progress=ecg_progress,
+                        dtype=np.float32)]
+            r = detect_r_peaks(np.concatenate(ecg), sfreq, label=label)
+            del ecg
+            # 2. both corrections: the gradient artefact here, the pulse artefact, the QC and the writing in the
+            # worker; the low-pass of half the channels here, of the others there (the two take about as long)
+            aas = _aas(plan, c, n, n_ch, plan.picks)
+            lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
+            stage = _bcg_stage(rec, cfg, r, plan.ecg)
+            bcg, bcg_picks, card_before, card_after = stage
+            done = [0]  # samples low-passed so far
 
-        def pulse(part, writer):  # in the worker, block after block
-            x = lowpass.there(part)
-            if not x.shape[1]:
-                return
-            if after is not None:
-                after.push(x[plan.qc_picks])
-            if card_before is not None:
-                card_before(done[0], x[bcg_picks])
-            done[0] += x.shape[1]
-            for first, piece in bcg.push(x):
-                writer.write(piece)
-                if card_after is not None:
-                    card_after(first, piece[bcg_picks])
+            def pulse(part, writer):  # in the worker, block after block
+                x = lowpass.there(part)
+                if not x.shape[1]:
+                    return
+                if after is not None:
+                    after.push(x[plan.qc_picks])
+                if card_before is not None:
+                    card_before(done[0], x[bcg_picks])
+                done[0] += x.shape[1]
+                for first, piece in bcg.push(x):
+                    writer.write(piece)
+                    if card_after is not None:
+                        card_after(first, piece[bcg_picks])
 
-        with _corrected_file(rec, out_file) as writer, _Background() as bg:
-            for _, x in A.correct_stream(read, n, [aas], block=block, dtype=np.float32,
-                                         progress=None if update is None else
-                                         lambda d, total: update(n + d, 2 * n)):
-                bg.submit(pulse, lowpass.here(x), writer)
+            with _corrected_file(rec, out_file) as writer, _Background() as bg:
+                for _, x in A.correct_stream(read, n, [aas], block=block, dtype=np.float32,
+                                             progress=None if update is None else
+                                             lambda d, total: update(n + d, 2 * n)):
+                    if ahead is not None:
+                        ahead.check()  # non-finite samples found ahead: stop now
+                    bg.submit(pulse, lowpass.here(x), writer)
     finally:
         close()
     gradient_qc = _gradient_qc(rec, cfg, plan, aas, before, after)
@@ -858,21 +937,24 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
     return {"out_file": out_file, "qc_file": Path(qc_file), "bcg_qc_file": Path(bcg_qc_file)}
 
 
-def _observers(rec: EEGRecording, bg: _Background, measure=None, rows=None) -> list:
-    """The observers of a pass over a recording (:func:`~spec2vol_bids.preproc.artefacts.correct_stream`): the
-    check for non-finite samples, and ``measure(start, block[rows])`` (a QC measure before correction) in the
-    worker."""
+def _observers(rec: EEGRecording, bg: _Background | None, measure=None, rows=None) -> list:
+    """The observers of a pass over a recording (:func:`~spec2vol_bids.preproc.artefacts.correct_stream`, or
+    :class:`_Ahead`): the check for non-finite samples, and ``measure(start, block[rows])`` (a QC measure before
+    correction) in the worker ``bg`` (without one: where the observers are called)."""
     observers = [_finite_check(rec)]
     if measure is not None:
-        observers.append(lambda a, x: bg.submit(measure, a, x[rows]))
+        observers.append((lambda a, x: bg.submit(measure, a, x[rows])) if bg is not None else
+                         (lambda a, x: measure(a, x[rows])))
     return observers
 
 
-def _finite_check(rec: EEGRecording):
-    """An observer refusing NaN or infinite samples (naming the channel and the time)."""
+def _finite_check(rec: EEGRecording, picks=None):
+    """An observer refusing NaN or infinite samples (naming the channel and the time) in blocks of every channel
+    or of ``picks``."""
     from ..preproc.eeg import check_finite
 
-    return lambda start, block: check_finite(block, start, rec.sfreq, rec.ch_names)
+    names = rec.ch_names if picks is None else [rec.ch_names[i] for i in picks]
+    return lambda start, block: check_finite(block, start, rec.sfreq, names)
 
 
 @contextlib.contextmanager

@@ -1195,7 +1195,7 @@ class WelchPSD:
         self.total = np.zeros((int(n_channels), self.n_bins))
         self.count = 0
         self.used = 0  # segments whose half sums were dropped (decimated)
-        self.buf: np.ndarray | None = None
+        self.samples: SampleBuffer | None = None
 
     def _windowed(self, spec: np.ndarray) -> np.ndarray:
         """The bins ``0..n_bins-1`` of the Hann-windowed transform from the plain one ``spec[..., 0..n_half-1]``
@@ -1225,15 +1225,17 @@ class WelchPSD:
             self.phase = (self.phase - n) % self.decimate
         if block.dtype != np.float32:
             block = block.astype(np.float64, copy=False)
-        self.buf = block if self.buf is None or not self.buf.shape[1] else np.concatenate(
-            [self.buf, block.astype(self.buf.dtype, copy=False)], axis=1)
-        n_seg = (self.buf.shape[1] - self.nperseg) // self.step + 1 if self.buf.shape[1] >= self.nperseg else 0
+        if self.samples is None:  # the samples of the segments not yet complete (at most a segment and a block)
+            self.samples = SampleBuffer(self.total.shape[0], block.dtype, reserve=self.nperseg)
+        self.samples.append(block)
+        buf = self.samples.data
+        n_seg = (buf.shape[1] - self.nperseg) // self.step + 1 if buf.shape[1] >= self.nperseg else 0
         if self.decimate > 1:  # and whose samples at the full rate are all summed (up to decimate - 1 later)
             n_seg = min(n_seg, len(self.half_sums) - 1)
         if n_seg <= 0:
             return
         n_c = self.total.shape[0]
-        segments = np.lib.stride_tricks.sliding_window_view(self.buf, self.nperseg, axis=1)[:, ::self.step][:, :n_seg]
+        segments = np.lib.stride_tricks.sliding_window_view(buf, self.nperseg, axis=1)[:, ::self.step][:, :n_seg]
         group = max(1, (1 << 21) // (self.nperseg * n_c))  # a few MB of samples at a time
         for s in range(0, n_seg, group):
             seg = segments[:, s:s + group]  # [C, k, nperseg] (a view)
@@ -1249,7 +1251,7 @@ class WelchPSD:
             power += np.square(spec.imag)
             self.total += power.sum(axis=1, dtype=np.float64)
             self.count += seg.shape[1]
-        self.buf = self.buf[:, n_seg * self.step:].copy()
+        self.samples.drop_before(self.samples.start + n_seg * self.step)
         if self.decimate > 1:  # a half segment is used by two segments: keep the next one's first
             del self.half_sums[:self.count - self.used]
             self.used = self.count
@@ -1260,7 +1262,7 @@ class WelchPSD:
         a, n = 0, block.shape[1]
         while a < n:
             take = min(half - self.part_n, n - a)
-            self.part += block[:, a:a + take].sum(axis=1, dtype=np.float64)
+            self.part += block[:, a:a + take].sum(axis=1)  # pairwise sums: float32 keeps ~1e-7 of the mean
             self.part_n += take
             a += take
             if self.part_n == half:
@@ -1344,9 +1346,9 @@ def harmonic_power(freqs, psd, f0: float, *, fmax: float, fmin: float = 0.0,
 class LockedAverage:
     """Average of the epochs ``[event - pre, event + post)`` of a stream of blocks, per channel and lag.
 
-    Each epoch's own mean is removed first (slow drifts do not enter the average). The blocks are kept, and
-    their epochs centred and squared, in their precision (float32 stays float32; anything else becomes float64);
-    the sums are in double precision.
+    Each epoch's own mean is removed first (slow drifts do not enter the average). The lags averaged of each epoch
+    are copied from the blocks as they arrive (nothing else is kept), and the epochs centred and squared, in the
+    blocks' precision (float32 stays float32; anything else becomes float64); the sums are in double precision.
 
     Parameters
     ----------
@@ -1372,33 +1374,38 @@ class LockedAverage:
         self.sumsq = np.zeros((self.n_channels, n_lags))
         self.n = 0
         self.next = int(np.searchsorted(self.events, self.pre))  # events whose epoch starts before 0 are skipped
-        self.samples: SampleBuffer | None = None
+        self.partial: dict[int, np.ndarray] = {}  # event -> the lags of its epoch copied so far [C, L]
 
     def __call__(self, start: int, block: np.ndarray) -> None:
+        """Add ``block`` (samples ``start`` on; blocks follow each other): the lags of the epochs it holds are copied
+        into those epochs (only the lags averaged, not the samples between), and the epochs complete are added."""
         block = np.asarray(block)
         if block.dtype != np.float32:
             block = block.astype(np.float64, copy=False)
-        if self.samples is None:
-            self.samples = SampleBuffer(self.n_channels, block.dtype, reserve=self.length)
-            self.samples.start = int(start)
-        self.samples.append(block)
-        end = self.samples.end
-        stop = self.next
-        while stop < self.events.size and self.events[stop] + self.post <= end:
-            stop += 1
-        buf = self.samples.data
-        for a in (self.events[self.next:stop] - self.pre - self.samples.start).tolist():
-            ep = buf[:, a:a + self.length:self.lag_step]  # [C, L] (a view)
-            ep = ep - ep.mean(axis=-1, keepdims=True, dtype=np.float64).astype(ep.dtype)  # a copy
-            self.sum += ep
-            ep *= ep
-            self.sumsq += ep
-            self.n += 1
-        self.next = stop
-        keep = end - self.length
-        if self.next < self.events.size:
-            keep = min(keep, int(self.events[self.next]) - self.pre)
-        self.samples.drop_before(keep)
+        start, end = int(start), int(start) + block.shape[1]
+        n_lags = self.sum.shape[1]
+        k = self.next
+        while k < self.events.size and int(self.events[k]) - self.pre < end:
+            first = int(self.events[k]) - self.pre  # the epoch's first sample
+            lo = max(0, -(-(start - first) // self.lag_step))  # its first lag in the block
+            hi = min(n_lags, -(-(end - first) // self.lag_step))  # one past its last
+            if lo < hi:
+                ep = self.partial.setdefault(k, np.empty((self.n_channels, n_lags), block.dtype))
+                a = first + lo * self.lag_step - start
+                ep[:, lo:hi] = block[:, a:a + (hi - lo - 1) * self.lag_step + 1:self.lag_step]
+                if hi == n_lags:
+                    self._add(self.partial.pop(k))
+            k += 1
+        while self.next < self.events.size and self.next not in self.partial \
+                and int(self.events[self.next]) + self.post <= end:  # complete (added) or never filled
+            self.next += 1
+
+    def _add(self, ep: np.ndarray) -> None:
+        ep -= ep.mean(axis=-1, keepdims=True, dtype=np.float64).astype(ep.dtype)
+        self.sum += ep
+        ep *= ep
+        self.sumsq += ep
+        self.n += 1
 
     def result(self) -> tuple[np.ndarray, np.ndarray, int]:
         """``mean [C, L]``, across-epoch ``variance [C, L]`` and the number of epochs (``L``: the lags averaged)."""

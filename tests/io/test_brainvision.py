@@ -65,10 +65,16 @@ def test_binary_recordings_read_as_mne_reads_them(tmp_path, fmt, dtype, channels
     got = read_block(layout.data_file, layout.n_channels, 100, 2900, dtype=layout.dtype, scale=layout.scale)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected[:, 100:2900], rtol=1e-6, atol=1e-6)
-    # the correction steps read it directly (not through MNE), with the same numbers
+    # the correction steps read it directly (not through MNE), with the same numbers; a few channels are read
+    # (and converted) alone, in the order asked for
     read = _reader_uv(rec, [1, 0])
     assert read.__name__ == "direct"
     np.testing.assert_allclose(read(0, 3000), expected[[1, 0]], rtol=1e-6, atol=1e-6)
+    last = read_block(layout.data_file, layout.n_channels, 7, 2500, dtype=layout.dtype, scale=layout.scale,
+                      channels=[len(channels) - 1])
+    assert last.shape == (1, 2493) and last.dtype == np.float32
+    np.testing.assert_array_equal(last, read_block(
+        layout.data_file, layout.n_channels, 7, 2500, dtype=layout.dtype, scale=layout.scale)[-1:])
 
 
 def test_other_layouts_are_left_to_mne(tmp_path):

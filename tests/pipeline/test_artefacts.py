@@ -278,6 +278,49 @@ def test_a_failure_during_the_correction_leaves_no_corrected_file(datasets, tmp_
         PA.correct_gradient_bcg(both["eeg"], out_file=out / "x_eeg.vhdr", qc_file=out / "g.json",
                                 bcg_qc_file=out / "b.json", **{**kw, "channels_tsv": both["channels"]})
     assert len(calls) >= 2 and (not out.exists() or not any(out.iterdir()))
+    monkeypatch.undo()
+    # NaN in the one-node step: an electrode's (found by the worker reading ahead), the ECG's (found by the R-peak
+    # pass, which reads that channel alone)
+    brec = EEGRecording(both["eeg"], both["channels"])
+    ecg = brec.ch_names.index("ECG")
+    for ch in (2, ecg):
+        data = _uv(both["eeg"]).astype(np.float32)
+        data[ch, int(51.25 * FS)] = np.nan
+        nan_file = tmp_path / f"nan{ch}" / f"{STEM}_eeg.vhdr"
+        nan_file.parent.mkdir()
+        with BrainVisionWriter(nan_file, brec.ch_names, FS, markers_from_annotations(brec.annotations(), FS),
+                               meas_date="20000101000000000000") as w:
+            w.write(data)
+        with pytest.raises(DataError, match=rf"EEG channel {brec.ch_names[ch]} has NaN.*51.250 s"):
+            PA.correct_gradient_bcg(nan_file, out_file=out / "x_eeg.vhdr", qc_file=out / "g.json",
+                                    bcg_qc_file=out / "b.json", **{**kw, "channels_tsv": both["channels"]})
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_one_node_reads_with_mne_what_it_cannot_read_directly(datasets, tmp_path, monkeypatch):
+    """A recording read with MNE (any format but multiplexed binary BrainVision) is read once for the R peaks, its
+    QC measured on the way, instead of the ECG being read alone while a worker reads ahead: the same output."""
+    files = _files(datasets["both"])
+    cfg = PreprocConfig().replace(correction={"method": "gradient+bcg"})
+    kw = dict(n_volumes=N_VOL, repetition_time=TR, config=cfg, channels_tsv=files["channels"],
+              events_tsv=files["events"])
+    started = []
+    enter = PA._Ahead.__enter__
+    monkeypatch.setattr(PA._Ahead, "__enter__", lambda self: started.append(self) or enter(self))
+    direct = PA.correct_gradient_bcg(files["eeg"], out_file=tmp_path / "d" / f"{STEM}_eeg.vhdr",
+                                     qc_file=tmp_path / "d_g.json", bcg_qc_file=tmp_path / "d_b.json", **kw)
+    assert len(started) == 1  # the simulator's file is read directly, the ECG alone, a worker reading ahead
+    monkeypatch.setattr(PA, "_direct_reader", lambda rec, picks=None: None)
+    mne = PA.correct_gradient_bcg(files["eeg"], out_file=tmp_path / "m" / f"{STEM}_eeg.vhdr",
+                                  qc_file=tmp_path / "m_g.json", bcg_qc_file=tmp_path / "m_b.json", **kw)
+    assert len(started) == 1  # no worker reading ahead
+    np.testing.assert_allclose(_uv(mne["out_file"]), _uv(direct["out_file"]), atol=1e-3)
+    g_direct, g_mne = (json.loads(r["qc_file"].read_text())["Gradient"] for r in (direct, mne))
+    np.testing.assert_allclose(g_mne["Reduction"], g_direct["Reduction"], atol=0.02)
+    np.testing.assert_allclose(g_mne["PowerBefore"], g_direct["PowerBefore"], atol=0.02)
+    b_direct, b_mne = (json.loads(r["bcg_qc_file"].read_text())["Cardiac"] for r in (direct, mne))
+    assert b_mne["NumberOfBeats"] == b_direct["NumberOfBeats"]
+    np.testing.assert_allclose(b_mne["Reduction"], b_direct["Reduction"], atol=0.02)
 
 
 def test_preprocess_run_chains_the_steps_like_the_workflow(datasets, tmp_path):

@@ -457,6 +457,17 @@ def test_locked_average_matches_numpy_and_measures_the_noise():
     assert count3 == events.size and mean3.shape == (2, len(range(0, 500, 3)))
     np.testing.assert_allclose(mean3, every3.mean(axis=1), atol=1e-9)
     np.testing.assert_allclose(var3, every3.var(axis=1, ddof=1), rtol=1e-6)
+    # epochs that overlap (events 300 samples apart, epochs of 500), blocks shorter than the lag step
+    close = np.arange(500, 8000, 300)
+    over = A.LockedAverage(close, 2, 100, 400, lag_step=3)
+    for a in range(0, 9000, 2):
+        over(a, x[:, a:a + 2])
+    ref = np.stack([x[:, e - 100:e + 400:3] for e in close], axis=1)
+    ref = ref - ref.mean(axis=-1, keepdims=True)
+    mean_o, var_o, count_o = over.result()
+    assert count_o == close.size and not over.partial
+    np.testing.assert_allclose(mean_o, ref.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(var_o, ref.var(axis=1, ddof=1), rtol=1e-6)
     res3 = A.locked_power(mean3, var3, count3)
     res = A.locked_power(epochs.mean(axis=1), epochs.var(axis=1, ddof=1), events.size)
     np.testing.assert_allclose(res3["power_db"], res["power_db"], atol=0.3)
