@@ -216,16 +216,16 @@ def read_block(eeg_file: str | os.PathLike, n_channels: int, start: int, stop: i
     offset = int(start) * int(n_channels) * item
     if channels is None:
         data = np.fromfile(eeg_file, dtype=dtype, count=count, offset=offset)
-    else:  # mapped: only the channels' values are copied (not the whole block, as reading it would)
+    else:  # mapped: only the channels' values are copied (reading would copy the whole block first)
         available = max(0, (os.path.getsize(eeg_file) - offset) // item)
         data = np.memmap(eeg_file, dtype=dtype, mode="r", offset=offset, shape=(min(count, available),)) \
             if min(count, available) else np.zeros(0, dtype)
     if data.size != count:
         raise ValueError(f"{Path(eeg_file).name} holds fewer than {stop} samples")
-    data = data.reshape(-1, int(n_channels)).T
+    data = np.asarray(data).reshape(-1, int(n_channels)).T
     if channels is not None:
         channels = np.asarray(channels, dtype=np.int64)
-        data = np.asarray(data[channels])  # a copy, not mapped
+        data = data[channels]  # a copy
         scale = None if scale is None else scale[channels]
     if scale is None:
         return data if data.dtype == np.float32 else data.astype(np.float32)
