@@ -943,18 +943,10 @@ def _observers(rec: EEGRecording, bg: _Background | None, measure=None, rows=Non
     correction) in the worker ``bg`` (without one: where the observers are called)."""
     observers = [_finite_check(rec)]
     if measure is not None:
-        rows = _rows(rows)
+        rows = A.consecutive(rows)
         observers.append((lambda a, x: bg.submit(measure, a, x[rows])) if bg is not None else
                          (lambda a, x: measure(a, x[rows])))
     return observers
-
-
-def _rows(picks):
-    """``picks`` as a slice when they are consecutive (a view of a block instead of a copy), else as they are."""
-    picks = np.asarray(picks, dtype=np.int64)
-    if picks.size and np.array_equal(picks, np.arange(picks[0], picks[0] + picks.size)):
-        return slice(int(picks[0]), int(picks[0]) + picks.size)
-    return picks
 
 
 def _finite_check(rec: EEGRecording, picks=None):
