@@ -90,3 +90,19 @@ def test_other_layouts_are_left_to_mne(tmp_path):
     # a channel in a unit that is no voltage: MNE's business
     _write(tmp_path, "INT_16", "<i2", data, [("Fz", "0.1", "µV"), ("GSR", "1", "S")])
     assert binary_layout(vhdr) is None
+
+
+def test_the_writer_replaces_what_was_there(tmp_path):
+    # an existing data file is overwritten, not partly (the longer old content is gone); an empty one, such as
+    # atomic_path's temporary, is written without being truncated first (see BrainVisionWriter.__init__)
+    from spec2vol_bids.io.brainvision import BrainVisionWriter
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for old in (b"", b"\x01" * 1000):
+        vhdr = tmp_path / f"old{len(old)}.vhdr"
+        vhdr.with_suffix(".eeg").write_bytes(old)
+        with BrainVisionWriter(vhdr, ["a", "b"], 100.0, [], meas_date="20000101000000000000") as w:
+            w.write(x)
+        layout = binary_layout(vhdr)
+        assert layout.n_samples == 3
+        np.testing.assert_array_equal(read_block(layout.data_file, 2, 0, 3), x)
