@@ -74,9 +74,10 @@ CARDIAC_LAG_RATE = 500
 #: the software named in the corrected files' headers
 SOFTWARE = "spec2vol-bids artefact correction"
 #: highest sampling rate (Hz) of the ECG given to MNE's QRS detector: its threshold search loops over every sample
-#: in Python, 16 times; at 250 Hz (the QRS band is 5-35 Hz) it took a third of the time it took at 500 Hz on an
-#: 8-minute run, with the same R peaks after their refinement at the full rate
-R_PEAK_RATE = 250
+#: in Python, 16 times. The QRS band is 5-35 Hz; the peaks are refined at the full rate afterwards. At 125 Hz it
+#: takes half the time it takes at 250 Hz, and a sixth of that at 500 Hz, with the same refined R peaks on the
+#: 8-minute benchmark run (524) and on eight simulated runs at 1 and 5 kHz (seeds 0-3)
+R_PEAK_RATE = 125
 #: samples read at once: this many values over the channels (1 MB of float32; every stage holds a few such blocks:
 #: blocks of twice this size took 10 MB more memory on the benchmark run, and no less time)
 BLOCK_VALUES = 1 << 18
