@@ -7,16 +7,17 @@ slice triggers every 20 ms) is simulated with the MR gradient and pulse artefact
 * ``read``: the whole recording read block by block through MNE's BrainVision reader
   (:meth:`spec2vol_bids.bids.eeg.EEGRecording.segment_reader`), opening included - the baseline;
 * ``gradient+bcg``: :func:`spec2vol_bids.pipeline.artefacts.correct_gradient_bcg`, what the workflow runs (QC
-  included: Welch spectra before and after, R peaks, heartbeat-locked averages): a first pass for the ECG's R peaks
-  and the QC before correction, a second for both corrections, writing the corrected BrainVision copy once;
+  included: Welch spectra before and after, R peaks, heartbeat-locked averages): a first pass reads the ECG channel
+  alone for its R peaks while a second thread reads the run for the QC before correction, a second pass does both
+  corrections, writing the corrected BrainVision copy once;
 * ``gradient, then bcg``: :func:`~spec2vol_bids.pipeline.artefacts.correct_gradient` then
   :func:`~spec2vol_bids.pipeline.artefacts.correct_bcg`, each reading its input and writing its output (the
   workflow's two nodes before 2026-11-30);
 * ``gradient``: the gradient step alone;
 * ``gradient+bcg, no QC``: both corrections in one go with ``[correction] qc = false`` (the low-pass kept);
 * ``io floor`` (a control): ``gradient+bcg, no QC`` with the correctors replaced by stages that pass the samples
-  through, no low-pass, and the R peaks given instead of detected: what opening the run, reading it twice and
-  writing it once cost, without any correction.
+  through, no low-pass, and the R peaks given instead of detected: what opening the run, reading its ECG and then
+  the whole run twice (the QC's thread, the second pass) and writing it once cost, without any correction.
 
 The data are read without MNE where the file allows it (multiplexed binary BrainVision in a voltage unit, as here:
 :func:`spec2vol_bids.io.brainvision.binary_layout`), which MNE still opens (header, markers).
@@ -25,7 +26,7 @@ Reported: wall time (imports excluded) and its ratio to the read time of the sam
 median and the range over ``--repeat`` rounds of all the cases (these machines are noisy: the same code took 7.6 to
 11 s within an hour); the highest peak resident memory of the process and its ratio to the size of the run on disk
 (target <= 0.5), and the peak's increase over the process after the imports (the correction's own memory) relative
-to the run. The steps use a second core when there is one (a worker thread): the machine's CPUs are in the header.
+to the run. The steps use a second core when there is one (worker threads): the machine's CPUs are in the header.
 
 Run: ``python -m benchmarks.bench_artefacts [--quick] [--volumes N] [--repeat N]``.
 """
