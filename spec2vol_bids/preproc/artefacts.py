@@ -1410,7 +1410,9 @@ class LockedAverage:
             lo = max(0, -(-(start - first) // self.lag_step))  # its first lag in the block
             hi = min(n_lags, -(-(end - first) // self.lag_step))  # one past its last
             if lo < hi:
-                ep = self.partial.setdefault(k, np.empty((self.n_channels, n_lags), block.dtype))
+                ep = self.partial.get(k)
+                if ep is None:
+                    ep = self.partial[k] = np.empty((self.n_channels, n_lags), block.dtype)
                 a = first + lo * self.lag_step - start
                 ep[:, lo:hi] = block[:, a:a + (hi - lo - 1) * self.lag_step + 1:self.lag_step]
                 if hi == n_lags:

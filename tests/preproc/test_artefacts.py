@@ -391,6 +391,11 @@ def test_welch_psd_decimated_equals_full_rate_on_low_passed_data():
                                       noverlap=nperseg // d // 2, detrend="constant")
     np.testing.assert_allclose(p_dec[:, 2:], p_ref[:, 2:f_dec.size], rtol=1e-9)
     assert np.abs(p_ref[:, :2] / p_full[:, :2] - 1).max() > 1e-3  # what the full-rate mean mends
+    # float32 blocks (as the correction pushes them): single-precision transforms, to single precision
+    dec32 = A.WelchPSD(2, fs, nperseg, fmax=fmax, decimate=d)
+    for a in range(0, x.shape[1], 4096):
+        dec32.push(low[:, a:a + 4096].astype(np.float32))
+    np.testing.assert_allclose(dec32.result()[1], p_full, rtol=2e-3, atol=1e-6 * p_full.max())
     # on the raw signal (power up to Nyquist) the decimated estimate is wrong: the folded power is there
     raw = A.WelchPSD(2, fs, nperseg, fmax=fmax, decimate=d)
     raw.push(x)
