@@ -407,7 +407,8 @@ class _Ahead:
     thread does meanwhile (the ECG's R peaks, then the correction) instead of waiting for its blocks.
 
     Leaving the ``with`` block waits for the worker to finish and raises its exception, if any (:meth:`check`
-    raises it sooner); leaving it with an exception stops the worker after its block.
+    raises it sooner, :meth:`finish` before an output is put in place); leaving it with an exception stops the
+    worker after its block.
     """
 
     def __init__(self, read, n_samples: int, block: int, observers: Sequence):
@@ -433,6 +434,11 @@ class _Ahead:
         """Raise the worker's exception now, if it has failed."""
         if self.error is not None:
             raise self.error
+
+    def finish(self) -> None:
+        """Wait for the worker to observe the whole recording; raise its exception, if any."""
+        self.thread.join()
+        self.check()
 
     def __enter__(self) -> _Ahead:
         self.thread.start()
@@ -928,6 +934,8 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
                     if ahead is not None:
                         ahead.check()  # non-finite samples found ahead: stop now
                     bg.submit(pulse, lowpass.here(x), writer)
+                if ahead is not None:  # the whole recording checked before the corrected file is put in place
+                    ahead.finish()
     finally:
         close()
     gradient_qc = _gradient_qc(rec, cfg, plan, aas, before, after)

@@ -295,6 +295,23 @@ def test_a_failure_during_the_correction_leaves_no_corrected_file(datasets, tmp_
             PA.correct_gradient_bcg(nan_file, out_file=out / "x_eeg.vhdr", qc_file=out / "g.json",
                                     bcg_qc_file=out / "b.json", **{**kw, "channels_tsv": both["channels"]})
         assert not out.exists() or not any(out.iterdir())
+    # the worker reading ahead finds the electrode's NaN only after the correction is done (here it starts only
+    # then): the corrected file is not put in place
+    monkeypatch.setattr(PA._Ahead, "__enter__", lambda self: self)
+    monkeypatch.setattr(PA._Ahead, "check", lambda self: None)
+
+    def late(self):
+        self.thread.start()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    monkeypatch.setattr(PA._Ahead, "finish", late)
+    with pytest.raises(DataError, match=rf"EEG channel {brec.ch_names[2]} has NaN.*51.250 s"):
+        PA.correct_gradient_bcg(tmp_path / "nan2" / f"{STEM}_eeg.vhdr", out_file=out / "x_eeg.vhdr",
+                                qc_file=out / "g.json", bcg_qc_file=out / "b.json",
+                                **{**kw, "channels_tsv": both["channels"]})
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_one_node_reads_with_mne_what_it_cannot_read_directly(datasets, tmp_path, monkeypatch):
