@@ -21,7 +21,7 @@ def build_parser(prog: str = "spec2vol_bids realtime") -> argparse.ArgumentParse
                     "Each prediction is appended to a 4-D NIfTI (valid after every volume) and pushed on an LSL "
                     "outlet. Ctrl-C closes the outputs cleanly.",
         epilog="exit codes: 0 done, 64 usage, 65 the stream's channels or rate do not match the checkpoint, 66 no "
-               "such stream or checkpoint, 130 interrupted (outputs complete). Needs the realtime extra: "
+               "such stream or checkpoint, 130 interrupted (Ctrl-C or SIGTERM; outputs complete). Needs the realtime extra: "
                "pip install \"spec2vol-bids[realtime]\".",
     )
     p.add_argument("--model", required=True, type=Path, metavar="CKPT", help="a checkpoint of `spec2vol_bids train`")
@@ -62,8 +62,25 @@ def build_parser(prog: str = "spec2vol_bids realtime") -> argparse.ArgumentParse
     return p
 
 
+def _interrupt_on_signals() -> None:
+    """End the session as Ctrl-C does (outputs closed, exit 130) on SIGINT and on SIGTERM (``docker stop``,
+    systemd, ``kill``), also when SIGINT came ignored from the parent (a shell starts background jobs so, and Python
+    then installs no handler for it); nothing outside the main thread (an embedding application's choice)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run a real-time session; returns 0, or 130 when interrupted."""
+    """Run a real-time session; returns 0, or 130 when interrupted (SIGINT, or SIGTERM)."""
     import json
 
     import numpy as np
@@ -74,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from .main import setup_logging
 
     setup_logging(args.verbose, args.quiet)
+    _interrupt_on_signals()
     if args.napari:
         check_live_view(args)
     ckpt = load_checkpoint(args.model)

@@ -175,8 +175,15 @@ def test_missing_stream_exits_66(offline_short, capsys):
     assert "no LSL stream named" in capsys.readouterr().err
 
 
-def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, recording, tmp_path):
-    """SIGINT to a running `spec2vol_bids realtime` process: exit 130, the file holds every volume predicted."""
+#: the command as a shell starts a background job: SIGINT ignored, which Python keeps (it installs no handler then)
+_SIGINT_IGNORED = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "runpy.run_module('spec2vol_bids', run_name='__main__', alter_sys=True)")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, recording, tmp_path, signame):
+    """SIGINT (also to a process started with SIGINT ignored, as a background job) or SIGTERM (docker stop) to a
+    running `spec2vol_bids realtime` process: exit 130, the file holds every volume predicted."""
     import os
     import signal
     import subprocess
@@ -186,15 +193,15 @@ def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, re
     import nibabel as nib
 
     data, sf, names, marks = recording
-    name = _name("sigint")
+    name = _name(signame.lower())
     out = tmp_path / "rt"
     root = Path(__file__).resolve().parents[2]
+    start = ["-c", _SIGINT_IGNORED] if signame == "SIGINT" else ["-m", "spec2vol_bids"]
     proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "spec2vol_bids", "realtime", "--model",
-         str(offline_short.checkpoint), "--stream", name,
-         "--marker-stream", f"{name}-markers", "--out", str(out), "--outlet", "none", "--connect-timeout", "200",
-         "--duration", "300"], env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-X", "faulthandler", *start, "realtime", "--model", str(offline_short.checkpoint),
+         "--stream", name, "--marker-stream", f"{name}-markers", "--out", str(out), "--outlet", "none",
+         "--connect-timeout", "200", "--duration", "300"], env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         holder = {}
         thread = threading.Thread(target=lambda: holder.update(
@@ -207,13 +214,13 @@ def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, re
                 break
             time.sleep(0.2)
         assert proc.poll() is None and sidecar.is_file(), "the realtime process predicted nothing"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         try:
             _, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # seen once in a loaded full run: where it hangs (faulthandler's dump)
+        except subprocess.TimeoutExpired:  # where it hangs (faulthandler's dump)
             proc.send_signal(signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"no exit within 60 s of SIGINT; the process's threads:\n{err[-6000:]}")
+            pytest.fail(f"no exit within 60 s of {signame}; the process's threads:\n{err[-6000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]
