@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from .._version import __version__
@@ -62,21 +63,30 @@ def build_parser(prog: str = "spec2vol_bids realtime") -> argparse.ArgumentParse
     return p
 
 
-def _interrupt_on_signals() -> None:
-    """End the session as Ctrl-C does (outputs closed, exit 130) on SIGINT and on SIGTERM (``docker stop``,
-    systemd, ``kill``), also when SIGINT came ignored from the parent (a shell starts background jobs so, and Python
-    then installs no handler for it); nothing outside the main thread (an embedding application's choice)."""
+@contextlib.contextmanager
+def _interrupt_on_signals():
+    """While the session runs, end it as Ctrl-C does (outputs closed, exit 130) on SIGINT and on SIGTERM
+    (``docker stop``, systemd, ``kill``), also when SIGINT came ignored from the parent (a shell starts background
+    jobs so, and Python then installs no handler for it). The previous handlers come back afterwards; nothing is
+    changed outside the main thread (an embedding application's choice)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
     from .main import setup_logging
 
     setup_logging(args.verbose, args.quiet)
-    _interrupt_on_signals()
     if args.napari:
         check_live_view(args)
     ckpt = load_checkpoint(args.model)
@@ -109,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
         roi = roi.reshape(roi.shape[:3])
     viewer = start_live_view(out_file, roi_mask=args.roi_mask) if args.napari else None
     try:
-        result = run_realtime(ckpt, stream=args.stream, marker_stream=args.marker_stream,
-                              volume_marker=args.volume_marker, trigger_channel=args.trigger_channel,
-                              out_file=out_file, outlet=None if args.outlet == "none" else args.outlet, roi_mask=roi,
-                              repetition_time=args.tr, device=args.device, connect_timeout=args.connect_timeout,
-                              stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout,
-                              max_volumes=args.max_volumes, duration=args.duration,
-                              info={"ModelFile": str(args.model)})
+        with _interrupt_on_signals():
+            result = run_realtime(ckpt, stream=args.stream, marker_stream=args.marker_stream,
+                                  volume_marker=args.volume_marker, trigger_channel=args.trigger_channel,
+                                  out_file=out_file, outlet=None if args.outlet == "none" else args.outlet,
+                                  roi_mask=roi, repetition_time=args.tr, device=args.device,
+                                  connect_timeout=args.connect_timeout, stall_timeout=args.stall_timeout,
+                                  idle_timeout=args.idle_timeout, max_volumes=args.max_volumes,
+                                  duration=args.duration, info={"ModelFile": str(args.model)})
     except BaseException:
         if viewer is not None and not _has_volumes(out_file):  # nothing to show: do not leave an empty window
             viewer.terminate()

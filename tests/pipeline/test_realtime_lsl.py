@@ -229,3 +229,23 @@ def test_ctrl_c_closes_the_outputs_with_every_predicted_volume(offline_short, re
     n = img.shape[3]
     assert side["VolumeIndices"] == list(range(5, 5 + n)) and n >= 3
     np.testing.assert_allclose(np.asarray(img.dataobj), offline_short.prediction[..., :n], rtol=1e-5, atol=1e-5)
+
+
+def test_the_command_gives_the_signal_handlers_back():
+    # in-process use (an application calling the CLI's main): SIGINT and SIGTERM are the session's only while it runs
+    import signal
+
+    from spec2vol_bids.cli.realtime import _interrupt_on_signals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    sentinel = lambda signum, frame: None  # noqa: E731
+    signal.signal(signal.SIGTERM, sentinel)
+    try:
+        with _interrupt_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is sentinel
+    finally:
+        signal.signal(signal.SIGTERM, before[1])
+    assert signal.getsignal(signal.SIGINT) == before[0]
