@@ -593,7 +593,8 @@ def _locked_pass(rec: EEGRecording, picks, r_peaks, *, path=None) -> A.LockedAve
     from ..io.brainvision import read_block
 
     avg = _cardiac_average(rec.sfreq, r_peaks, len(picks))
-    read = _reader_uv(rec, picks) if path is None else lambda a, b: read_block(path, len(rec.ch_names), a, b)[picks]
+    read = _reader_uv(rec, picks) if path is None else \
+        lambda a, b: read_block(path, len(rec.ch_names), a, b, channels=picks)
     step = _block(rec)
     for a in range(0, rec.n_samples, step):
         avg(a, read(a, min(a + step, rec.n_samples)))
@@ -796,12 +797,14 @@ def correct_gradient(eeg_file: str | os.PathLike, *, out_file: str | os.PathLike
     update, close = _progress(progress, "gradient correction", n)
     out_file = Path(out_file)
 
+    qc_rows = A.consecutive(plan.qc_picks)  # a view of each block when they are consecutive (the QC copies)
+
     def finish(part, writer):  # in the worker, block after block: low-pass (the rest), write, QC after, ECG
         block = lowpass.there(part)
         if block.shape[1]:
             writer.write(block)
             if after is not None:
-                after.push(block[plan.qc_picks])
+                after.push(block[qc_rows])
             if ecg_i is not None:
                 ecg_parts.append(block[ecg_i].astype(np.float32))
 
@@ -911,6 +914,8 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
             lowpass = _SplitLowpass(plan, sfreq, n, n_ch)
             stage = _bcg_stage(rec, cfg, r, plan.ecg)
             bcg, bcg_picks, card_before, card_after = stage
+            # views of each block when the channels are consecutive (the QC copies what it keeps)
+            qc_rows, bcg_rows = A.consecutive(plan.qc_picks), A.consecutive(bcg_picks)
             done = [0]  # samples low-passed so far
 
             def pulse(part, writer):  # in the worker, block after block
@@ -918,14 +923,14 @@ def correct_gradient_bcg(eeg_file: str | os.PathLike, *, out_file: str | os.Path
                 if not x.shape[1]:
                     return
                 if after is not None:
-                    after.push(x[plan.qc_picks])
+                    after.push(x[qc_rows])
                 if card_before is not None:
-                    card_before(done[0], x[bcg_picks])
+                    card_before(done[0], x[bcg_rows])
                 done[0] += x.shape[1]
                 for first, piece in bcg.push(x):
                     writer.write(piece)
                     if card_after is not None:
-                        card_after(first, piece[bcg_picks])
+                        card_after(first, piece[bcg_rows])
 
             with _corrected_file(rec, out_file) as writer, _Background() as bg:
                 for _, x in A.correct_stream(read, n, [aas], block=block, dtype=np.float32,
